@@ -1,0 +1,30 @@
+# Two entry points: `make run` starts the daemon on the default config,
+# `make test` runs the whole test suite.  Both create .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+RUNDIR := $(CURDIR)/run
+
+.PHONY: run test lint venv clean
+
+$(BIN)/pyvswitchd: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/pyvswitchd
+
+run: venv
+	mkdir -p $(RUNDIR)
+	$(BIN)/pyvswitchd --config etc/pyvswitchd.toml --rundir $(RUNDIR) --log-file=$(RUNDIR)/pyvswitchd.log
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: venv lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) $(RUNDIR) .pytest_cache .mypy_cache .ruff_cache

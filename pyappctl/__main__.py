@@ -1,0 +1,8 @@
+"""``python -m pyappctl``: the same as the ``pyappctl`` script."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

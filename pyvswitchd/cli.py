@@ -1,0 +1,187 @@
+"""``pyvswitchd`` command line: ovs-vswitchd's flags where it has them.
+
+Every failure before the daemon is up (bad flag, bad config, run directory
+taken by a live daemon) prints one ``pyvswitchd: ...`` line on stderr and
+exits 1, so a service manager's log says exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+import trio
+
+from . import PROGRAM_NAME
+from .config import ConfigError, parse_address
+from .daemon import DEFAULT_RUNDIR, Daemon, DaemonOptions, load_config, version_text
+from .observe.vlog import Vlog, VlogError
+from .pidfile import AlreadyRunning
+
+DEFAULT_LOGDIR = "/var/log/pyvswitch"
+
+
+def _fail(message: str) -> None:
+    click.echo(f"{PROGRAM_NAME}: {message}", err=True)
+    sys.exit(1)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="TOML config file (default: the built-in default config).",
+)
+@click.option("--check-config", metavar="FILE", help="Validate FILE, report, and exit.")
+@click.option(
+    "--rundir",
+    metavar="DIR",
+    envvar="PYVSWITCH_RUNDIR",
+    show_envvar=True,
+    help=f"Directory for the control socket and pidfile [default: {DEFAULT_RUNDIR}].",
+)
+@click.option(
+    "--unixctl",
+    "unixctl_path",
+    metavar="PATH",
+    help="Control socket path (relative paths are taken inside --rundir).",
+)
+@click.option(
+    "--pidfile",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[=FILE]",
+    help="Pidfile name (default: <rundir>/pyvswitchd.pid; always written).",
+)
+@click.option(
+    "--log-file",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[=FILE]",
+    help=f"Also log to FILE (default {DEFAULT_LOGDIR}/pyvswitchd.log).",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    multiple=True,
+    metavar="SPEC",
+    help="Set log levels, as vlog/set (e.g. -v unixctl:file:dbg).",
+)
+@click.option(
+    "--syslog-method",
+    default="libc",
+    show_default=True,
+    metavar="libc|null|unix:PATH",
+    help="How to reach syslog.",
+)
+@click.option(
+    "--metrics-address",
+    metavar="HOST:PORT|none",
+    help="Prometheus listener (overrides [daemon] metrics-address).",
+)
+@click.option("-V", "--version", is_flag=True, help="Print the version and exit.")
+def command(
+    config_path: str | None,
+    check_config: str | None,
+    rundir: str | None,
+    unixctl_path: str | None,
+    pidfile: str | None,
+    log_file: str | None,
+    verbose: tuple[str, ...],
+    syslog_method: str,
+    metrics_address: str | None,
+    version: bool,
+) -> None:
+    """Open vSwitch's userspace datapath and PMD machinery, on trio."""
+    if version:
+        click.echo(version_text())
+        return
+    if check_config is not None:
+        try:
+            cfg = load_config(check_config)
+        except ConfigError as exc:
+            _fail(str(exc))
+        n_ports = sum(len(b.ports) for b in cfg.bridges)
+        click.echo(f"{check_config}: OK ({len(cfg.bridges)} bridges, {n_ports} ports)")
+        return
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        _fail(str(exc))
+    metrics: str | None = config.daemon.metrics_address
+    if metrics_address is not None:
+        try:
+            metrics = parse_address(metrics_address)
+        except ValueError as exc:
+            _fail(f'--metrics-address: invalid value "{metrics_address}": {exc}')
+    if syslog_method not in ("libc", "null") and not syslog_method.startswith("unix:"):
+        _fail(f'--syslog-method: invalid value "{syslog_method}": expected libc, null or unix:PATH')
+
+    vlog = Vlog(PROGRAM_NAME, syslog_method=syslog_method)
+    options = DaemonOptions(
+        config_path=config_path,
+        rundir=os.path.abspath(rundir or DEFAULT_RUNDIR),
+        unixctl_path=unixctl_path,
+        pidfile=pidfile or None,
+        log_file=_log_path(log_file),
+        verbose=verbose,
+        metrics_address=metrics,
+        syslog_method=syslog_method,
+    )
+    daemon = Daemon(options, config, vlog=vlog)
+    # Flags are applied after the daemon defined its modules, so -v can name them.
+    for spec in verbose:
+        try:
+            if spec:
+                vlog.set_levels_from_string(spec)
+            else:
+                vlog.set_all_levels_dbg()
+        except VlogError as exc:
+            _fail(f"-v {spec}: {exc}")
+    if options.log_file:
+        try:
+            vlog.open_log_file(options.log_file)
+        except OSError as exc:
+            _fail(f"{options.log_file}: cannot open log file: {exc.strerror}")
+    try:
+        trio.run(daemon.run)
+    except AlreadyRunning as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot start: {exc}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    command.main(
+        args=_expand_bare_verbose(sys.argv[1:] if argv is None else argv), prog_name=PROGRAM_NAME
+    )
+
+
+def _expand_bare_verbose(argv: Sequence[str]) -> list[str]:
+    """ovs-vswitchd's ``-v`` takes an optional SPEC; alone it means "all to dbg".
+
+    click options cannot have optional values, so a bare ``-v`` (last, or
+    followed by another option) becomes ``--verbose=`` before parsing.
+    """
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg in ("-v", "--verbose") and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out[i] = "--verbose="
+    return out
+
+
+def _log_path(flag: str | None) -> str | None:
+    if flag is None:
+        return None
+    if flag:
+        return os.path.abspath(flag)
+    logdir = os.environ.get("PYVSWITCH_LOGDIR", DEFAULT_LOGDIR)
+    return os.path.join(logdir, f"{PROGRAM_NAME}.log")

@@ -1,0 +1,386 @@
+"""The daemon's configuration file: TOML shaped like OVSDB, validated up front.
+
+Tables mirror OVSDB's (``[other_config]`` is Open_vSwitch's other_config,
+``[[bridge]]`` and ``[[bridge.port]]`` the Bridge/Port/Interface rows) and
+keys keep OVS's names, so an OVS user already knows every knob.  Values may
+be written as TOML natives (``pmd-perf-metrics = true``) or as the strings
+OVSDB would hold (``"true"``).
+
+Validation happens entirely before anything is applied: a bad file raises
+:class:`ConfigError` naming the key, the value and what is allowed, and the
+caller keeps running on its previous :class:`Config`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from importlib import resources
+from typing import Any
+
+import attrs
+
+
+class ConfigError(Exception):
+    """A configuration value (or the file itself) is not acceptable."""
+
+
+# ---------------------------------------------------------------------------
+# Value parsers: each takes the raw TOML value and returns the typed value
+# or raises ValueError with "expected ..." wording.
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError("expected true or false")
+
+
+def int_in(lo: int, hi: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected an integer from {lo} to {hi}")
+        try:
+            number = int(value, 10) if isinstance(value, str) else int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected an integer from {lo} to {hi}") from None
+        if isinstance(value, float) and value != number:
+            raise ValueError(f"expected an integer from {lo} to {hi}")
+        if not lo <= number <= hi:
+            raise ValueError(f"expected an integer from {lo} to {hi}")
+        return number
+
+    return parse
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if isinstance(value, str) and value.lower() in choices:
+            return value.lower()
+        raise ValueError("expected one of " + ", ".join(choices))
+
+    return parse
+
+
+def parse_cpu_mask(value: Any) -> int:
+    """OVS's pmd-cpu-mask: a hex string with or without 0x; must name a core."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mask = value
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        text = text.removeprefix("0x")
+        try:
+            mask = int(text, 16)
+        except ValueError:
+            raise ValueError("expected a hexadecimal CPU mask such as 0x3") from None
+    else:
+        raise ValueError("expected a hexadecimal CPU mask such as 0x3")
+    if mask <= 0 or mask >= 1 << 1024:
+        raise ValueError("expected a non-zero hexadecimal CPU mask such as 0x3")
+    return mask
+
+
+def parse_numa_list(value: Any) -> tuple[int, ...]:
+    """``dummy-numa``: comma-separated NUMA id of each core, core 0 first."""
+    if isinstance(value, list):
+        items = value
+    elif isinstance(value, str):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+    else:
+        raise ValueError('expected a list of NUMA ids such as "0,0,1,1"')
+    try:
+        numas = tuple(int_in(0, 63)(v) for v in items)
+    except ValueError:
+        raise ValueError('expected a list of NUMA ids (0-63) such as "0,0,1,1"') from None
+    if not numas:
+        raise ValueError("expected at least one core")
+    return numas
+
+
+def parse_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError("expected a string")
+
+
+def parse_address(value: Any) -> str | None:
+    """``HOST:PORT`` for a listener, or ``none``."""
+    if not isinstance(value, str):
+        raise ValueError('expected "HOST:PORT" or "none"')
+    if value.lower() == "none":
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError('expected "HOST:PORT" or "none"')
+    return value
+
+
+def parse_mode(value: Any) -> int:
+    """A file mode written as octal text (``"0770"``) or a TOML integer (``0o770``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str):
+        try:
+            mode = int(value, 8)
+        except ValueError:
+            raise ValueError('expected an octal file mode such as "0770"') from None
+    else:
+        raise ValueError('expected an octal file mode such as "0770"')
+    if not 0 <= mode <= 0o777:
+        raise ValueError('expected an octal file mode such as "0770"')
+    return mode
+
+
+def _key(name: str, parse: Callable[[Any], Any], default: Any, doc: str) -> Any:
+    return attrs.field(default=default, metadata={"key": name, "parse": parse, "doc": doc})
+
+
+# ---------------------------------------------------------------------------
+# Tables
+
+
+@attrs.frozen
+class OtherConfig:
+    """Open_vSwitch other_config: datapath-wide knobs, OVS names and defaults."""
+
+    pmd_cpu_mask: int | None = _key(
+        "pmd-cpu-mask", parse_cpu_mask, None, "cores that get a PMD task (default: one PMD)"
+    )
+    pmd_rxq_assign: str = _key(
+        "pmd-rxq-assign", one_of("roundrobin", "cycles", "group"), "cycles", "rxq scheduling"
+    )
+    pmd_rxq_isolate: bool = _key(
+        "pmd-rxq-isolate", parse_bool, True, "pinned rxqs isolate their PMD"
+    )
+    pmd_perf_metrics: bool = _key(
+        "pmd-perf-metrics", parse_bool, False, "histograms and iteration history"
+    )
+    pmd_maxsleep: int = _key("pmd-maxsleep", int_in(0, 10000), 0, "max PMD sleep, us")
+    pmd_sleep_max: str | None = _key(
+        "pmd-sleep-max", parse_str, None, "max PMD sleep, us, with per-core overrides"
+    )
+    tx_flush_interval: int = _key(
+        "tx-flush-interval", int_in(0, 1000000), 0, "output batching time, us"
+    )
+    emc_insert_inv_prob: int = _key(
+        "emc-insert-inv-prob", int_in(0, 2**32 - 1), 100, "1/N chance of EMC insertion"
+    )
+    smc_enable: bool = _key("smc-enable", parse_bool, False, "signature match cache")
+    pmd_auto_lb: bool = _key("pmd-auto-lb", parse_bool, False, "auto load balance")
+    pmd_auto_lb_load_threshold: int = _key(
+        "pmd-auto-lb-load-threshold", int_in(0, 100), 95, "ALB: PMD busy percent"
+    )
+    pmd_auto_lb_improvement_threshold: int = _key(
+        "pmd-auto-lb-improvement-threshold", int_in(0, 100), 25, "ALB: variance gain percent"
+    )
+    pmd_auto_lb_rebal_interval: int = _key(
+        "pmd-auto-lb-rebal-interval", int_in(0, 20000), 1, "ALB: minutes between rebalances"
+    )
+    hw_offload: bool = _key("hw-offload", parse_bool, False, "enable offload providers")
+    hw_offload_priority: str | None = _key(
+        "hw-offload-priority", parse_str, None, "offload provider order"
+    )
+    max_idle: int = _key("max-idle", int_in(500, 2**31 - 1), 10000, "flow idle timeout, ms")
+    userspace_tso_enable: bool = _key(
+        "userspace-tso-enable", parse_bool, False, "TSO/GSO through the switch"
+    )
+    dummy_numa: tuple[int, ...] | None = _key(
+        "dummy-numa", parse_numa_list, None, "NUMA id of each core (default: all 0)"
+    )
+
+
+@attrs.frozen
+class DaemonSettings:
+    """``[daemon]``: pyvswitchd's own service knobs (no OVSDB equivalent)."""
+
+    metrics_address: str | None = _key(
+        "metrics-address", parse_address, "127.0.0.1:9475", "Prometheus listener or none"
+    )
+    ctl_mode: int = _key("ctl-mode", parse_mode, 0o770, "control socket file mode")
+
+
+@attrs.frozen
+class PortConfig:
+    name: str
+    type: str = "system"
+    options: Mapping[str, str] = attrs.field(factory=dict)
+    other_config: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class BridgeConfig:
+    name: str
+    ports: tuple[PortConfig, ...] = ()
+    other_config: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Config:
+    other_config: OtherConfig = attrs.field(factory=OtherConfig)
+    daemon: DaemonSettings = attrs.field(factory=DaemonSettings)
+    bridges: tuple[BridgeConfig, ...] = ()
+    source: str = "<defaults>"
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+def _parse_table(cls: type[Any], table: Any, where: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    fields = {f.metadata["key"]: f for f in attrs.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        field = fields.get(key)
+        if field is None:
+            allowed = ", ".join(sorted(fields))
+            raise ConfigError(f'{where}: unknown key "{key}" (known keys: {allowed})')
+        try:
+            values[field.name] = field.metadata["parse"](raw)
+        except ValueError as exc:
+            raise ConfigError(f"{where}:{key}: invalid value {_show(raw)}: {exc}") from None
+    return cls(**values)
+
+
+def _show(raw: Any) -> str:
+    return (
+        f'"{raw}"'
+        if isinstance(raw, str)
+        else repr(raw).lower()
+        if isinstance(raw, bool)
+        else repr(raw)
+    )
+
+
+def _string_map(table: Any, where: str) -> dict[str, str]:
+    """OVSDB maps hold strings; TOML natives are turned into OVSDB's spelling."""
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table of key = value")
+    result: dict[str, str] = {}
+    for key, value in table.items():
+        if isinstance(value, bool):
+            result[key] = "true" if value else "false"
+        elif isinstance(value, (int, str)):
+            result[key] = str(value)
+        else:
+            raise ConfigError(
+                f"{where}:{key}: invalid value {_show(value)}: expected a string or number"
+            )
+    return result
+
+
+def _name(entry: dict[str, Any], where: str) -> str:
+    name = entry.get("name")
+    if not isinstance(name, str) or not name or len(name) > 15 or "/" in name or " " in name:
+        raise ConfigError(
+            f"{where}: name: invalid value {_show(name)}: expected an interface-style name "
+            "(1-15 characters, no '/' or spaces)"
+        )
+    return name
+
+
+def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    """Validate a decoded TOML document."""
+    known = {"other_config", "daemon", "bridge"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(
+                f'{source}: unknown table "{key}" (known: {", ".join(sorted(known))})'
+            )
+    other = _parse_table(OtherConfig, data.get("other_config", {}), "other_config")
+    daemon = _parse_table(DaemonSettings, data.get("daemon", {}), "daemon")
+    raw_bridges = data.get("bridge", [])
+    if not isinstance(raw_bridges, list):
+        raise ConfigError("bridge: expected [[bridge]] array of tables")
+    bridges: list[BridgeConfig] = []
+    seen_ports: set[str] = set()
+    for i, raw in enumerate(raw_bridges):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"bridge[{i}]: expected a table")
+        bname = _name(raw, f"bridge[{i}]")
+        where = f'bridge "{bname}"'
+        for key in raw:
+            if key not in ("name", "port", "other_config"):
+                raise ConfigError(
+                    f'{where}: unknown key "{key}" (known keys: name, other_config, port)'
+                )
+        if any(b.name == bname for b in bridges):
+            raise ConfigError(f"{where}: duplicate bridge name")
+        ports: list[PortConfig] = []
+        raw_ports = raw.get("port", [])
+        if not isinstance(raw_ports, list):
+            raise ConfigError(f"{where}: port: expected [[bridge.port]] array of tables")
+        for j, rp in enumerate(raw_ports):
+            if not isinstance(rp, dict):
+                raise ConfigError(f"{where} port[{j}]: expected a table")
+            pname = _name(rp, f"{where} port[{j}]")
+            pwhere = f'{where} port "{pname}"'
+            for key in rp:
+                if key not in ("name", "type", "options", "other_config"):
+                    allowed = "name, options, other_config, type"
+                    raise ConfigError(f'{pwhere}: unknown key "{key}" (known keys: {allowed})')
+            if pname in seen_ports or pname == bname:
+                raise ConfigError(f"{pwhere}: duplicate port name")
+            seen_ports.add(pname)
+            ptype = rp.get("type", "system")
+            if not isinstance(ptype, str) or not ptype:
+                raise ConfigError(
+                    f"{pwhere}:type: invalid value {_show(ptype)}: expected a netdev type"
+                )
+            ports.append(
+                PortConfig(
+                    name=pname,
+                    type=ptype,
+                    options=_string_map(rp.get("options"), f"{pwhere} options"),
+                    other_config=_string_map(rp.get("other_config"), f"{pwhere} other_config"),
+                )
+            )
+        bridges.append(
+            BridgeConfig(
+                name=bname,
+                ports=tuple(ports),
+                other_config=_string_map(raw.get("other_config"), f"{where} other_config"),
+            )
+        )
+    return Config(other_config=other, daemon=daemon, bridges=tuple(bridges), source=source)
+
+
+def loads(text: str, source: str = "<string>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return from_dict(data, source)
+
+
+def load(path: str) -> Config:
+    """Read and validate a config file; every failure is a ConfigError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return loads(text, path)
+
+
+def default_text() -> str:
+    """The default config shipped inside the package (same as etc/pyvswitchd.toml)."""
+    return resources.files("pyvswitchd").joinpath("data/pyvswitchd.toml").read_text("utf-8")
+
+
+def load_default() -> Config:
+    return loads(default_text(), "<built-in default config>")
+
+
+def describe_keys() -> list[tuple[str, str, str, str]]:
+    """(table, key, default, doc) of every scalar key, for --help-style listings."""
+    rows = []
+    for table, cls in (("other_config", OtherConfig), ("daemon", DaemonSettings)):
+        for f in attrs.fields(cls):
+            rows.append((table, f.metadata["key"], repr(f.default), f.metadata["doc"]))
+    return rows

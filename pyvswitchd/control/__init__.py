@@ -1,0 +1,1 @@
+"""unixctl: the daemon's control socket (protocol, registry, server, built-in commands)."""

@@ -1,0 +1,363 @@
+"""unixctl wire protocol: JSON-RPC 1.0 over a byte stream, without any I/O.
+
+OVS frames unixctl messages as concatenated JSON texts with no delimiter,
+no length prefix and no trailing newline; a message ends where its top-level
+JSON value ends.  This module turns received bytes into messages and
+messages into bytes, in the style of h11: the caller owns the socket and
+feeds data in (:meth:`JsonStream.feed`) and takes events out.
+
+Both the server (``pyvswitchd``) and the client (``pyappctl``) use it, so the
+two can never disagree on framing.
+
+Wire facts reproduced here (captured from Open vSwitch 3.1):
+
+* success reply ``{"id":I,"result":R,"error":null}``;
+* error reply ``{"id":I,"error":E}`` — no ``result`` member at all;
+* a member whose value is ``null`` counts as absent;
+* an invalid message is a protocol error: the server closes the
+  connection without replying.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeAlias
+
+import attrs
+
+#: Largest JSON text accepted in one message.  OVS has no such bound; a
+#: daemon that buffers whatever a peer sends can be made to eat all memory.
+MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB
+
+#: Deepest nesting accepted; deeper input would exhaust the json module's stack.
+MAX_DEPTH = 256
+
+_WHITESPACE = frozenset(b" \t\r\n")
+_OPEN = frozenset(b"[{")
+_CLOSE = frozenset(b"]}")
+_QUOTE = ord('"')
+_BACKSLASH = ord("\\")
+# Characters that end a bare top-level scalar such as `true` or `123`.
+_SCALAR_END = _WHITESPACE | _OPEN | _CLOSE | frozenset(b'",:')
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol; the connection must be closed.
+
+    ``log_module`` and ``str(exc)`` give the WARN line OVS would log
+    (``jsonrpc: error parsing stream: ...``, ``jsonrpc: received bad JSON-RPC
+    message: ...``, ``unixctl: received unexpected notification message``).
+    """
+
+    def __init__(self, message: str, *, log_module: str = "jsonrpc") -> None:
+        super().__init__(message)
+        self.log_module = log_module
+
+
+class JsonStream:
+    """Splits a byte stream into top-level JSON values.
+
+    The scanner keeps its state between :meth:`feed` calls, so a message
+    dribbled in one byte at a time, or ten megabytes arriving in small
+    chunks, costs time linear in its length.
+    """
+
+    def __init__(self, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self._buf = bytearray()
+        self._max = max_message_bytes
+        self._pos = 0  # next byte to scan
+        self._start = -1  # where the current value starts, -1 between values
+        self._depth = 0
+        self._in_string = False
+        self._escape = False
+        self._scalar = False  # current top-level value is a bare scalar
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as a value."""
+        return len(self._buf)
+
+    def next_value(self) -> tuple[bool, Any]:
+        """Return ``(True, value)`` for the next complete value, or ``(False, None)``.
+
+        Raises ProtocolError on a syntax error, invalid UTF-8, a value
+        larger than the limit or nesting deeper than MAX_DEPTH.
+        """
+        end = self._scan()
+        if end < 0:
+            if len(self._buf) - max(self._start, 0) > self._max:
+                raise ProtocolError(f"error parsing stream: message exceeds {self._max} bytes")
+            return False, None
+        chunk = bytes(self._buf[self._start : end])
+        del self._buf[:end]
+        self._pos = 0
+        self._start = -1
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(
+                f"error parsing stream: invalid UTF-8 at byte {exc.start}"
+            ) from None
+        try:
+            return True, json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ProtocolError(
+                f"error parsing stream: line {exc.lineno - 1}, column {exc.colno - 1}, "
+                f"byte {exc.pos}: {exc.msg}"
+            ) from None
+        except RecursionError:  # pragma: no cover - MAX_DEPTH keeps us below this
+            raise ProtocolError("error parsing stream: nesting too deep") from None
+
+    def _scan(self) -> int:
+        """Advance the scanner; return the end offset of a complete value or -1."""
+        buf = self._buf
+        n = len(buf)
+        pos = self._pos
+        if self._start < 0:
+            while pos < n and buf[pos] in _WHITESPACE:
+                pos += 1
+            if pos == n:
+                # Drop leading whitespace so an idle peer sending blanks holds no memory.
+                del buf[:pos]
+                self._pos = 0
+                return -1
+            self._start = pos
+            self._depth = 0
+            self._in_string = False
+            self._escape = False
+            first = buf[pos]
+            self._scalar = first not in _OPEN
+            if first == _QUOTE:
+                self._in_string = True
+                pos += 1
+            elif first not in _OPEN and first in _SCALAR_END:
+                raise ProtocolError(
+                    f"error parsing stream: line 0, column {pos}, byte {pos}: "
+                    f"syntax error at beginning of input"
+                )
+        if self._scalar and not self._in_string:
+            # Bare `true`, `123`...: complete only once a delimiter follows.
+            while pos < n and buf[pos] not in _SCALAR_END:
+                pos += 1
+            self._pos = pos
+            return pos if pos < n else -1
+        depth = self._depth
+        in_string = self._in_string
+        escape = self._escape
+        while pos < n:
+            c = buf[pos]
+            pos += 1
+            if in_string:
+                if escape:
+                    escape = False
+                elif c == _BACKSLASH:
+                    escape = True
+                elif c == _QUOTE:
+                    in_string = False
+                    if depth == 0:  # a top-level string
+                        self._in_string = False
+                        self._pos = pos
+                        return pos
+                continue
+            if c == _QUOTE:
+                in_string = True
+            elif c in _OPEN:
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ProtocolError(
+                        f"error parsing stream: input exceeds maximum nesting depth {MAX_DEPTH}"
+                    )
+            elif c in _CLOSE:
+                depth -= 1
+                if depth == 0:
+                    self._depth = 0
+                    self._pos = pos
+                    return pos
+        self._depth = depth
+        self._in_string = in_string
+        self._escape = escape
+        self._pos = pos
+        return -1
+
+
+# ---------------------------------------------------------------------------
+# JSON-RPC 1.0 messages
+
+
+@attrs.frozen
+class Request:
+    id: Any
+    method: str
+    params: list[Any]
+
+
+@attrs.frozen
+class Notification:
+    method: str
+    params: list[Any]
+
+
+@attrs.frozen
+class Response:
+    """A successful reply."""
+
+    id: Any
+    result: Any
+
+
+@attrs.frozen
+class ErrorResponse:
+    id: Any
+    error: Any
+
+
+Message: TypeAlias = Request | Notification | Response | ErrorResponse
+
+_MEMBERS = ("method", "params", "result", "error", "id")
+# (type name, members it must have, members it must not have), in OVS's check order.
+_RULES = {
+    "request": (("method", "params", "id"), ("result", "error")),
+    "notification": (("method", "params"), ("result", "error", "id")),
+    "reply": (("result", "id"), ("method", "params", "error")),
+    "error": (("error", "id"), ("method", "params", "result")),
+}
+
+
+def parse_message(value: Any) -> Message:
+    """Classify and validate one decoded JSON value as OVS's jsonrpc does."""
+    if not isinstance(value, dict):
+        raise ProtocolError("received bad JSON-RPC message: message is not a JSON object")
+    for key in value:
+        if key not in _MEMBERS:
+            raise ProtocolError(
+                f'received bad JSON-RPC message: message has unexpected member "{key}"'
+            )
+    present = {k for k in _MEMBERS if value.get(k) is not None}
+    method = value.get("method")
+    if method is not None and not isinstance(method, str):
+        raise ProtocolError("received bad JSON-RPC message: method is not a JSON string")
+    params = value.get("params")
+    if params is not None and not isinstance(params, list):
+        raise ProtocolError('received bad JSON-RPC message: "params" must be JSON array')
+    if "result" in present:
+        kind = "reply"
+    elif "error" in present:
+        kind = "error"
+    elif "id" in present:
+        kind = "request"
+    else:
+        kind = "notification"
+    must, must_not = _RULES[kind]
+    for member in must:
+        if member not in present:
+            raise ProtocolError(f'received bad JSON-RPC message: {kind} must have "{member}"')
+    for member in must_not:
+        if member in present:
+            raise ProtocolError(f'received bad JSON-RPC message: {kind} must not have "{member}"')
+    if kind == "request":
+        assert isinstance(method, str) and isinstance(params, list)
+        return Request(value["id"], method, params)
+    if kind == "notification":
+        assert isinstance(method, str) and isinstance(params, list)
+        return Notification(method, params)
+    if kind == "reply":
+        return Response(value["id"], value["result"])
+    return ErrorResponse(value["id"], value["error"])
+
+
+def _dumps(obj: Any) -> bytes:
+    # Compact and UTF-8 like OVS's serialiser; no trailing newline on the wire.
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def with_newline(text: str) -> str:
+    """OVS's server appends a newline to any non-empty body that lacks one."""
+    if text and not text.endswith("\n"):
+        return text + "\n"
+    return text
+
+
+def encode_request(id: Any, method: str, params: list[str]) -> bytes:
+    return _dumps({"id": id, "method": method, "params": params})
+
+
+def encode_response(id: Any, result: Any) -> bytes:
+    return _dumps({"id": id, "result": result, "error": None})
+
+
+def encode_error(id: Any, error: str) -> bytes:
+    return _dumps({"id": id, "error": error})
+
+
+class ServerConnection:
+    """Server side of one unixctl connection: bytes in, requests out."""
+
+    def __init__(self, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self._stream = JsonStream(max_message_bytes)
+
+    def receive_data(self, data: bytes) -> None:
+        self._stream.feed(data)
+
+    def next_request(self) -> Request | None:
+        """The next complete request, or None when more data is needed.
+
+        Anything but a request is a ProtocolError, as in OVS's server,
+        which only ever expects requests from its clients.
+        """
+        complete, value = self._stream.next_value()
+        if not complete:
+            return None
+        message = parse_message(value)
+        if not isinstance(message, Request):
+            kind = {Notification: "notification", Response: "reply", ErrorResponse: "error"}[
+                type(message)
+            ]
+            raise ProtocolError(f"received unexpected {kind} message", log_module="unixctl")
+        return message
+
+    @staticmethod
+    def success(request_id: Any, result: Any) -> bytes:
+        if isinstance(result, str):
+            result = with_newline(result)
+        return encode_response(request_id, result)
+
+    @staticmethod
+    def failure(request_id: Any, error: str) -> bytes:
+        return encode_error(request_id, with_newline(error))
+
+
+class ClientConnection:
+    """Client side: numbers requests from 0 and matches replies by id."""
+
+    def __init__(self, max_message_bytes: int = 64 << 20) -> None:
+        self._stream = JsonStream(max_message_bytes)
+        self._next_id = 0
+        self._waiting: Any = None
+
+    def send_request(self, method: str, params: list[str]) -> bytes:
+        self._waiting = self._next_id
+        self._next_id += 1
+        return encode_request(self._waiting, method, params)
+
+    def receive_data(self, data: bytes) -> None:
+        self._stream.feed(data)
+
+    def next_reply(self) -> Response | ErrorResponse | None:
+        """The reply to the outstanding request, or None when more data is needed.
+
+        Messages with another id are dropped, as ovs-appctl does.  A reply
+        whose result or error is not what unixctl allows is a ProtocolError.
+        """
+        while True:
+            complete, value = self._stream.next_value()
+            if not complete:
+                return None
+            message = parse_message(value)
+            if isinstance(message, (Request, Notification)):
+                continue
+            if message.id != self._waiting or type(message.id) is not type(self._waiting):
+                continue
+            return message

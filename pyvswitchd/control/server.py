@@ -1,0 +1,271 @@
+"""The unixctl server: a trio task per connection over an AF_UNIX socket.
+
+Framing and validation live in :mod:`.protocol`; this module only moves
+bytes and applies OVS's connection rules: one request in flight per
+connection (the next is not read until the reply is written), a protocol
+error closes the connection without a reply, and a reply is sent even when
+the handler failed.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket as stdlib_socket
+import stat
+import struct
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from ..observe.coverage import Coverage
+from ..observe.vlog import Level, RateLimit, Vlog
+from .protocol import MAX_MESSAGE_BYTES, ProtocolError, ServerConnection
+from .registry import (
+    CommandContext,
+    CommandError,
+    CommandRegistry,
+    OutputFormat,
+    PeerCredentials,
+    Reply,
+)
+
+#: Connections served at once; further ones are accepted and closed at once
+#: so that a client flood cannot exhaust file descriptors or memory.
+MAX_CONNECTIONS = 512
+
+_RECV_SIZE = 65536
+
+
+@attrs.define
+class ServerStats:
+    """Counters of the control server, for metrics and memory/show."""
+
+    connections: int = 0
+    requests: int = 0
+    errors: int = 0
+    protocol_errors: int = 0
+    refused_connections: int = 0
+
+
+class UnixctlServer:
+    """Serves a :class:`CommandRegistry` on a unix socket.
+
+    ``authorize`` (optional) is asked before each command runs; it returns
+    None to allow or the refusal text.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        registry: CommandRegistry,
+        vlog: Vlog,
+        coverage: Coverage,
+        *,
+        mode: int = 0o770,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_connections: int = MAX_CONNECTIONS,
+        authorize: Callable[[CommandContext], str | None] | None = None,
+    ) -> None:
+        self.path = path
+        self.registry = registry
+        self.stats = ServerStats()
+        self._mode = mode
+        self._max_message_bytes = max_message_bytes
+        self._max_connections = max_connections
+        self._authorize = authorize
+        self._log = vlog.module("unixctl")
+        self._jsonrpc_log = vlog.module("jsonrpc")
+        self._rl = RateLimit(5, 5)
+        self._received = coverage.define("unixctl_received")
+        self._replied = coverage.define("unixctl_replied")
+        self._serial = 0
+        self._active = 0
+        self._in_flight = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    @property
+    def active_connections(self) -> int:
+        return self._active
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Bind, report readiness, and serve until cancelled; the socket file goes with it."""
+        sock = await self._bind()
+        try:
+            listener = trio.SocketListener(sock)
+            async with listener, trio.open_nursery() as nursery:
+                task_status.started()
+                while True:
+                    stream = await listener.accept()
+                    if self._active >= self._max_connections:
+                        self.stats.refused_connections += 1
+                        self._log.warn(
+                            f"{self._max_connections} connections already open; "
+                            "closing new connection",
+                            rl=self._rl,
+                        )
+                        await stream.aclose()
+                        continue
+                    self._serial += 1
+                    self._active += 1
+                    nursery.start_soon(self._handle, stream, f"unix#{self._serial}")
+        finally:
+            self._unlink_own_socket()
+
+    async def wait_idle(self) -> None:
+        """Return once no request is being handled (used to flush `exit` replies)."""
+        while self._in_flight:
+            await self._idle.wait()
+
+    async def _bind(self) -> trio.socket.SocketType:
+        remove_stale_socket(self.path)
+        sock = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+        try:
+            # bind() creates the file with 0777 & ~umask; narrowing the umask
+            # for the call means the socket never exists with looser permissions.
+            # The bind is synchronous (an AF_UNIX bind does not block), so no
+            # other task runs while the process-wide umask is changed.
+            old_umask = os.umask(0o777 & ~self._mode)
+            try:
+                sock.bind(self.path)
+            finally:
+                os.umask(old_umask)
+            os.chmod(self.path, self._mode)  # umask cannot add bits, e.g. group write
+            sock.listen(128)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._bound_ino = os.stat(self.path).st_ino
+        await trio.lowlevel.checkpoint()
+        return trio.socket.from_stdlib_socket(sock)
+
+    def _unlink_own_socket(self) -> None:
+        try:
+            if os.stat(self.path).st_ino == getattr(self, "_bound_ino", None):
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+    async def _handle(self, stream: trio.SocketStream, name: str) -> None:
+        self.stats.connections += 1
+        conn = ServerConnection(self._max_message_bytes)
+        context_format = OutputFormat.TEXT
+        peer = peer_credentials(stream.socket)
+        try:
+            async with stream:
+                while True:
+                    try:
+                        request = conn.next_request()
+                    except ProtocolError as exc:
+                        self.stats.protocol_errors += 1
+                        log = self._log if exc.log_module == "unixctl" else self._jsonrpc_log
+                        log.warn(f"{name}: {exc}", rl=self._rl)
+                        return
+                    if request is None:
+                        data = await stream.receive_some(_RECV_SIZE)
+                        if not data:
+                            return
+                        conn.receive_data(data)
+                        continue
+                    context = CommandContext(
+                        name=request.method, output_format=context_format, peer=peer
+                    )
+                    # In flight until the reply is written: `exit` waits on this.
+                    self._in_flight += 1
+                    self._idle = trio.Event()
+                    try:
+                        payload = await self._dispatch(context, request.id, request.params, name)
+                        context_format = context.output_format  # set-options may change it
+                        await stream.send_all(payload)
+                    finally:
+                        self._in_flight -= 1
+                        if not self._in_flight:
+                            self._idle.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            # The peer vanished (mid-reply, or reset): nothing to answer.
+            pass
+        finally:
+            self._active -= 1
+
+    async def _dispatch(
+        self, context: CommandContext, request_id: object, params: list[object], name: str
+    ) -> bytes:
+        self._received.inc()
+        self.stats.requests += 1
+        if self._log.is_enabled(Level.DBG):
+            self._log.dbg(
+                f"received request {context.name}{_compact(params)}, id={_compact(request_id)}"
+            )
+        try:
+            refusal = self._authorize(context) if self._authorize else None
+            if refusal is not None:
+                raise CommandError(refusal)
+            reply = await self.registry.invoke(context, params)
+        except CommandError as exc:
+            self.stats.errors += 1
+            failed, shown = True, _compact(str(exc))
+            payload = ServerConnection.failure(request_id, str(exc))
+        except Exception as exc:  # a handler bug must not take the daemon down
+            self.stats.errors += 1
+            self._log.err(f"{name}: command {context.name!r} failed: {exc!r}")
+            text = f'"{context.name}" command failed: {exc}'
+            failed, shown = True, _compact(text)
+            payload = ServerConnection.failure(request_id, text)
+        else:
+            value = reply_value(reply, context)
+            failed, shown = False, _compact(value)
+            payload = ServerConnection.success(request_id, value)
+        self._replied.inc()
+        if self._log.is_enabled(Level.DBG):
+            kind = "error" if failed else "success"
+            self._log.dbg(f"replying with {kind}, id={_compact(request_id)}: {shown}")
+        return payload
+
+
+def reply_value(reply: Reply, context: CommandContext) -> object:
+    """What goes in ``result``: text, or in JSON mode the structured form."""
+    if context.output_format is OutputFormat.JSON:
+        if reply.has_data:
+            return reply.data
+        return {"reply-format": "plain", "reply": reply.text}
+    return reply.text
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+_PEERCRED = struct.Struct("3i")
+
+
+def peer_credentials(sock: trio.socket.SocketType) -> PeerCredentials | None:
+    try:
+        raw = sock.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_PEERCRED, _PEERCRED.size)
+    except OSError:
+        return None
+    pid, uid, gid = _PEERCRED.unpack(raw)
+    return PeerCredentials(pid=pid, uid=uid, gid=gid)
+
+
+def remove_stale_socket(path: str) -> None:
+    """Unlink ``path`` if it is a socket nobody listens on; refuse to touch anything else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise FileExistsError(errno.EEXIST, f"{path} exists and is not a socket")
+    probe = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise FileExistsError(errno.EADDRINUSE, f"{path} is in use by a running process")

@@ -1,0 +1,249 @@
+"""The daemon: assembles the subsystems and runs them in one trio nursery.
+
+Start-up order matters to the people watching: the pidfile is taken first
+(a second daemon must fail before touching anything), then the control
+socket is bound, and only when it accepts connections is systemd told
+READY=1.  Shutdown runs the other way round and always removes the socket
+and the pidfile, whether it came from SIGTERM, SIGINT or ``exit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterable, Sequence
+
+import attrs
+import trio
+import trio.lowlevel
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from . import PACKAGE_NAME, PROGRAM_NAME, __version__
+from . import config as config_mod
+from .config import Config, ConfigError
+from .control.builtins import register_builtins
+from .control.registry import CommandContext, CommandError, CommandRegistry
+from .control.server import UnixctlServer
+from .observe.coverage import Coverage
+from .observe.memory import Memory
+from .observe.metrics import Metrics, coverage_source
+from .observe.vlog import Vlog
+from .pidfile import PidFile
+from .sdnotify import Notifier
+
+DEFAULT_RUNDIR = "/run/pyvswitch"
+
+#: How long pending ``exit`` callers get to receive their reply at shutdown.
+EXIT_REPLY_GRACE = 2.0
+
+
+@attrs.frozen
+class DaemonOptions:
+    """What the command line decides (the config file decides the rest)."""
+
+    config_path: str | None = None
+    rundir: str = DEFAULT_RUNDIR
+    unixctl_path: str | None = None
+    pidfile: str | None = None
+    log_file: str | None = None
+    verbose: tuple[str, ...] = ()
+    metrics_address: str | None = None
+    syslog_method: str = "libc"
+
+    @property
+    def socket_path(self) -> str:
+        if self.unixctl_path is None:
+            return os.path.join(self.rundir, f"{PROGRAM_NAME}.{os.getpid()}.ctl")
+        return os.path.join(self.rundir, self.unixctl_path)
+
+    @property
+    def pidfile_path(self) -> str:
+        return os.path.join(self.rundir, self.pidfile or f"{PROGRAM_NAME}.pid")
+
+
+def version_text() -> str:
+    return f"{PROGRAM_NAME} ({PACKAGE_NAME}) {__version__}"
+
+
+def load_config(path: str | None) -> Config:
+    """The file's config, or the built-in default when no file is named."""
+    return config_mod.load(path) if path else config_mod.load_default()
+
+
+class Daemon:
+    """Everything one pyvswitchd process owns."""
+
+    def __init__(self, options: DaemonOptions, config: Config, *, vlog: Vlog | None = None) -> None:
+        self.options = options
+        self.config = config
+        self.config_generation = 1
+        self.reloads = 0
+        self.vlog = vlog or Vlog(PROGRAM_NAME, syslog_method=options.syslog_method)
+        self.coverage = Coverage()
+        self.registry = CommandRegistry()
+        self.memory = Memory(self.vlog)
+        self.notifier = Notifier()
+        self._log = self.vlog.module("daemon")
+        self._stop = trio.Event()
+        self._stopped = trio.Event()
+        self.cleanup_requested = False
+        self.server = UnixctlServer(
+            options.socket_path,
+            self.registry,
+            self.vlog,
+            self.coverage,
+            mode=config.daemon.ctl_mode,
+        )
+        register_builtins(self.registry, version_text())
+        self.coverage.register_commands(self.registry)
+        self.vlog.register_commands(self.registry)
+        self.memory.register_commands(self.registry)
+        self.memory.add_reporter(
+            lambda: {
+                "control-connections": self.server.active_connections,
+                "coverage-counters": len(self.coverage.counters()),
+            }
+        )
+        self.metrics = Metrics(self.vlog)
+        self.metrics.add_source(coverage_source(self.coverage))
+        self.metrics.add_source(self._health_metrics)
+        self.start_time = time.time()
+        self._register_commands()
+
+    def _health_metrics(self) -> Iterable[Metric]:
+        stats = self.server.stats
+        yield GaugeMetricFamily("pyvswitchd_up", "1 while the daemon is serving", value=1)
+        yield GaugeMetricFamily(
+            "pyvswitchd_start_time_seconds", "Unix time the daemon started", value=self.start_time
+        )
+        yield CounterMetricFamily(
+            "pyvswitchd_config_reloads", "Successful configuration reloads", value=self.reloads
+        )
+        yield GaugeMetricFamily(
+            "pyvswitchd_config_generation",
+            "Generation of the running configuration (1 at start, +1 per reload)",
+            value=self.config_generation,
+        )
+        yield CounterMetricFamily(
+            "pyvswitchd_control_requests", "unixctl requests received", value=stats.requests
+        )
+        yield CounterMetricFamily(
+            "pyvswitchd_control_errors",
+            "unixctl requests answered with an error",
+            value=stats.errors,
+        )
+        yield CounterMetricFamily(
+            "pyvswitchd_control_protocol_errors",
+            "unixctl connections closed for malformed input",
+            value=stats.protocol_errors,
+        )
+        yield GaugeMetricFamily(
+            "pyvswitchd_control_connections",
+            "Open unixctl connections",
+            value=self.server.active_connections,
+        )
+
+    # -- commands owned by the daemon itself --------------------------------
+
+    def _register_commands(self) -> None:
+        async def exit_(ctx: CommandContext, args: Sequence[str]) -> str:
+            # Any single argument is accepted, as OVS does; only --cleanup means something.
+            if args and args[0] == "--cleanup":
+                self.cleanup_requested = True
+            self.request_stop("exit command")
+            await self._stopped.wait()
+            return ""
+
+        async def reload_(ctx: CommandContext, args: Sequence[str]) -> str:
+            try:
+                await self.reload()
+            except ConfigError as exc:
+                raise CommandError(f"configuration not reloaded: {exc}") from None
+            return ""
+
+        self.registry.register("exit", "[--cleanup]", 0, 1, exit_, mutating=True)
+        self.registry.register("config/reload", "", 0, 0, reload_, mutating=True)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def request_stop(self, why: str) -> None:
+        if not self._stop.is_set():
+            self._log.info(f"{why}: stopping")
+            self._stop.set()
+
+    async def reload(self) -> None:
+        """Re-read the config file; on any error the running config stays."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.options.config_path)
+        except ConfigError as exc:
+            self._log.err(f"configuration not reloaded, keeping the running one: {exc}")
+            raise
+        finally:
+            self.notifier.ready()
+        self.apply_config(new)
+        self.reloads += 1
+        self.config_generation += 1
+        self._log.info(
+            f"configuration reloaded from {new.source} (generation {self.config_generation})"
+        )
+
+    def apply_config(self, new: Config) -> None:
+        """Switch to ``new``; subsystems reconfigure from the difference."""
+        self.config = new
+
+    async def _signals(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    with contextlib.suppress(ConfigError):
+                        await self.reload()
+                else:
+                    self.request_stop(f"received signal {signal.Signals(signum).name}")
+
+    async def _serve_metrics(
+        self, address: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        # A switch must keep switching when its metrics port is taken: log and go on.
+        try:
+            listeners = await self.metrics.listen(address)
+        except OSError as exc:
+            self._log.err(f"metrics: cannot listen on {address}: {exc.strerror or exc}")
+            task_status.started()
+            return
+        task_status.started()
+        await self.metrics.serve(listeners)
+
+    async def run(self) -> None:
+        """Serve until stopped.  Raises AlreadyRunning / OSError if start-up fails."""
+        os.makedirs(self.options.rundir, exist_ok=True)
+        pidfile = PidFile(self.options.pidfile_path)
+        pidfile.acquire()
+        try:
+            async with trio.open_nursery() as root:
+                await root.start(self.server.serve)
+                async with trio.open_nursery() as services:
+                    await services.start(self._signals)
+                    await services.start(self.coverage.run_periodically)
+                    await services.start(self.memory.monitor)
+                    if self.options.metrics_address:
+                        await services.start(self._serve_metrics, self.options.metrics_address)
+                    self._log.info(f"{version_text()} ready on {self.server.path}")
+                    self.notifier.ready()
+                    await self._stop.wait()
+                    self.notifier.stopping()
+                    services.cancel_scope.cancel()
+                self._stopped.set()
+                # Let `exit` callers get their (deferred) empty reply before the socket goes.
+                with trio.move_on_after(EXIT_REPLY_GRACE):
+                    await trio.lowlevel.checkpoint()
+                    await self.server.wait_idle()
+                root.cancel_scope.cancel()
+        finally:
+            pidfile.release()
+            self._log.info("stopped")

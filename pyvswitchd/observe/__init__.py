@@ -1,0 +1,1 @@
+"""Observability: coverage counters, logging and statistics."""

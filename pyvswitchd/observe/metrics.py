@@ -1,0 +1,150 @@
+"""Prometheus metrics, served from inside the trio run.
+
+prometheus-client's own ``start_http_server`` runs a thread that would call
+our collectors while PMD tasks mutate the data they read.  Here the HTTP
+side is a small h11 state machine on ``trio.serve_tcp``: a scrape runs on
+the event loop between two PMD iterations, so every collector sees a
+consistent snapshot without locks.
+
+Families are contributed by the subsystem that owns the data, each as a
+callable returning prometheus-client metric families (see
+:meth:`Metrics.add_source`).  Names follow shared/reference/ecosystem.md
+§1.5: ``ovs_`` prefix and OVS vocabulary for datapath data, ``pyvswitchd_``
+for the daemon's own health, ``_total`` only on counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+import h11
+import trio
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from .coverage import Coverage
+from .vlog import RateLimit, Vlog
+
+Source = Callable[[], Iterable[Metric]]
+
+#: Bytes of request head accepted from a scraper; anything longer is refused.
+MAX_REQUEST_BYTES = 16384
+#: Seconds a scraper may take to send its request.
+REQUEST_TIMEOUT = 10.0
+
+
+class _SourcesCollector(Collector):
+    def __init__(self, sources: list[Source]) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        for source in self._sources:
+            yield from source()
+
+
+class Metrics:
+    """The registry of metric sources and the HTTP listener that exposes them."""
+
+    def __init__(self, vlog: Vlog) -> None:
+        self._sources: list[Source] = []
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_SourcesCollector(self._sources))
+        self._log = vlog.module("metrics")
+        self._rl = RateLimit(5, 5)
+        self.scrapes = 0
+
+    def add_source(self, source: Source) -> None:
+        self._sources.append(source)
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """Encode every family for a scraper that sent ``accept``."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+    async def listen(self, address: str) -> list[trio.SocketListener]:
+        """Bind ``HOST:PORT`` (raises OSError when it cannot)."""
+        host, _, port = address.rpartition(":")
+        listeners = await trio.open_tcp_listeners(int(port), host=host.strip("[]"))
+        self._log.info(f"serving metrics on http://{address}/metrics")
+        return listeners
+
+    async def serve(self, listeners: list[trio.SocketListener]) -> None:
+        """Answer scrapes on ``listeners`` until cancelled."""
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        try:
+            async with stream:
+                await self._exchange(stream)
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            h11.ProtocolError,
+            OSError,
+        ) as exc:
+            self._log.dbg(f"metrics connection dropped: {exc}")
+
+    async def _exchange(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
+        request: h11.Request | None = None
+        with trio.move_on_after(REQUEST_TIMEOUT):
+            while request is None:
+                try:
+                    event = conn.next_event()
+                except h11.RemoteProtocolError as exc:
+                    await stream.send_all(
+                        f"HTTP/1.1 {exc.error_status_hint} Bad Request\r\n"
+                        "Content-Length: 0\r\nConnection: close\r\n\r\n".encode()
+                    )
+                    return
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(65536)
+                    conn.receive_data(data)
+                    if not data:
+                        return
+                elif isinstance(event, h11.Request):
+                    request = event
+                elif isinstance(event, h11.ConnectionClosed):
+                    return
+        if request is None:
+            return
+        headers = {k.decode().lower(): v.decode("latin-1") for k, v in request.headers}
+        target = request.target.decode("latin-1").split("?", 1)[0]
+        if request.method not in (b"GET", b"HEAD"):
+            status, body, ctype = 405, b"method not allowed\n", "text/plain"
+        elif target == "/metrics":
+            self.scrapes += 1
+            body, ctype = self.render(headers.get("accept", ""))
+            status = 200
+        elif target == "/":
+            status, ctype = 200, "text/html"
+            body = b'<html><body><a href="/metrics">/metrics</a></body></html>\n'
+        else:
+            status, body, ctype = 404, b"not found\n", "text/plain"
+        response = h11.Response(
+            status_code=status,
+            headers=[
+                ("Content-Type", ctype),
+                ("Content-Length", str(len(body))),
+                ("Connection", "close"),
+            ],
+        )
+        await stream.send_all(conn.send(response) or b"")
+        if request.method != b"HEAD":
+            await stream.send_all(conn.send(h11.Data(data=body)) or b"")
+        await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+
+
+def coverage_source(coverage: Coverage) -> Source:
+    """``ovs_coverage_total{event=...}``: every coverage counter, hit or not."""
+
+    def collect() -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "ovs_coverage", "Coverage counter events (coverage/show)", labels=["event"]
+        )
+        for counter in coverage.counters():
+            family.add_metric([counter.name], counter.total)
+        yield family
+
+    return collect

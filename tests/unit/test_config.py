@@ -1,0 +1,110 @@
+"""Config schema: OVS key names, validation messages, shipped defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pyvswitchd import config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_default_is_the_packaged_default() -> None:
+    assert (ROOT / "etc" / "pyvswitchd.toml").read_text() == config.default_text()
+    cfg = config.load_default()
+    assert cfg.other_config.pmd_cpu_mask == 1
+    assert [b.name for b in cfg.bridges] == ["br0"]
+
+
+def test_ovsdb_strings_and_toml_natives_both_work() -> None:
+    cfg = config.loads(
+        """
+        [other_config]
+        pmd-cpu-mask = "0x3"
+        pmd-perf-metrics = "true"
+        pmd-maxsleep = 50
+        tx-flush-interval = "100"
+        dummy-numa = "0,0,1,1"
+        [[bridge]]
+        name = "br0"
+          [[bridge.port]]
+          name = "p0"
+          type = "dummy-pmd"
+          options = { n_rxq = 2 }
+          other_config = { pmd-rxq-affinity = "0:1", flag = true }
+        """
+    )
+    oc = cfg.other_config
+    assert (oc.pmd_cpu_mask, oc.pmd_perf_metrics, oc.pmd_maxsleep, oc.tx_flush_interval) == (
+        3,
+        True,
+        50,
+        100,
+    )
+    assert oc.dummy_numa == (0, 0, 1, 1)
+    port = cfg.bridges[0].ports[0]
+    assert port.options == {"n_rxq": "2"}
+    assert port.other_config == {"pmd-rxq-affinity": "0:1", "flag": "true"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[other_config]\npmd-cpu-mask = "zz"',
+            'other_config:pmd-cpu-mask: invalid value "zz": expected a hexadecimal CPU mask',
+        ),
+        ('[other_config]\npmd-cpu-mask = "0x0"', "non-zero"),
+        (
+            '[other_config]\npmd-rxq-assign = "random"',
+            'other_config:pmd-rxq-assign: invalid value "random": '
+            "expected one of roundrobin, cycles, group",
+        ),
+        (
+            "[other_config]\npmd-maxsleep = 20000",
+            "other_config:pmd-maxsleep: invalid value 20000: expected an integer from 0 to 10000",
+        ),
+        ("[other_config]\npmd-maxsleep = true", "expected an integer"),
+        ('[other_config]\npmd-perf-metrics = "yes"', "expected true or false"),
+        ("[other_config]\npmd-cpu-msk = 1", 'other_config: unknown key "pmd-cpu-msk"'),
+        ('[daemon]\nmetrics-address = "9475"', 'daemon:metrics-address: invalid value "9475"'),
+        ('[daemon]\nctl-mode = "999"', "octal file mode"),
+        ("[nonsense]\n", 'unknown table "nonsense"'),
+        ("[[bridge]]\nname = 5", "bridge[0]: name: invalid value 5"),
+        ('[[bridge]]\nname = "br0"\n[[bridge]]\nname = "br0"', "duplicate bridge name"),
+        (
+            '[[bridge]]\nname = "br0"\n[[bridge.port]]\nname = "p0"\nmtu = 1',
+            'bridge "br0" port "p0": unknown key "mtu"',
+        ),
+        (
+            '[[bridge]]\nname = "br0"\n[[bridge.port]]\nname = "p0"\n[[bridge.port]]\nname = "p0"',
+            "duplicate port name",
+        ),
+        (
+            '[[bridge]]\nname = "br0"\n[[bridge.port]]\nname = "p0"\noptions = { a = [1] }',
+            'bridge "br0" port "p0" options:a: invalid value [1]',
+        ),
+        ("this is = not toml =", "not valid TOML"),
+    ],
+)
+def test_bad_values_name_key_value_and_what_is_allowed(text: str, message: str) -> None:
+    with pytest.raises(config.ConfigError) as info:
+        config.loads(text)
+    assert message in str(info.value)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match="cannot read"):
+        config.load(str(tmp_path / "missing.toml"))
+
+
+def test_metrics_none_disables() -> None:
+    assert config.loads('[daemon]\nmetrics-address = "none"').daemon.metrics_address is None
+
+
+def test_every_key_is_documented() -> None:
+    rows = config.describe_keys()
+    assert all(doc for *_, doc in rows)
+    assert ("other_config", "pmd-cpu-mask") in {(t, k) for t, k, _, _ in rows}

@@ -1,0 +1,89 @@
+"""Metrics endpoint: in-loop HTTP, families from sources, bad requests."""
+
+from __future__ import annotations
+
+import io
+
+import trio
+from prometheus_client.metrics_core import GaugeMetricFamily
+from prometheus_client.parser import text_string_to_metric_families
+
+from pyvswitchd.observe.coverage import Coverage
+from pyvswitchd.observe.metrics import Metrics, coverage_source
+from pyvswitchd.observe.vlog import Vlog
+
+
+def make() -> tuple[Metrics, Coverage]:
+    vlog = Vlog("test", console=io.StringIO(), syslog_method="null")
+    metrics = Metrics(vlog)
+    coverage = Coverage()
+    metrics.add_source(coverage_source(coverage))
+    return metrics, coverage
+
+
+async def fetch(port: int, request: bytes) -> bytes:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(request)
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    return data
+
+
+async def test_scrape_returns_coverage_counters(nursery: trio.Nursery) -> None:
+    metrics, coverage = make()
+    coverage.define("never_hit")
+    coverage.define("unixctl_received").add(7)
+    listeners = await metrics.listen("127.0.0.1:0")
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(metrics.serve, listeners)
+    raw = await fetch(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    samples = {s.labels["event"]: s.value for s in families["ovs_coverage"].samples}
+    assert samples == {"never_hit": 0.0, "unixctl_received": 7.0}
+    assert families["ovs_coverage"].type == "counter"
+    assert b"# HELP ovs_coverage_total" in body
+    assert metrics.scrapes == 1
+
+
+async def test_sources_are_read_at_scrape_time(nursery: trio.Nursery) -> None:
+    metrics, _ = make()
+    state = {"v": 1.0}
+    metrics.add_source(lambda: [GaugeMetricFamily("x_value", "help", value=state["v"])])
+    listeners = await metrics.listen("127.0.0.1:0")
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(metrics.serve, listeners)
+    assert b"x_value 1.0" in await fetch(port, b"GET /metrics HTTP/1.0\r\n\r\n")
+    state["v"] = 5.0
+    assert b"x_value 5.0" in await fetch(port, b"GET /metrics HTTP/1.0\r\n\r\n")
+
+
+async def test_bad_requests_get_errors_not_crashes(nursery: trio.Nursery) -> None:
+    metrics, _ = make()
+    listeners = await metrics.listen("127.0.0.1:0")
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(metrics.serve, listeners)
+    assert (await fetch(port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(b"HTTP/1.1 404")
+    assert (
+        await fetch(port, b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    ).startswith(b"HTTP/1.1 405")
+    assert (await fetch(port, b"\x00\x01garbage\r\n\r\n")).startswith(b"HTTP/1.1 400")
+    huge = b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 100000 + b"\r\n\r\n"
+    try:
+        reply = await fetch(port, huge)
+    except trio.BrokenResourceError:
+        reply = b"HTTP/1.1 431"  # the server hung up mid-send: also a refusal
+    assert reply.startswith((b"HTTP/1.1 431", b"HTTP/1.1 400"))
+    # Still serving.
+    assert (await fetch(port, b"GET /metrics HTTP/1.0\r\n\r\n")).startswith(b"HTTP/1.1 200")
+
+
+def test_openmetrics_negotiation() -> None:
+    metrics, coverage = make()
+    coverage.define("a").inc()
+    body, ctype = metrics.render("application/openmetrics-text; version=1.0.0")
+    assert ctype.startswith("application/openmetrics-text")
+    assert body.rstrip().endswith(b"# EOF")

@@ -1,0 +1,202 @@
+"""Sans-I/O unixctl protocol: framing, validation, encoding."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pyvswitchd.control.protocol import (
+    ClientConnection,
+    ErrorResponse,
+    JsonStream,
+    Notification,
+    ProtocolError,
+    Request,
+    Response,
+    ServerConnection,
+    encode_error,
+    encode_response,
+    parse_message,
+)
+
+
+def drain(stream: JsonStream) -> list[object]:
+    values = []
+    while True:
+        complete, value = stream.next_value()
+        if not complete:
+            return values
+        values.append(value)
+
+
+def test_pipelined_values_without_delimiter() -> None:
+    s = JsonStream()
+    s.feed(b'{"id":7,"method":"version","params":[]}{"id":8,"method":"version","params":[]}')
+    assert [v["id"] for v in drain(s)] == [7, 8]  # type: ignore[index]
+
+
+def test_value_split_byte_by_byte_with_tricky_strings() -> None:
+    msg = b'{"id":"a}b","method":"x\\"{[","params":["]\\\\","\xc3\xa9"]}\n'
+    s = JsonStream()
+    got: list[object] = []
+    for i in range(len(msg)):
+        s.feed(msg[i : i + 1])
+        got += drain(s)
+    assert got == [{"id": "a}b", "method": 'x"{[', "params": ["]\\", "é"]}]
+    assert s.buffered <= 1  # only the trailing newline may remain
+
+
+def test_whitespace_between_values_is_ignored() -> None:
+    s = JsonStream()
+    s.feed(b'  \n{"a":1}\n\n {"b":2}  ')
+    assert drain(s) == [{"a": 1}, {"b": 2}]
+
+
+def test_garbage_is_a_parse_error() -> None:
+    s = JsonStream()
+    s.feed(b"this is not json ")
+    with pytest.raises(ProtocolError, match="error parsing stream"):
+        drain(s)
+
+
+def test_invalid_utf8_is_a_parse_error() -> None:
+    s = JsonStream()
+    s.feed(b'{"id":1,"method":"\xff\xfe","params":[]}')
+    with pytest.raises(ProtocolError, match="invalid UTF-8"):
+        drain(s)
+
+
+def test_oversized_message_is_refused_before_it_is_complete() -> None:
+    s = JsonStream(max_message_bytes=1000)
+    s.feed(b'{"id":1,"method":"' + b"a" * 2000)
+    with pytest.raises(ProtocolError, match="exceeds 1000 bytes"):
+        s.next_value()
+
+
+def test_deep_nesting_is_refused() -> None:
+    s = JsonStream()
+    s.feed(b"[" * 100000)
+    with pytest.raises(ProtocolError, match="nesting"):
+        s.next_value()
+
+
+def test_top_level_scalar_is_not_an_object() -> None:
+    s = JsonStream()
+    s.feed(b'"hello" ')
+    ((value),) = drain(s)
+    with pytest.raises(ProtocolError, match="message is not a JSON object"):
+        parse_message(value)
+
+
+@pytest.mark.parametrize(
+    ("message", "text"),
+    [
+        (
+            {"jsonrpc": "2.0", "id": 1, "method": "v", "params": []},
+            'message has unexpected member "jsonrpc"',
+        ),
+        ({"id": 1, "method": "v"}, 'request must have "params"'),
+        ({"id": 1, "method": "v", "params": {}}, '"params" must be JSON array'),
+        ({"id": 1, "method": 5, "params": []}, "method is not a JSON string"),
+        ([1, 2, 3], "message is not a JSON object"),
+        ({"id": 1, "result": "x", "method": "v"}, 'reply must not have "method"'),
+    ],
+)
+def test_invalid_messages_carry_ovs_texts(message: object, text: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_message(message)
+    assert str(info.value) == f"received bad JSON-RPC message: {text}"
+
+
+def test_classification_treats_null_as_absent() -> None:
+    assert parse_message({"id": None, "method": "v", "params": []}) == Notification("v", [])
+    assert parse_message({"id": 3, "result": None, "error": "e"}) == ErrorResponse(3, "e")
+    assert parse_message({"id": 3, "result": "r", "error": None}) == Response(3, "r")
+    assert parse_message({"id": "x", "method": "v", "params": ["a"]}) == Request("x", "v", ["a"])
+
+
+def test_server_refuses_non_requests_with_unixctl_warning() -> None:
+    conn = ServerConnection()
+    conn.receive_data(b'{"method":"version","params":[]}')
+    with pytest.raises(ProtocolError) as info:
+        conn.next_request()
+    assert str(info.value) == "received unexpected notification message"
+    assert info.value.log_module == "unixctl"
+
+
+def test_reply_encoding_matches_ovs_bytes() -> None:
+    # Captured from ovs-vswitchd 3.1 (shared/reference/ovs-ref-summary.md §2).
+    assert ServerConnection.success(0, "ovs-vswitchd (Open vSwitch) 3.1.0") == (
+        b'{"id":0,"result":"ovs-vswitchd (Open vSwitch) 3.1.0\\n","error":null}'
+    )
+    assert (
+        ServerConnection.failure(0, "No such counter") == b'{"id":0,"error":"No such counter\\n"}'
+    )
+    assert ServerConnection.success("abc", "") == b'{"id":"abc","result":"","error":null}'
+    # Structured JSON results are not touched.
+    assert encode_response(1, {"a": [1]}) == b'{"id":1,"result":{"a":[1]},"error":null}'
+    assert encode_error(2, "x\n") == b'{"id":2,"error":"x\\n"}'
+
+
+def test_client_numbers_requests_and_skips_foreign_ids() -> None:
+    client = ClientConnection()
+    assert client.send_request("set-options", ["--format", "json"]) == (
+        b'{"id":0,"method":"set-options","params":["--format","json"]}'
+    )
+    client.receive_data(b'{"id":0,"result":"","error":null}')
+    assert client.next_reply() == Response(0, "")
+    client.send_request("version", [])
+    client.receive_data(b'{"id":12345,"result":"no","error":null}{"id":"1","result":"no"}')
+    assert client.next_reply() is None
+    client.receive_data(b'{"id":1,"error":"bad\\n"}')
+    assert client.next_reply() == ErrorResponse(1, "bad\n")
+
+
+def test_client_rejects_reply_with_both_result_and_error() -> None:
+    client = ClientConnection()
+    client.send_request("version", [])
+    client.receive_data(b'{"id":0,"result":"a","error":"b"}')
+    with pytest.raises(ProtocolError):
+        client.next_reply()
+
+
+requests = st.lists(
+    st.builds(
+        lambda i, m, p: {"id": i, "method": m, "params": p},
+        st.one_of(st.integers(), st.text(max_size=5)),
+        st.text(min_size=1, max_size=20),
+        st.lists(st.text(max_size=20), max_size=4),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@given(requests, st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_any_split_of_a_pipelined_stream_yields_the_same_requests(
+    msgs: list[dict[str, object]], cuts: list[int]
+) -> None:
+    wire = b"".join(json.dumps(m, ensure_ascii=False).encode() for m in msgs)
+    points = sorted({min(c, len(wire)) for c in cuts} | {0, len(wire)})
+    conn = ServerConnection()
+    got = []
+    for a, b in itertools.pairwise(points):
+        conn.receive_data(wire[a:b])
+        while (req := conn.next_request()) is not None:
+            got.append({"id": req.id, "method": req.method, "params": req.params})
+    assert got == msgs
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_escape_as_other_exceptions(data: bytes) -> None:
+    conn = ServerConnection()
+    conn.receive_data(data)
+    try:
+        while conn.next_request() is not None:
+            pass
+    except ProtocolError:
+        pass
