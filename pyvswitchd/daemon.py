@@ -26,6 +26,10 @@ from .config import Config, ConfigError
 from .control.builtins import register_builtins
 from .control.registry import CommandContext, CommandError, CommandRegistry
 from .control.server import UnixctlServer
+from .datapath import commands as dp_commands
+from .datapath.dp import Datapath
+from .netdev import dummy as netdev_dummy
+from .netdev.registry import default_registry
 from .observe.coverage import Coverage
 from .observe.memory import Memory
 from .observe.metrics import Metrics, coverage_source
@@ -110,6 +114,15 @@ class Daemon:
         self.metrics.add_source(coverage_source(self.coverage))
         self.metrics.add_source(self._health_metrics)
         self.start_time = time.time()
+        self.datapath = Datapath(self.vlog, self.coverage, default_registry())
+        dp_commands.register_commands(self.datapath, self.registry)
+        netdev_dummy.register_commands(self.registry, self.datapath.netdev_by_name)
+        self.memory.add_reporter(
+            lambda: {
+                "ports": len(self.datapath.ports),
+                "pmds": len(self.datapath.pmds),
+            }
+        )
         self._register_commands()
 
     def _health_metrics(self) -> Iterable[Metric]:
@@ -183,16 +196,17 @@ class Daemon:
             raise
         finally:
             self.notifier.ready()
-        self.apply_config(new)
+        await self.apply_config(new)
         self.reloads += 1
         self.config_generation += 1
         self._log.info(
             f"configuration reloaded from {new.source} (generation {self.config_generation})"
         )
 
-    def apply_config(self, new: Config) -> None:
+    async def apply_config(self, new: Config) -> None:
         """Switch to ``new``; subsystems reconfigure from the difference."""
         self.config = new
+        await self.datapath.apply_config(new)
 
     async def _signals(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -228,6 +242,8 @@ class Daemon:
             async with trio.open_nursery() as root:
                 await root.start(self.server.serve)
                 async with trio.open_nursery() as services:
+                    await services.start(self.datapath.run)
+                    await self.apply_config(self.config)
                     await services.start(self._signals)
                     await services.start(self.coverage.run_periodically)
                     await services.start(self.memory.monitor)
@@ -237,6 +253,7 @@ class Daemon:
                     self.notifier.ready()
                     await self._stop.wait()
                     self.notifier.stopping()
+                    await self.datapath.shutdown()
                     services.cancel_scope.cancel()
                 self._stopped.set()
                 # Let `exit` callers get their (deferred) empty reply before the socket goes.

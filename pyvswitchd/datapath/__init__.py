@@ -1,0 +1,1 @@
+"""The userspace datapath: ports, PMD tasks, scheduling, statistics, the flow pipeline."""

@@ -1,0 +1,498 @@
+"""The datapath (``ovs-netdev``): ports, PMD tasks, reconfiguration.
+
+One :class:`Datapath` owns every port (with its datapath port number), one
+PMD task per core of ``pmd-cpu-mask``, and the main-thread pseudo PMD that
+polls the ports whose type is not PMD-polled.  All changes — ports added or
+removed, ``pmd-cpu-mask``, ``n_rxq``, affinity, a rebalance — go through
+:meth:`Datapath.reconfigure`, which recomputes the PMD set and the rxq
+assignment and hands every affected PMD its new poll list through the
+reload handshake (see :mod:`.pmd`).  Reconfigurations are serialised by a
+lock; a PMD never sees a half-built poll list.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+
+import attrs
+import trio
+
+from ..config import BridgeConfig, Config, OtherConfig, PortConfig
+from ..netdev.provider import Netdev, NetdevError
+from ..netdev.registry import NetdevRegistry
+from ..observe.coverage import Coverage
+from ..observe.vlog import Vlog
+from . import rxq_sched
+from .perf import PerfLogConfig, PmdPerf
+from .pipeline import FloodPipeline
+from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, TxPort
+from .port import Port, Rxq
+from .sleep import SleepConfig, parse_sleep_max, sleep_log_lines
+
+DP_NAME = "ovs-netdev"
+DP_TYPE = "netdev"
+LOCAL_PORT_TYPE = "dummy-internal"
+#: How often the main task polls non-PMD ports and runs housekeeping, s.
+MAIN_POLL_INTERVAL = 0.001
+
+
+@attrs.define
+class DatapathSettings:
+    """Knobs every PMD reads live (no reload needed)."""
+
+    tx_flush_interval_us: int = 0
+    perf_metrics: bool = False
+    rxq_assign: str = "cycles"
+    rxq_isolate: bool = True
+    cpu_mask: int | None = None
+    numa: tuple[int, ...] = ()
+    sleep: SleepConfig = attrs.field(factory=SleepConfig)
+
+
+class Datapath:
+    """The one userspace datapath of the daemon."""
+
+    def __init__(
+        self,
+        vlog: Vlog,
+        coverage: Coverage,
+        netdevs: NetdevRegistry,
+        *,
+        hooks_factory: Callable[[Pmd], PmdHooks] | None = None,
+    ) -> None:
+        self.log = vlog.module("dpif_netdev")
+        self.vlog = vlog
+        self.netdevs = netdevs
+        self.coverage = coverage
+        self.settings = DatapathSettings()
+        self.perf_log = PerfLogConfig()
+        self.ports: dict[int, Port] = {}
+        self.bridges: dict[str, BridgeConfig] = {}
+        self.port_errors: dict[str, str] = {}
+        self.pmds: dict[int, Pmd] = {}
+        self._hooks_factory = hooks_factory
+        self._cov_sent = coverage.define("netdev_sent")
+        self._cov_received = coverage.define("netdev_received")
+        self._cov_drop_invalid = coverage.define("datapath_drop_rx_invalid_packet")
+        self._cov_port_add = coverage.define("dpif_port_add")
+        self._cov_port_del = coverage.define("dpif_port_del")
+        self._closing: list[Port] = []
+        self._flood: dict[int, tuple[int, ...]] = {}
+        self.pipeline = FloodPipeline(self._flood, self._cov_drop_invalid)
+        self._lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+        self.sched = rxq_sched.RxqSchedConfig(self.log)
+        self.alb = rxq_sched.AutoLoadBalance(self.log)
+        #: Clock of the ALB rebalance timer, ms; tests substitute their own.
+        self.clock_ms: Callable[[], int] = lambda: time.monotonic_ns() // 1_000_000
+        #: PMD measurement interval, ns (OVS: 5 s); tests shorten it.
+        self.interval_ns = 5_000_000_000
+        self._reconfigure_pending = False
+        self._sleep_logged: tuple[int, tuple[tuple[int, int], ...]] | None = None
+        self.reconfigurations = 0
+        self.main = self._make_pmd(NON_PMD_CORE_ID, 0)
+
+    # -- queries ----------------------------------------------------------------
+
+    @property
+    def exists(self) -> bool:
+        """OVS has no netdev datapath until a bridge uses it."""
+        return bool(self.bridges)
+
+    def port_by_name(self, name: str) -> Port | None:
+        for port in self.ports.values():
+            if port.name == name:
+                return port
+        return None
+
+    def netdev_by_name(self, name: str) -> Netdev | None:
+        port = self.port_by_name(name)
+        return port.netdev if port else None
+
+    def sorted_pmds(self) -> list[Pmd]:
+        """PMDs by core id, then the main thread (OVS's display order)."""
+        return [self.pmds[c] for c in sorted(self.pmds)] + [self.main]
+
+    def cores(self) -> dict[int, int]:
+        """Cores that exist: core id -> NUMA id (``dummy-numa``, else all CPUs on NUMA 0)."""
+        numa = self.settings.numa or (0,) * (os.cpu_count() or 1)
+        return dict(enumerate(numa))
+
+    # -- the task ---------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the PMD tasks and poll non-PMD ports until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                while True:
+                    self._main_iteration()
+                    await trio.sleep(MAIN_POLL_INTERVAL)
+            finally:
+                self._nursery = None
+
+    def _main_iteration(self) -> None:
+        main = self.main
+        main.now_us = time.perf_counter_ns() // 1000
+        if main.poll_list:
+            main.poll_rxqs()
+        main.flush_output(force=True)
+        main.hooks.drain_all(main)
+        self._alb_check()
+
+    def _alb_check(self) -> None:
+        """Main-task side of auto load balance: maybe request a rebalance."""
+        if not self.alb.enabled or self._reconfigure_pending or self._nursery is None:
+            return
+        if self.alb.poll(
+            self.clock_ms(),
+            overload_counts=lambda: [p.overloaded for p in self.pmds.values()],
+            reconfigure_pending=lambda: self._reconfigure_pending or self._lock.locked(),
+            view=self._sched_view,
+        ):
+            self._reconfigure_pending = True
+            self._nursery.start_soon(self._alb_reconfigure)
+
+    async def _alb_reconfigure(self) -> None:
+        try:
+            await self.reconfigure()
+        finally:
+            self._reconfigure_pending = False
+
+    def _sched_view(self) -> rxq_sched.SchedView:
+        return rxq_sched.SchedView(
+            rxqs=self._rxq_infos(),
+            pmds=[
+                rxq_sched.PmdInfo(
+                    core_id=p.core_id,
+                    numa_id=p.numa_id,
+                    intrvl_cycles=p.intrvl_cycles,
+                    isolated=p.isolated,
+                )
+                for p in self.pmds.values()
+            ],
+            algorithm=self.settings.rxq_assign,
+            isolate=self.settings.rxq_isolate,
+        )
+
+    def _on_interval(self, pmd: Pmd) -> None:
+        """A PMD closed a 5 s interval: update its ALB overload count."""
+        idle, busy, sleep, offload = pmd.last_interval
+        pmd.overloaded = self.alb.update_overload(
+            pmd.overloaded,
+            busy=busy,
+            idle=idle,
+            sleep=sleep,
+            offload=offload,
+            isolated=pmd.isolated,
+        )
+
+    async def shutdown(self) -> None:
+        """Stop every PMD (flushing their output) and close every netdev."""
+        async with self._lock:
+            for core in list(self.pmds):
+                await self._destroy_pmd(core)
+            for port in list(self.ports.values()):
+                port.netdev.close()
+            self.ports.clear()
+
+    # -- configuration ------------------------------------------------------------
+
+    async def apply_config(self, config: Config) -> None:
+        """Bring the datapath to ``config`` (start-up, SIGHUP, config/reload)."""
+        async with self._lock:
+            self._apply_other_config(config.other_config)
+            await self._apply_bridges(config.bridges)
+            await self._reconfigure_locked()
+
+    def _apply_other_config(self, oc: OtherConfig) -> None:
+        s = self.settings
+        s.tx_flush_interval_us = oc.tx_flush_interval
+        s.perf_metrics = oc.pmd_perf_metrics
+        s.cpu_mask = oc.pmd_cpu_mask
+        s.numa = oc.dummy_numa or ()
+        self.sched.configure(oc.pmd_rxq_assign, oc.pmd_rxq_isolate)
+        s.rxq_assign = self.sched.algorithm
+        s.rxq_isolate = self.sched.isolate
+        s.sleep = parse_sleep_max(oc.pmd_sleep_max, oc.pmd_maxsleep)
+        self.alb.configure(
+            enabled=oc.pmd_auto_lb,
+            load_threshold=oc.pmd_auto_lb_load_threshold,
+            improvement_threshold=oc.pmd_auto_lb_improvement_threshold,
+            rebal_interval=oc.pmd_auto_lb_rebal_interval,
+        )
+
+    async def _apply_bridges(self, bridges: tuple[BridgeConfig, ...]) -> None:
+        wanted: dict[str, tuple[str, PortConfig]] = {}
+        for bc in bridges:
+            wanted[bc.name] = (bc.name, PortConfig(name=bc.name, type=LOCAL_PORT_TYPE))
+            for pc in bc.ports:
+                wanted[pc.name] = (bc.name, pc)
+        self.bridges = {b.name: b for b in bridges}
+        if bridges and self.port_by_name(DP_NAME) is None:
+            self._open_port(None, PortConfig(name=DP_NAME, type=LOCAL_PORT_TYPE), port_no=0)
+        for port in list(self.ports.values()):
+            if port.port_no == 0:
+                if not bridges:
+                    self._remove_port(port)
+                continue
+            spec = wanted.get(port.name)
+            if spec is None or spec[1].type != port.type or spec[0] != port.bridge:
+                self._remove_port(port)
+        self.port_errors = {}
+        for name, (bridge_name, pc) in wanted.items():
+            existing = self.port_by_name(name)
+            if existing is None:
+                self._open_port(bridge_name, pc)
+                continue
+            try:
+                existing.netdev.set_config(pc.options)
+            except NetdevError as exc:
+                self.port_errors[name] = str(exc)
+                self.log.warn(f"{name}: could not set configuration ({exc})")
+            self._set_port_other_config(existing, pc.other_config)
+
+    def _open_port(
+        self, bridge: str | None, pc: PortConfig, port_no: int | None = None
+    ) -> Port | None:
+        try:
+            netdev = self.netdevs.create(pc.type, pc.name, pc.options)
+        except NetdevError as exc:
+            self.port_errors[pc.name] = str(exc)
+            self.log.warn(f"could not open network device {pc.name} ({exc})")
+            return None
+        if port_no is None:
+            port_no = 1
+            while port_no in self.ports:
+                port_no += 1
+        port = Port(port_no, netdev, bridge)
+        self._set_port_other_config(port, pc.other_config)
+        self.ports[port_no] = port
+        self._cov_port_add.inc()
+        self.log.info(f"Port {port_no} ({pc.name}) added to datapath {DP_NAME}")
+        return port
+
+    def _set_port_other_config(self, port: Port, other_config: Mapping[str, str]) -> None:
+        oc = dict(other_config)
+        port.other_config = oc
+        text = oc.get("pmd-rxq-affinity")
+        affinity: dict[int, int] = {}
+        if text:
+            try:
+                affinity = rxq_sched.parse_affinity(text)
+            except ValueError:
+                self.log.err(f"{port.name}: invalid pmd-rxq-affinity '{text}'; keeping the old one")
+                affinity = port.affinity
+        port.affinity = affinity
+        port.apply_affinity()
+
+    def _remove_port(self, port: Port) -> None:
+        # The netdev is closed after the reconfigure that stops every PMD using it.
+        del self.ports[port.port_no]
+        self._closing.append(port)
+        self._cov_port_del.inc()
+        self.log.info(f"Port {port.port_no} ({port.name}) removed from datapath {DP_NAME}")
+
+    # -- port commands --------------------------------------------------------------
+
+    async def add_port(self, bridge: str, pc: PortConfig) -> Port:
+        async with self._lock:
+            if self.port_by_name(pc.name) is not None:
+                raise NetdevError(f"{pc.name}: port already exists")
+            if bridge not in self.bridges:
+                raise NetdevError(f"{bridge}: no such bridge")
+            port = self._open_port(bridge, pc)
+            if port is None:
+                raise NetdevError(self.port_errors.pop(pc.name))
+            await self._reconfigure_locked()
+            return port
+
+    async def del_port(self, name: str) -> None:
+        async with self._lock:
+            port = self.port_by_name(name)
+            if port is None or port.port_no == 0 or port.name in self.bridges:
+                raise NetdevError(f"{name}: no such port")
+            self._remove_port(port)
+            await self._reconfigure_locked()
+
+    async def reconfigure(self) -> None:
+        async with self._lock:
+            await self._reconfigure_locked()
+
+    # -- reconfiguration -------------------------------------------------------------
+
+    def _wanted_cores(self) -> dict[int, int]:
+        cores = self.cores()
+        if not any(p.pmd for p in self.ports.values()):
+            return {}
+        mask = self.settings.cpu_mask
+        if mask is not None:
+            return {c: n for c, n in cores.items() if mask >> c & 1}
+        first: dict[int, int] = {}
+        for core, numa in cores.items():
+            first.setdefault(numa, core)
+        return {core: numa for numa, core in first.items()}
+
+    async def _reconfigure_locked(self) -> None:
+        self.reconfigurations += 1
+        changed = await self._adjust_pmds()
+        if changed:
+            by_numa: dict[int, int] = {}
+            for pmd in self.pmds.values():
+                by_numa[pmd.numa_id] = by_numa.get(pmd.numa_id, 0) + 1
+            for numa, count in sorted(by_numa.items()):
+                self.log.info(f"There are {count} pmd threads on numa node {numa}")
+        # Ports whose queue layout changes leave every PMD before the netdev changes.
+        stale = [p for p in self.ports.values() if p.netdev.reconfigure_required]
+        if stale or self._closing:
+            stale_nos = {p.port_no for p in stale}
+            for pmd in self.pmds.values():
+                keep = [
+                    r
+                    for r in pmd.poll_list
+                    if r.port_no not in stale_nos and r.port_no in self.ports
+                ]
+                tx = {
+                    n: t for n, t in pmd.tx_ports.items() if n in self.ports and n not in stale_nos
+                }
+                await pmd.reload(keep, tx)
+            for port in stale:
+                port.netdev.reconfigure()
+                port.rebuild_rxqs()
+        self._update_sleep()
+        schedule = self._schedule()
+        await self._distribute(schedule)
+        self.alb.note_reconfigured()
+        closing, self._closing = self._closing, []
+        for port in closing:
+            port.netdev.close()
+
+    async def _adjust_pmds(self) -> bool:
+        wanted = self._wanted_cores()
+        changed = False
+        for core in sorted(set(self.pmds) - set(wanted)):
+            await self._destroy_pmd(core)
+            changed = True
+        for core in sorted(set(wanted) - set(self.pmds)):
+            pmd = self._make_pmd(core, wanted[core])
+            self.pmds[core] = pmd
+            assert self._nursery is not None, "datapath is not running"
+            await self._nursery.start(pmd.run)
+            self.log.info(f"PMD thread on numa_id: {pmd.numa_id}, core id: {core:2d} created.")
+            changed = True
+        return changed
+
+    async def _destroy_pmd(self, core: int) -> None:
+        pmd = self.pmds.pop(core)
+        await pmd.request_exit()
+        for rxq in pmd.poll_list:
+            rxq.core_id = None
+        self.log.info(f"PMD thread on numa_id: {pmd.numa_id}, core id: {core:2d} destroyed.")
+
+    def _make_pmd(self, core: int, numa: int) -> Pmd:
+        log = self.vlog.module("pmd_perf")
+        perf = PmdPerf(log_config=self.perf_log, log=log)
+        pmd = Pmd(
+            core,
+            numa,
+            self.settings,
+            self.pipeline,
+            perf,
+            sent_counter=self._cov_sent,
+            received_counter=self._cov_received,
+            on_interval=self._on_interval,
+        )
+        pmd.interval_ns = self.interval_ns
+        if self._hooks_factory is not None:
+            pmd.hooks = self._hooks_factory(pmd)
+        return pmd
+
+    def _update_sleep(self) -> None:
+        cfg = self.settings.sleep
+        values = []
+        for pmd in self.pmds.values():
+            pmd.max_sleep_us = cfg.for_core(pmd.core_id)
+            values.append((pmd.numa_id, pmd.core_id, pmd.max_sleep_us))
+        key = (cfg.default_us, tuple(sorted((c, v) for _, c, v in values)))
+        if key != self._sleep_logged:
+            self._sleep_logged = key
+            for line in sleep_log_lines(cfg, values):
+                self.log.info(line)
+
+    def _schedule(self) -> rxq_sched.Schedule:
+        pmds = [rxq_sched.PmdInfo(core_id=p.core_id, numa_id=p.numa_id) for p in self.pmds.values()]
+        return rxq_sched.schedule(
+            self._rxq_infos(), pmds, self.settings.rxq_assign, self.settings.rxq_isolate, self.log
+        )
+
+    def _rxq_infos(self) -> list[rxq_sched.RxqInfo]:
+        return [
+            rxq_sched.RxqInfo(
+                port_name=port.name,
+                port_no=port.port_no,
+                qid=rxq.qid,
+                port_numa=port.netdev.numa_id,
+                pinned_core=rxq.pinned_core,
+                history=list(rxq.intervals),
+                current_core=rxq.core_id,
+            )
+            for port in sorted(self.ports.values(), key=lambda p: p.port_no)
+            if port.pmd
+            for rxq in port.rxqs
+        ]
+
+    async def _distribute(self, schedule: rxq_sched.Schedule) -> None:
+        """Give each PMD its poll list and tx ports; reload only those that change."""
+        polls: dict[int, list[Rxq]] = {core: [] for core in self.pmds}
+        for port in sorted(self.ports.values(), key=lambda p: p.port_no):
+            if not port.pmd:
+                continue
+            for rxq in port.rxqs:
+                core = schedule.assignment.get((port.name, rxq.qid))
+                rxq.core_id = core if core in polls else None
+                if rxq.core_id is not None:
+                    polls[rxq.core_id].append(rxq)
+        self._rebuild_flood()
+        port_nos = set(self.ports)
+        for index, (core, pmd) in enumerate(sorted(self.pmds.items())):
+            pmd.isolated = core in schedule.isolated
+            pmd.static_tx_qid = index
+            new_poll = polls[core]
+            same_ports = set(pmd.tx_ports) == (port_nos if new_poll else set())
+            if new_poll == pmd.poll_list and same_ports and not pmd.reload_requested:
+                continue
+            tx = self._tx_ports(pmd.static_tx_qid) if new_poll else {}
+            await pmd.reload(new_poll, tx)
+        # The main task is not mid-iteration while we run: update it in place.
+        main = self.main
+        main.flush_output(force=True)
+        main.poll_list = [
+            r
+            for p in sorted(self.ports.values(), key=lambda p: p.port_no)
+            if not p.pmd
+            for r in p.rxqs
+        ]
+        main.static_tx_qid = len(self.pmds)
+        main.tx_ports = self._tx_ports(main.static_tx_qid)
+
+    def _tx_ports(self, static_qid: int) -> dict[int, TxPort]:
+        return {
+            no: TxPort(port, static_qid % max(port.netdev.n_txq, 1))
+            for no, port in self.ports.items()
+        }
+
+    def _rebuild_flood(self) -> None:
+        members: dict[str, list[int]] = {}
+        for port in self.ports.values():
+            if port.bridge is not None:
+                members.setdefault(port.bridge, []).append(port.port_no)
+        flood: dict[int, tuple[int, ...]] = {}
+        for nos in members.values():
+            for no in nos:
+                flood[no] = tuple(sorted(n for n in nos if n != no))
+        # Swap the reference: a PMD between iterations sees the old or the new map whole.
+        self._flood = flood
+        self.pipeline.flood = flood

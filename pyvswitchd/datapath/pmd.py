@@ -1,0 +1,359 @@
+"""The PMD task: OVS's poll-mode driver thread as a trio task.
+
+Each PMD busy-polls the rx queues assigned to it, runs received batches
+through the datapath pipeline, batches output per port and flushes it,
+then runs the per-iteration hooks (deferred work, offload work), sleeps if
+load-based sleep allows, and every 1026 iterations does its housekeeping
+(interval cycle store for pmd-rxq-show and auto load balance).
+
+Everything between ``start_iteration`` and ``end_iteration`` is synchronous:
+the task only yields to trio between iterations (or while sleeping), so an
+iteration's cycles are the CPU this PMD actually got from the interpreter,
+and nothing another task does can change the poll list under it.
+
+Reload handshake (OVS's ``reload``/``reload_seq``): the datapath never
+touches a PMD's poll list or tx ports directly.  It hands the new ones to
+:meth:`Pmd.reload` and waits; the PMD notices at the end of its current
+iteration, flushes all pending output (so no packet in its hands is lost or
+duplicated), drains its deferred work, adopts the new lists, wipes the
+rxq usage history as OVS does, and acknowledges.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import trio
+
+from ..netdev.provider import EINPROGRESS, Netdev
+from .packet import Packet
+from .perf import PmdPerf, Stat
+from .port import PMD_INTERVAL_MAX, Port, Rxq
+
+if TYPE_CHECKING:
+    from ..observe.coverage import Counter
+
+#: core_id of the main-thread pseudo PMD (OVS's NON_PMD_CORE_ID).
+NON_PMD_CORE_ID = 2**32 - 1
+#: Packets from one rxq poll that cancel load-based sleep (NETDEV_MAX_BURST / 2).
+PMD_SLEEP_THRESH = 16
+#: Cap of any PMD sleep, us (OVS's RCU quiesce interval).
+PMD_SLEEP_MAX_US = 10000
+#: Rxq / PMD cycle measurement interval, ns (5 s).
+PMD_INTERVAL_LEN_NS = 5_000_000_000
+#: Iterations between two housekeeping passes (OVS's `lc++ > 1024`).
+HOUSEKEEPING_ITERATIONS = 1024
+
+_tsc = time.perf_counter_ns
+
+
+class Pipeline(Protocol):
+    """What a PMD runs received batches through (the datapath input function)."""
+
+    def process(self, pmd: Pmd, batch: list[Packet], in_port: int) -> None: ...
+
+
+class TxPort:
+    """A PMD's private output state for one port (OVS's tx_port in the send cache)."""
+
+    __slots__ = ("batch", "flush_time", "netdev", "port", "qid")
+
+    def __init__(self, port: Port, qid: int) -> None:
+        self.port = port
+        self.netdev: Netdev = port.netdev
+        self.qid = qid
+        self.batch: list[Packet] = []
+        self.flush_time = 0  # us; 0 means the first batch always goes at once
+
+
+class PmdHooks(Protocol):
+    """Per-iteration work the later subsystems plug in (deferred work, offload)."""
+
+    def drain(self, pmd: Pmd) -> None: ...
+    def drain_all(self, pmd: Pmd) -> None: ...
+    def deferred_send(self, pmd: Pmd, txport: TxPort) -> None: ...
+    def offload_work(self, pmd: Pmd) -> int: ...
+
+
+class _NoHooks:
+    def drain(self, pmd: Pmd) -> None:
+        pass
+
+    def drain_all(self, pmd: Pmd) -> None:
+        pass
+
+    def deferred_send(self, pmd: Pmd, txport: TxPort) -> None:
+        pass
+
+    def offload_work(self, pmd: Pmd) -> int:
+        return 0
+
+
+class PmdSettings(Protocol):
+    """Datapath-wide knobs a PMD reads every iteration (never via reload)."""
+
+    tx_flush_interval_us: int
+    perf_metrics: bool
+
+
+class Pmd:
+    """One PMD (or, with ``core_id == NON_PMD_CORE_ID``, the main-thread pseudo PMD)."""
+
+    def __init__(
+        self,
+        core_id: int,
+        numa_id: int,
+        settings: PmdSettings,
+        pipeline: Pipeline,
+        perf: PmdPerf,
+        *,
+        sent_counter: Counter,
+        received_counter: Counter,
+        hooks: PmdHooks | None = None,
+        on_interval: Callable[[Pmd], None] | None = None,
+    ) -> None:
+        self.core_id = core_id
+        self.numa_id = numa_id
+        self.settings = settings
+        self.pipeline = pipeline
+        self.perf = perf
+        self.hooks: PmdHooks = hooks or _NoHooks()
+        self._sent = sent_counter
+        self._received = received_counter
+        self._on_interval = on_interval
+        self.poll_list: list[Rxq] = []
+        self.tx_ports: dict[int, TxPort] = {}
+        self.isolated = False
+        self.max_sleep_us = 0
+        self.sleep_time_us = 0
+        self.static_tx_qid = 0
+        # Auto load balance: consecutive overloaded 5 s intervals.
+        self.overloaded = 0
+        # Interval bookkeeping (pmd-rxq-show, ALB).
+        self.busy_intervals = [0] * PMD_INTERVAL_MAX
+        self.busy_idx = 0
+        self.intrvl_cycles = 0
+        self._intrvl_tsc_prev = 0
+        self._prev_stats = (0, 0, 0, 0)
+        self._next_cycle_store = 0
+        #: Measurement interval length; tests shorten it instead of warping time.
+        self.interval_ns = PMD_INTERVAL_LEN_NS
+        self.last_interval = (0, 0, 0, 0)
+        self._lc = 0
+        # Reload handshake.
+        self.reload_requested = False
+        self.exit_requested = False
+        self.reloads = 0
+        self._pending: tuple[list[Rxq], dict[int, TxPort]] | None = None
+        self._wake = trio.Event()
+        self._acked = trio.Event()
+        self.last_rxq: Rxq | None = None
+        self.now_us = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.core_id == NON_PMD_CORE_ID
+
+    def header(self) -> str:
+        """``pmd thread numa_id N core_id C:`` / ``main thread:`` as OVS prints it."""
+        if self.is_main:
+            return "main thread:"
+        return f"pmd thread numa_id {self.numa_id} core_id {self.core_id}:"
+
+    @property
+    def name(self) -> str:
+        return "main" if self.is_main else f"pmd-c{self.core_id:02d}"
+
+    # -- the handshake, main task side ----------------------------------------
+
+    async def reload(self, poll_list: Sequence[Rxq], tx_ports: dict[int, TxPort]) -> None:
+        """Hand over a new poll list and tx ports; return once the PMD uses them."""
+        self._pending = (list(poll_list), tx_ports)
+        self._acked = trio.Event()
+        self.reload_requested = True
+        self._wake.set()
+        await self._acked.wait()
+
+    async def request_exit(self) -> None:
+        """Stop the PMD after it flushed its output; returns when it acknowledged."""
+        self.exit_requested = True
+        self._acked = trio.Event()
+        self.reload_requested = True
+        self._wake.set()
+        await self._acked.wait()
+
+    # -- the task -------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            self._adopt_pending()
+            exiting = self.exit_requested
+            self.reload_requested = False
+            self._acked.set()
+            if exiting:
+                return
+            if not self.poll_list:
+                # An idle PMD sleeps until the next reload, as OVS's does.
+                self._wake = trio.Event()
+                if not self.reload_requested:
+                    await self._wake.wait()
+                continue
+            await self._poll_loop()
+
+    def _adopt_pending(self) -> None:
+        if self._pending is not None:
+            self.poll_list, self.tx_ports = self._pending
+            self._pending = None
+            self.reloads += 1
+        for rxq in self.poll_list:
+            rxq.clear_history()
+        self.busy_intervals = [0] * PMD_INTERVAL_MAX
+        self.busy_idx = 0
+        self.intrvl_cycles = 0
+        self._intrvl_tsc_prev = 0
+        self.overloaded = 0
+
+    async def _poll_loop(self) -> None:
+        perf = self.perf
+        hooks = self.hooks
+        perf.polling = True
+        self._next_cycle_store = _tsc() + self.interval_ns
+        try:
+            while True:
+                start = _tsc()
+                perf.start_iteration(start)
+                rx = self.poll_rxqs()
+                tx = 0
+                if not rx:
+                    self.now_us = start // 1000
+                    tx = self.flush_output(force=bool(self.max_sleep_us and self.sleep_time_us))
+                hooks.drain(self)
+                offload_cycles = hooks.offload_work(self)
+                slept = 0
+                if self.max_sleep_us:
+                    if self.sleep_time_us:
+                        t0 = _tsc()
+                        await trio.sleep(self.sleep_time_us / 1e6)
+                        slept = _tsc() - t0
+                    self.sleep_time_us = min(self.sleep_time_us + 1, self.max_sleep_us)
+                else:
+                    self.sleep_time_us = 0
+                if self._lc > HOUSEKEEPING_ITERATIONS:
+                    self._lc = 0
+                    hooks.drain_all(self)
+                    self._housekeeping()
+                else:
+                    self._lc += 1
+                if self.reload_requested:
+                    # Everything in our hands goes out before we let go of it.
+                    self.flush_output(force=True)
+                    hooks.drain_all(self)
+                    return
+                perf.end_iteration(
+                    _tsc(), rx, tx, slept, offload_cycles, self.settings.perf_metrics
+                )
+                if not slept:
+                    await trio.lowlevel.checkpoint()
+        finally:
+            perf.polling = False
+
+    def poll_rxqs(self) -> int:
+        """Receive and process one batch from every polled rxq; the hot path.
+
+        Kept in one function with locals bound up front because attribute
+        lookups dominate at this call rate.
+        """
+        rx_total = 0
+        pipeline = self.pipeline
+        perf_n = self.perf.n
+        received = self._received
+        for rxq in self.poll_list:
+            t0 = _tsc()
+            batch = rxq.netdev.recv(rxq.qid)
+            n = len(batch)
+            if not n:
+                continue
+            received.total += 1
+            self.last_rxq = rxq
+            self.now_us = t0 // 1000
+            perf_n[Stat.RECV] += n
+            self.perf.record_batch(n)
+            pipeline.process(self, batch, rxq.port_no)
+            rxq.cycles_curr += _tsc() - t0
+            rx_total += n
+            if n >= PMD_SLEEP_THRESH:
+                self.sleep_time_us = 0
+            self.flush_output(force=False)
+        return rx_total
+
+    # -- output ---------------------------------------------------------------
+
+    def output(self, port_no: int, packet: Packet) -> None:
+        """Queue ``packet`` for transmit on ``port_no`` (dropped if unknown)."""
+        txport = self.tx_ports.get(port_no)
+        if txport is None:
+            return
+        packet.rxq = self.last_rxq
+        txport.batch.append(packet)
+
+    def flush_output(self, force: bool) -> int:
+        """Send every non-empty tx batch whose flush time has come; return packets sent."""
+        sent = 0
+        now = self.now_us
+        for txport in self.tx_ports.values():
+            if txport.batch and (force or now >= txport.flush_time):
+                sent += self._flush_port(txport)
+        return sent
+
+    def _flush_port(self, txport: TxPort) -> int:
+        batch = txport.batch
+        txport.batch = []
+        n = len(batch)
+        t0 = _tsc()
+        rc = txport.netdev.send(txport.qid, batch)
+        self._sent.total += 1
+        if rc == EINPROGRESS:
+            self.hooks.deferred_send(self, txport)
+        txport.flush_time = self.now_us + self.settings.tx_flush_interval_us
+        perf_n = self.perf.n
+        perf_n[Stat.SENT_PKTS] += n
+        perf_n[Stat.SENT_BATCHES] += 1
+        # Transmit time belongs to the queues the packets came from.
+        share = (_tsc() - t0) // n
+        for packet in batch:
+            if packet.rxq is not None:
+                packet.rxq.cycles_curr += share
+        return n
+
+    # -- housekeeping ---------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        now = _tsc()
+        if now < self._next_cycle_store:
+            return
+        n = self.perf.get_all()
+        stats = (
+            n[Stat.CYCLES_ITER_IDLE],
+            n[Stat.CYCLES_ITER_BUSY],
+            n[Stat.CYCLES_SLEEP],
+            n[Stat.CYCLES_OFFLOAD],
+        )
+        idle, busy, sleep, offload = (a - b for a, b in zip(stats, self._prev_stats, strict=True))
+        self._prev_stats = stats
+        self.last_interval = (idle, busy, sleep, offload)
+        for rxq in self.poll_list:
+            rxq.store_interval()
+        self.busy_intervals[self.busy_idx % PMD_INTERVAL_MAX] = busy
+        self.busy_idx += 1
+        if self._intrvl_tsc_prev:
+            self.intrvl_cycles = now - self._intrvl_tsc_prev
+        self._intrvl_tsc_prev = now
+        self._next_cycle_store = now + self.interval_ns
+        if self._on_interval is not None:
+            self._on_interval(self)
+
+    def __repr__(self) -> str:
+        return f"Pmd(core={self.core_id}, numa={self.numa_id}, rxqs={len(self.poll_list)})"

@@ -1,0 +1,1 @@
+"""Network devices: the provider API, the type registry and the built-in types."""

@@ -1,0 +1,462 @@
+"""OVS's netdev-dummy: software ports for tests, ``dummy``, ``dummy-pmd``, ``dummy-internal``.
+
+All three types share :class:`DummyNetdev`; they differ only in who polls
+them (``dummy-pmd``: PMD tasks; the others: the main task) and in what
+``dpctl/show`` prints (only ``dummy-pmd`` shows its queue counts, as in OVS).
+
+Receive: each rx queue is a FIFO filled by :meth:`DummyNetdev.inject` (the
+``netdev-dummy/receive`` command) and drained by :meth:`DummyNetdev.recv` in
+batches of up to NETDEV_MAX_BURST.  A queue holds at most
+:attr:`DummyNetdev.MAX_RX_QUEUE` frames; more are dropped and counted in
+``rx_dropped``.  Transmit: frames are counted and then dropped, as by an OVS
+dummy with no ``stream``/``pstream`` connection, but the last
+:attr:`DummyNetdev.SENT_RING` are kept for :meth:`DummyNetdev.sent_frames` so
+tests can see what was forwarded.
+
+Options (all optional):
+
+``n_rxq`` / ``n_txq``
+    Queue counts, 1..1024 (default 1).
+``numa_id``
+    NUMA node reported to the datapath (default 0).
+``pcap=FILE``
+    Append received and transmitted frames to FILE; or separately
+    ``rxq_pcap=FILE`` (frames as they are queued for receive) and
+    ``tx_pcap=FILE`` (frames as they are transmitted).
+``tx_async_polls=N``
+    Asynchronous transmit, for exercising deferred work (default 0: off).
+    ``send`` keeps the batch and returns EINPROGRESS; ``process_async`` on
+    that queue returns EINPROGRESS until its N-th call for the oldest pending
+    batch, which transmits it.  ``force=True`` finishes every pending batch
+    at once.
+``tx_async_fail_rate=R``
+    Fraction 0..1 (default 0) of forced completions that drop their batch
+    (counted in ``tx_dropped``, :data:`ASYNC_FAIL_ERRNO` returned).  Not
+    random: the k-th forced completion fails when ``floor(k*R)`` exceeds
+    ``floor((k-1)*R)``, so R=0.25 fails the 4th, 8th, ... exactly.
+
+Changing ``n_rxq``, ``n_txq`` or ``numa_id`` on an open device sets
+``reconfigure_required``; :meth:`DummyNetdev.reconfigure` applies them (frames
+queued on removed rx queues are dropped).  At creation they apply at once.
+
+Differences from OVS: a bad option value is an error (OVS clamps or ignores
+it); ``n_rxq`` and friends apply to every dummy type (OVS ignores them except
+on ``dummy-pmd``); ``pcap`` together with ``rxq_pcap``/``tx_pcap`` is an
+error (OVS ignores the latter); a frame of bad size in a transmit batch is
+counted in ``tx_errors`` and skipped while the rest of the batch goes out
+(OVS stops at it); ``recv`` returns up to 32 frames, not one.  If a capture
+file cannot be written (disk full) capturing stops and :attr:`pcap_error`
+says why; it restarts on the next ``set_config`` naming that file.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import attrs
+import trio
+
+from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry
+from ..datapath.odp_key import parse_odp_key
+from ..datapath.packet import ETH_HEADER_LEN, NETDEV_MAX_BURST, Packet
+from .compose import compose_packet
+from .pcap import PcapError, PcapWriter
+from .provider import EINPROGRESS, OK, Netdev, NetdevError
+
+#: Most queues a dummy device may have (OVS's DUMMY_MAX_QUEUES_PER_PORT).
+MAX_QUEUES = 1024
+#: Errno returned by a forced asynchronous completion that drops its batch.
+ASYNC_FAIL_ERRNO = errno.EIO
+#: Shortest frame ``netdev-dummy/receive --len`` accepts (OVS's ETH_TOTAL_MIN).
+ETH_TOTAL_MIN = 60
+_VLAN_HEADER_LEN = 4
+_TPID_8021Q = b"\x81\x00"
+_PPM = 1_000_000
+
+
+def int_option(
+    name: str, options: dict[str, str], key: str, default: int, low: int, high: int
+) -> int:
+    """Pop integer option ``key`` (``low``..``high``); NetdevError naming it when bad."""
+    text = options.pop(key, None)
+    if text is None:
+        return default
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise NetdevError(f'{name}: bad {key} "{text}" (expected an integer {low}..{high})')
+    return value
+
+
+def float_option(
+    name: str, options: dict[str, str], key: str, default: float, low: float, high: float
+) -> float:
+    """Pop number option ``key`` (``low``..``high``); NetdevError naming it when bad."""
+    text = options.pop(key, None)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:  # also rejects nan
+        raise NetdevError(f'{name}: bad {key} "{text}" (expected a number {low}..{high})')
+    return value
+
+
+def reject_unknown(name: str, options: Mapping[str, str]) -> None:
+    """NetdevError for the first option nobody consumed."""
+    for key in sorted(options):
+        raise NetdevError(f'{name}: unknown option "{key}" (value "{options[key]}")')
+
+
+@attrs.define
+class _PendingTx:
+    """A batch accepted by an asynchronous send and not yet transmitted."""
+
+    batch: list[Packet]
+    polls: int = 0
+
+
+class DummyNetdev(Netdev):
+    """``dummy``: a software port polled by the main task."""
+
+    type = "dummy"
+    pmd = False
+
+    #: Frames one rx queue holds; more are dropped (``rx_dropped``).
+    MAX_RX_QUEUE = 4096
+    #: Transmitted frames kept for :meth:`sent_frames`.
+    SENT_RING = 1024
+
+    def __init__(self, name: str, options: Mapping[str, str] | None = None) -> None:
+        # Set before the base constructor, which calls set_config.
+        self._open = False
+        self._rxqs: list[deque[Packet]] = [deque()]
+        self._rx_events: dict[int, trio.Event] = {}
+        self._sent: deque[bytes] = deque(maxlen=self.SENT_RING)
+        self._rx_pcap: PcapWriter | None = None
+        self._tx_pcap: PcapWriter | None = None
+        self._pending: dict[int, deque[_PendingTx]] = {}
+        self._async_polls = 0
+        self._async_fail_ppm = 0
+        self._forced = 0
+        self.requested_numa_id = 0
+        #: Why capturing stopped, when a capture file could not be written.
+        self.pcap_error: str | None = None
+        super().__init__(name, options)
+        self._open = True
+
+    # -- configuration ------------------------------------------------------
+
+    def set_config(self, options: Mapping[str, str]) -> None:
+        opts = dict(options)
+        name = self.name
+        n_rxq = int_option(name, opts, "n_rxq", 1, 1, MAX_QUEUES)
+        n_txq = int_option(name, opts, "n_txq", 1, 1, MAX_QUEUES)
+        numa_id = int_option(name, opts, "numa_id", 0, 0, 2**31 - 1)
+        async_polls = int_option(name, opts, "tx_async_polls", 0, 0, 2**31 - 1)
+        fail_rate = float_option(name, opts, "tx_async_fail_rate", 0.0, 0.0, 1.0)
+        pcap, rx_path, tx_path = (opts.pop(k, None) for k in ("pcap", "rxq_pcap", "tx_pcap"))
+        if pcap is not None:
+            if rx_path is not None or tx_path is not None:
+                raise NetdevError(f"{name}: pcap cannot be combined with rxq_pcap or tx_pcap")
+            rx_path = tx_path = pcap
+        reject_unknown(name, opts)
+
+        self._set_pcaps(rx_path or None, tx_path or None)
+        self._async_polls = async_polls
+        self._async_fail_ppm = round(fail_rate * _PPM)
+        requested = (n_rxq, n_txq, numa_id)
+        if requested != (self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id):
+            self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id = requested
+            if self._open:
+                self.reconfigure_required = True
+            else:
+                self.reconfigure()
+
+    def _set_pcaps(self, rx_path: str | None, tx_path: str | None) -> None:
+        """Open the capture files that changed (all or nothing), then close the old ones."""
+        old = {w for w in (self._rx_pcap, self._tx_pcap) if w is not None}
+        current = {w.path: w for w in old if not w.closed}
+        opened: dict[str, PcapWriter] = {}
+        try:
+            for path in (rx_path, tx_path):
+                if path is not None and path not in current and path not in opened:
+                    opened[path] = PcapWriter(path, "a")
+        except PcapError as exc:
+            for writer in opened.values():
+                writer.close()
+            raise NetdevError(f"{self.name}: {exc}") from None
+        writers = current | opened
+        self._rx_pcap = writers[rx_path] if rx_path is not None else None
+        self._tx_pcap = writers[tx_path] if tx_path is not None else None
+        if opened:
+            self.pcap_error = None
+        for writer in old - {self._rx_pcap, self._tx_pcap}:
+            writer.close()
+
+    def reconfigure(self) -> None:
+        n = self.requested_n_rxq
+        old = self._rxqs
+        self.stats.rx_dropped += sum(len(q) for q in old[n:])
+        self._rxqs = [old[i] if i < len(old) else deque() for i in range(n)]
+        self.numa_id = self.requested_numa_id
+        super().reconfigure()
+        self._wake_all()
+
+    def status(self) -> str:
+        if not self.pmd:
+            return ""
+        return (
+            f"configured_rx_queues={self.n_rxq}, configured_tx_queues={self.n_txq}, "
+            f"requested_rx_queues={self.requested_n_rxq}, "
+            f"requested_tx_queues={self.requested_n_txq}"
+        )
+
+    # -- receive ------------------------------------------------------------
+
+    def inject(self, frames: Sequence[bytes], qid: int = 0) -> int:
+        """Queue ``frames`` for receive on rx queue ``qid``; return how many were queued.
+
+        Frames beyond the queue's room are dropped (``rx_dropped``).  The rx
+        capture sees every frame, dropped or not, as in OVS.
+        """
+        if not 0 <= qid < len(self._rxqs):
+            raise NetdevError(f"{self.name}: no rx queue {qid} (device has {len(self._rxqs)})")
+        if self._rx_pcap is not None and frames:
+            self._capture(self._rx_pcap, frames)
+        queue = self._rxqs[qid]
+        room = max(self.MAX_RX_QUEUE - len(queue), 0)
+        queue.extend(Packet(frame) for frame in frames[:room])
+        self.stats.rx_dropped += max(len(frames) - room, 0)
+        event = self._rx_events.pop(qid, None)
+        if event is not None:
+            event.set()
+        return min(len(frames), room)
+
+    def queued(self, qid: int = 0) -> int:
+        """Frames waiting on rx queue ``qid``."""
+        return len(self._rxqs[qid]) if 0 <= qid < len(self._rxqs) else 0
+
+    def recv(self, qid: int) -> list[Packet]:
+        try:
+            queue = self._rxqs[qid]
+        except IndexError:
+            return []
+        if not queue:
+            return []
+        if len(queue) <= NETDEV_MAX_BURST:
+            batch = list(queue)
+            queue.clear()
+        else:
+            pop = queue.popleft
+            batch = [pop() for _ in range(NETDEV_MAX_BURST)]
+        stats = self.stats
+        stats.rx_packets += len(batch)
+        stats.rx_bytes += sum([len(p.data) for p in batch])
+        return batch
+
+    async def wait_readable(self, qid: int) -> None:
+        while not (0 <= qid < len(self._rxqs) and self._rxqs[qid]):
+            event = self._rx_events.get(qid)
+            if event is None:
+                event = self._rx_events[qid] = trio.Event()
+            await event.wait()
+
+    def _wake_all(self) -> None:
+        events, self._rx_events = self._rx_events, {}
+        for event in events.values():
+            event.set()
+
+    # -- transmit -----------------------------------------------------------
+
+    def send(self, qid: int, batch: list[Packet], concurrent: bool = False) -> int:
+        if self._async_polls and batch:
+            self._pending.setdefault(qid, deque()).append(_PendingTx(batch))
+            return EINPROGRESS
+        return self._transmit(batch)
+
+    def _transmit(self, batch: list[Packet]) -> int:
+        """Count, capture and keep ``batch``'s frames; EMSGSIZE if some had a bad size."""
+        frames = [p.data for p in batch]
+        sizes = [len(f) for f in frames]
+        rc = OK
+        max_size = self.mtu + ETH_HEADER_LEN
+        if sizes and (min(sizes) < ETH_HEADER_LEN or max(sizes) > max_size):
+            # Rare: re-check each frame, allowing 4 more bytes for an 802.1Q tag as OVS does.
+            good = [
+                f
+                for f in frames
+                if ETH_HEADER_LEN
+                <= len(f)
+                <= max_size + (_VLAN_HEADER_LEN if f[12:14] == _TPID_8021Q else 0)
+            ]
+            if len(good) < len(frames):
+                self.stats.tx_errors += len(frames) - len(good)
+                rc = errno.EMSGSIZE
+                frames = good
+                sizes = [len(f) for f in frames]
+        stats = self.stats
+        stats.tx_packets += len(frames)
+        stats.tx_bytes += sum(sizes)
+        self._sent.extend(frames)
+        if self._tx_pcap is not None and frames:
+            self._capture(self._tx_pcap, frames)
+        return rc
+
+    def process_async(self, qid: int, force: bool) -> int:
+        pending = self._pending.get(qid)
+        if not pending:
+            return OK
+        if not force:
+            head = pending[0]
+            head.polls += 1
+            if head.polls < self._async_polls:
+                return EINPROGRESS
+            pending.popleft()
+            rc = self._transmit(head.batch)
+            return EINPROGRESS if pending else rc
+        rc = OK
+        while pending:
+            batch = pending.popleft().batch
+            if self._forced_completion_fails():
+                self.stats.tx_dropped += len(batch)
+                rc = ASYNC_FAIL_ERRNO
+            else:
+                rc = self._transmit(batch) or rc
+        return rc
+
+    def _forced_completion_fails(self) -> bool:
+        self._forced += 1
+        k, ppm = self._forced, self._async_fail_ppm
+        return (k * ppm) // _PPM > ((k - 1) * ppm) // _PPM
+
+    def pending_async(self, qid: int) -> int:
+        """Batches accepted by asynchronous send on ``qid`` and not yet finished."""
+        return len(self._pending.get(qid, ()))
+
+    def sent_frames(self) -> list[bytes]:
+        """The last transmitted frames (up to :attr:`SENT_RING`), oldest first."""
+        return list(self._sent)
+
+    def clear_sent(self) -> None:
+        self._sent.clear()
+
+    # -- capture and teardown -----------------------------------------------
+
+    def _capture(self, writer: PcapWriter, frames: Iterable[bytes]) -> None:
+        try:
+            writer.write_batch(frames)
+        except PcapError as exc:
+            # Losing the capture must not take the data path down with it.
+            self.pcap_error = str(exc)
+            writer.close()
+            if self._rx_pcap is writer:
+                self._rx_pcap = None
+            if self._tx_pcap is writer:
+                self._tx_pcap = None
+
+    def close(self) -> None:
+        for writer in {w for w in (self._rx_pcap, self._tx_pcap) if w is not None}:
+            writer.close()
+        self._rx_pcap = self._tx_pcap = None
+        for queue in self._rxqs:
+            self.stats.rx_dropped += len(queue)
+            queue.clear()
+        for pending in self._pending.values():
+            self.stats.tx_dropped += sum(len(tx.batch) for tx in pending)
+        self._pending.clear()
+        self._wake_all()
+
+
+class DummyPmdNetdev(DummyNetdev):
+    """``dummy-pmd``: a software port polled by PMD tasks."""
+
+    type = "dummy-pmd"
+    pmd = True
+
+
+class DummyInternalNetdev(DummyNetdev):
+    """``dummy-internal``: the datapath's own port and the bridges' local ports.
+
+    Like OVS's, it is a full dummy device (``netdev-dummy/receive br0`` works);
+    nothing injected means nothing received, and what it sends is dropped.
+    """
+
+    type = "dummy-internal"
+    pmd = False
+
+
+# -- netdev-dummy/receive ------------------------------------------------------------
+
+_HEX_FRAME = re.compile(r"(?:[ .\t\r\n]*[0-9a-fA-F]{2})+[ .\t\r\n]*\Z")
+
+
+def parse_hex_frame(text: str) -> bytes | None:
+    """The frame written as hex bytes (spaces, dots allowed between bytes), or None.
+
+    None also when it is shorter than an Ethernet header, as OVS's
+    ``eth_from_hex`` refuses those.
+    """
+    if not _HEX_FRAME.match(text):
+        return None
+    frame = bytes.fromhex(re.sub(r"[ .\t\r\n]", "", text))
+    return frame if len(frame) >= ETH_HEADER_LEN else None
+
+
+def register_commands(
+    registry: CommandRegistry, find_port: Callable[[str], Netdev | None]
+) -> None:
+    """Register ``netdev-dummy/receive``; ``find_port`` finds a datapath port's netdev."""
+
+    def receive(ctx: CommandContext, args: Sequence[str]) -> str:
+        netdev = find_port(args[0])
+        if not isinstance(netdev, DummyNetdev):
+            raise CommandError("no such dummy netdev")
+        k, qid = 1, 0
+        if len(args) > k + 1 and args[k] == "--qid":
+            try:
+                qid = int(args[k + 1], 10)
+            except ValueError:
+                qid = -1
+            if not 0 <= qid < netdev.n_rxq:
+                raise CommandError("bad rx queue id.")
+            k += 2
+        # Parse every packet before queueing any, so a bad one queues nothing.
+        frames: list[bytes] = []
+        i = k
+        while i < len(args):
+            frame = parse_hex_frame(args[i])
+            if frame is None:
+                flow, size = args[i], None
+                if i + 1 < len(args) and args[i + 1] == "--len":
+                    try:
+                        size = int(args[i + 2], 10) if i + 2 < len(args) else 0
+                    except ValueError:
+                        size = 0
+                    if size < ETH_TOTAL_MIN:
+                        raise CommandError("too small packet len")
+                    i += 2
+                try:
+                    frame = compose_packet(parse_odp_key(flow), size)
+                except ValueError:
+                    raise CommandError("bad packet or flow syntax") from None
+            frames.append(frame)
+            i += 1
+        netdev.inject(frames, qid)
+        return ""
+
+    registry.register(
+        "netdev-dummy/receive",
+        "name [--qid queue_id] packet|flow [--len packet_len]",
+        2,
+        UNLIMITED,
+        receive,
+        mutating=True,
+    )

@@ -1,0 +1,136 @@
+"""The netdev provider API: what a network device type implements.
+
+A netdev is a named device with receive queues and transmit queues.  The
+datapath polls each rx queue (from a PMD task, or from the main task for
+types that are not PMD-polled) with :meth:`Netdev.recv`, and hands output
+batches to :meth:`Netdev.send`.  A send may complete asynchronously: it
+returns EINPROGRESS and the datapath later calls :meth:`Netdev.process_async`
+for that queue until it stops returning EINPROGRESS (the per-PMD deferred
+work ring drives this).
+
+Return codes are errno values: 0 for success, ``errno.EINPROGRESS`` for
+"accepted, completion pending", any other positive errno for failure.  No
+method raises on a data-path call; configuration errors raise NetdevError.
+
+Threading: everything runs in the daemon's single trio thread.  ``recv``,
+``send`` and ``process_async`` must not block; a type that needs to wait for
+readiness implements :meth:`Netdev.wait_readable`.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Mapping
+from typing import ClassVar
+
+import attrs
+
+from ..datapath.packet import Packet
+
+#: Return codes of send / process_async, named so call sites read as intent.
+OK = 0
+EINPROGRESS = errno.EINPROGRESS
+EAGAIN = errno.EAGAIN
+
+
+class NetdevError(Exception):
+    """A netdev cannot be opened or configured as asked; the text says why."""
+
+
+@attrs.define
+class NetdevStats:
+    """Per-device counters (``dpctl/show -s``, Prometheus)."""
+
+    rx_packets: int = 0
+    rx_bytes: int = 0
+    rx_dropped: int = 0
+    rx_errors: int = 0
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    tx_dropped: int = 0
+    tx_errors: int = 0
+
+
+class Netdev:
+    """Base class of every netdev type.
+
+    Subclasses set ``type`` and ``pmd`` and override what they support.  The
+    constructor takes the device name and its ``options`` (OVSDB
+    Interface options, strings); bad options raise NetdevError.
+    """
+
+    #: The type name used in configuration (``type = "dummy-pmd"``).
+    type: ClassVar[str] = ""
+    #: True when PMD tasks poll this type's rx queues; False: the main task does.
+    pmd: ClassVar[bool] = False
+
+    def __init__(self, name: str, options: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.stats = NetdevStats()
+        self.numa_id = 0
+        self.n_rxq = 1
+        self.n_txq = 1
+        self.requested_n_rxq = 1
+        self.requested_n_txq = 1
+        self.mtu = 1500
+        #: Set when the device changed in a way that needs a datapath reconfigure.
+        self.reconfigure_required = False
+        self.set_config(dict(options or {}))
+
+    # -- configuration ------------------------------------------------------
+
+    def set_config(self, options: Mapping[str, str]) -> None:
+        """Apply Interface options; raise NetdevError on a bad one.
+
+        Changes that alter queue counts or NUMA placement set
+        ``reconfigure_required``; the datapath then calls :meth:`reconfigure`
+        while no PMD polls this device.
+        """
+        if options:
+            raise NetdevError(f"{self.name}: unknown options: {', '.join(sorted(options))}")
+
+    def reconfigure(self) -> None:
+        """Apply requested queue counts; called only while no PMD polls the device."""
+        self.n_rxq = self.requested_n_rxq
+        self.n_txq = self.requested_n_txq
+        self.reconfigure_required = False
+
+    def status(self) -> str:
+        """Text after the type in ``dpctl/show`` (``dummy-pmd: configured_rx_queues=...``)."""
+        return ""
+
+    # -- data path ----------------------------------------------------------
+
+    def recv(self, qid: int) -> list[Packet]:
+        """Up to NETDEV_MAX_BURST packets from rx queue ``qid`` (empty list: none)."""
+        return []
+
+    def send(self, qid: int, batch: list[Packet], concurrent: bool = False) -> int:
+        """Transmit ``batch`` on tx queue ``qid``; 0, EINPROGRESS or an errno.
+
+        The netdev owns the packets from here on; on EINPROGRESS it keeps
+        them until :meth:`process_async` reports completion.
+        """
+        self.stats.tx_dropped += len(batch)
+        return errno.EOPNOTSUPP
+
+    def process_async(self, qid: int, force: bool) -> int:
+        """Advance asynchronous transmit on ``qid``.
+
+        With ``force`` false it may return EINPROGRESS (still pending).  With
+        ``force`` true it must finish: complete or drop what is pending,
+        account for it, and return 0 or an errno (non-zero = dropped).
+        """
+        return OK
+
+    async def wait_readable(self, qid: int) -> None:
+        """Return when rx queue ``qid`` may have packets (for idle PMDs that sleep).
+
+        The default never returns: such devices are simply polled.
+        """
+        import trio
+
+        await trio.sleep_forever()
+
+    def close(self) -> None:
+        """Release the device; no other method is called afterwards."""

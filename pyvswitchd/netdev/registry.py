@@ -1,0 +1,56 @@
+"""Netdev types by name: what ``type = "dummy-pmd"`` in a port's configuration opens.
+
+A :class:`NetdevRegistry` is an explicit object owned by the daemon (tests
+build their own); :func:`default_registry` returns a new one holding the
+built-in types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .dummy import DummyInternalNetdev, DummyNetdev, DummyPmdNetdev
+from .provider import Netdev, NetdevError
+from .source import TrafficSource
+
+
+class NetdevRegistry:
+    """Maps type names to :class:`Netdev` subclasses."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, type[Netdev]] = {}
+
+    def register(self, cls: type[Netdev]) -> None:
+        """Add ``cls`` under ``cls.type``; a missing or taken name is a programming error."""
+        if not cls.type:
+            raise ValueError(f"{cls.__name__} has no type name")
+        if cls.type in self._types:
+            raise ValueError(f'netdev type "{cls.type}" is already registered')
+        self._types[cls.type] = cls
+
+    def types(self) -> list[str]:
+        """Registered type names, sorted."""
+        return sorted(self._types)
+
+    def get(self, type_: str) -> type[Netdev] | None:
+        """The class registered as ``type_``, or None."""
+        return self._types.get(type_)
+
+    def __contains__(self, type_: object) -> bool:
+        return type_ in self._types
+
+    def create(self, type_: str, name: str, options: Mapping[str, str] | None = None) -> Netdev:
+        """Open device ``name`` of type ``type_``; NetdevError for unknown types, bad options."""
+        cls = self._types.get(type_)
+        if cls is None:
+            known = ", ".join(self.types())
+            raise NetdevError(f'{name}: unknown netdev type "{type_}" (known: {known})')
+        return cls(name, options)
+
+
+def default_registry() -> NetdevRegistry:
+    """A new registry with the built-in types: the dummy types and ``traffic-source``."""
+    registry = NetdevRegistry()
+    for cls in (DummyNetdev, DummyPmdNetdev, DummyInternalNetdev, TrafficSource):
+        registry.register(cls)
+    return registry

@@ -1,0 +1,312 @@
+"""``traffic-source``: a PMD-polled port that generates traffic, for demos and benchmarks.
+
+Each poll of an rx queue returns the next frames of a fixed frame list,
+cycling forever (or until ``count`` frames were produced in all).  The
+frames are either synthesised or replayed from a capture file, and built
+once when the configuration changes, never on the data path.
+
+Options (all optional):
+
+``flows=N`` (default 16, at most 65536) and ``len=N`` (default 64, 42..9216)
+    N distinct Ethernet/IPv4/UDP frames of ``len`` bytes (at most 64 MiB in
+    all).  Flow i has
+    source MAC ``02:ss:ss:ii:ii:ii`` (``ss:ss`` derived from the port name,
+    so two sources on one bridge do not share MACs; ``ii:ii:ii`` = i + 1),
+    source IP 10.0.0.0 + i + 1, UDP ports 1024 + i and 2048 + i (modulo the
+    port range); its destination MAC and IP are those of flow (i + 1) % N,
+    so a MAC-learning switch fed only by this source learns every address.
+``pcap=FILE``
+    Replay the Ethernet frames of FILE instead (exclusive with ``flows`` and
+    ``len``); the file is read when the option is set or changed.
+``pps=N`` (default 0)
+    0: every poll returns a full batch (32 frames).  Otherwise a token bucket
+    per rx queue, filled at N / n_rxq frames a second from
+    ``time.monotonic_ns()``, so the long-run total is N frames a second when
+    every queue is polled often enough.  A bucket holds at most a batch or
+    10 ms of its rate, whichever is more, so a queue polled late catches up
+    a little but does not burst.
+``count=N`` (default 0: forever)
+    Stop after N frames in total; changing ``count`` starts counting again.
+``n_rxq``, ``n_txq`` (1..1024), ``numa_id``
+    As for ``dummy-pmd``; queue changes need a datapath reconfigure.
+
+Frames are spread over rx queues as RSS would spread flows: queue q gets
+frames q, q + n_rxq, q + 2 n_rxq, ... (each queue gets at least one).
+
+Every received frame gets a new :class:`Packet`: the frames (``bytes``) are
+shared, but Packet objects are not reused, because the datapath keeps
+packets beyond the poll that produced them (output batches waiting for
+``tx-flush-interval``, asynchronous sends) and writes their metadata.
+
+Transmit: a sink, frames are counted and dropped.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from collections.abc import Callable, Mapping
+
+import attrs
+import trio
+
+from ..datapath.odp_key import VALUE, KeyAttr
+from ..datapath.packet import NETDEV_MAX_BURST, Packet
+from .compose import ETH_TYPE_IP, IPPROTO_UDP, compose_packet
+from .dummy import MAX_QUEUES, int_option, reject_unknown
+from .pcap import PcapError, read_frames
+from .provider import OK, Netdev, NetdevError
+
+MAX_FLOWS = 65536
+MIN_LEN = 42  # Ethernet + IPv4 + UDP headers
+MAX_LEN = 9216
+#: Most frames a replayed capture may hold (they all stay in memory).
+MAX_PCAP_FRAMES = 1_000_000
+#: Most bytes ``flows`` x ``len`` may add up to (they all stay in memory).
+MAX_SYNTH_BYTES = 64 << 20
+_NS = 1_000_000_000
+#: A bucket holds at least this much time's worth of its rate.
+_BUCKET_NS = 10_000_000
+
+
+def _word_sum(data: bytes) -> int:
+    words: tuple[int, ...] = struct.unpack(f"!{len(data) // 2}H", data)
+    return sum(words)
+
+
+def _fold(total: int) -> int:
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def synthesize_flows(n_flows: int, length: int, salt: int = 0) -> list[bytes]:
+    """``n_flows`` UDP frames of ``length`` bytes; see the module text for the addresses.
+
+    One frame is composed and the others patched from it with incrementally
+    computed checksums: composing 65536 frames one by one takes a second of
+    the daemon's only thread.  The result equals composing each frame.
+    """
+    macs = [
+        (0x02 << 40 | (salt & 0xFFFF) << 24 | (i + 1)).to_bytes(6, "big") for i in range(n_flows)
+    ]
+    ips = [0x0A000000 | (i + 1) for i in range(n_flows)]
+    template = compose_packet(
+        [
+            KeyAttr("eth"),
+            KeyAttr("eth_type", {VALUE: ETH_TYPE_IP}),
+            KeyAttr("ipv4", {"proto": IPPROTO_UDP, "ttl": 64}),
+            KeyAttr("udp"),
+        ],
+        length,
+    )
+    # The template has zero addresses and ports; zero its checksums too, and what
+    # is left sums to the constant part of each frame's checksums.
+    ip_base = _word_sum(template[14:24] + template[26:34])
+    l4 = template[34:]
+    pseudo = struct.pack("!xBH", IPPROTO_UDP, len(l4))
+    udp_base = _word_sum(pseudo + l4[:6] + l4[8:] + (b"\0" if len(l4) & 1 else b""))
+    head, mid, tail = template[12:24], template[38:40], template[42:]
+    pack = struct.pack
+    frames = []
+    for i in range(n_flows):
+        peer = (i + 1) % n_flows
+        src, dst = ips[i], ips[peer]
+        sport, dport = 1024 + i % 64512, 2048 + i % 63488
+        addr_sum = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+        ip_csum = ~_fold(ip_base + addr_sum) & 0xFFFF
+        udp_csum = ~_fold(udp_base + addr_sum + sport + dport) & 0xFFFF or 0xFFFF
+        frames.append(
+            macs[peer] + macs[i] + head + pack("!HIIHH", ip_csum, src, dst, sport, dport)
+            + mid + pack("!H", udp_csum) + tail
+        )  # fmt: skip
+    return frames
+
+
+@attrs.define(slots=True)
+class _SourceQueue:
+    """One rx queue: its share of the frames and its token bucket.
+
+    ``ring`` is the queue's frames followed by its first NETDEV_MAX_BURST
+    again, so any batch is one slice; ``sizes`` are prefix sums of the ring's
+    frame lengths, so a batch's byte count is one subtraction.
+    """
+
+    ring: list[bytes]
+    sizes: list[int]
+    period: int
+    pos: int = 0
+    credit: int = 0
+    last_ns: int | None = None
+
+    @classmethod
+    def build(cls, frames: list[bytes]) -> _SourceQueue:
+        ring = list(frames)
+        while len(ring) < len(frames) + NETDEV_MAX_BURST:
+            ring.extend(frames)
+        sizes = [0]
+        for frame in ring:
+            sizes.append(sizes[-1] + len(frame))
+        return cls(ring, sizes, len(frames))
+
+
+class TrafficSource(Netdev):
+    """``traffic-source``: see the module documentation."""
+
+    type = "traffic-source"
+    pmd = True
+
+    def __init__(
+        self,
+        name: str,
+        options: Mapping[str, str] | None = None,
+        *,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        # Set before the base constructor, which calls set_config.
+        self._clock = clock
+        self._open = False
+        self._source: tuple[object, ...] = ()
+        self._frames: list[bytes] = []
+        self._queues: list[_SourceQueue] = []
+        self._pps = 0
+        self._cost = _NS
+        self._cap = 0
+        self._count = 0
+        self._emitted = 0
+        self.requested_numa_id = 0
+        super().__init__(name, options)
+        self._open = True
+
+    # -- configuration ------------------------------------------------------
+
+    def set_config(self, options: Mapping[str, str]) -> None:
+        opts = dict(options)
+        name = self.name
+        n_rxq = int_option(name, opts, "n_rxq", 1, 1, MAX_QUEUES)
+        n_txq = int_option(name, opts, "n_txq", 1, 1, MAX_QUEUES)
+        numa_id = int_option(name, opts, "numa_id", 0, 0, 2**31 - 1)
+        pps = int_option(name, opts, "pps", 0, 0, 10**12)
+        count = int_option(name, opts, "count", 0, 0, 2**63 - 1)
+        pcap = opts.pop("pcap", None)
+        if pcap is not None and ("flows" in opts or "len" in opts):
+            raise NetdevError(f"{name}: pcap cannot be combined with flows or len")
+        flows = int_option(name, opts, "flows", 16, 1, MAX_FLOWS)
+        length = int_option(name, opts, "len", 64, MIN_LEN, MAX_LEN)
+        reject_unknown(name, opts)
+        if flows * length > MAX_SYNTH_BYTES:
+            raise NetdevError(
+                f"{name}: flows={flows} of len={length} need more than {MAX_SYNTH_BYTES} bytes"
+            )
+
+        source: tuple[object, ...] = ("flows", flows, length) if pcap is None else ("pcap", pcap)
+        if source != self._source:
+            if pcap is not None:
+                frames = self._load_pcap(pcap)
+            else:
+                frames = synthesize_flows(flows, length, zlib.crc32(name.encode()))
+            self._source, self._frames = source, frames
+            self._build_queues()
+        if count != self._count:
+            self._count, self._emitted = count, 0
+        self._pps = pps
+        self._set_bucket()
+
+        requested = (n_rxq, n_txq, numa_id)
+        if requested != (self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id):
+            self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id = requested
+            if self._open:
+                self.reconfigure_required = True
+            else:
+                self.reconfigure()
+
+    def _load_pcap(self, path: str) -> list[bytes]:
+        try:
+            frames = read_frames(path, limit=MAX_PCAP_FRAMES)
+        except PcapError as exc:
+            raise NetdevError(f"{self.name}: {exc}") from None
+        if not frames:
+            raise NetdevError(f"{self.name}: {path}: capture holds no frames")
+        return frames
+
+    def _build_queues(self) -> None:
+        n, frames = self.n_rxq, self._frames
+        self._queues = [
+            _SourceQueue.build(frames[q::n] or [frames[q % len(frames)]]) for q in range(n)
+        ]
+
+    def _set_bucket(self) -> None:
+        # Credit is in units where one elapsed ns adds ``pps`` and one frame costs
+        # 1e9 * n_rxq: each queue then earns pps / n_rxq frames a second, in integers.
+        self._cost = _NS * self.n_rxq
+        self._cap = max(NETDEV_MAX_BURST * self._cost, _BUCKET_NS * self._pps)
+        for queue in self._queues:
+            queue.credit = min(queue.credit, self._cap)
+
+    def reconfigure(self) -> None:
+        self.numa_id = self.requested_numa_id
+        super().reconfigure()
+        self._build_queues()
+        self._set_bucket()
+
+    def status(self) -> str:
+        kind, *args = self._source
+        if kind == "pcap":
+            text = f"pcap={args[0]}, frames={len(self._frames)}"
+        else:
+            text = f"flows={args[0]}"
+        text += f", pps={self._pps}, rx_queues={self.n_rxq}"
+        if self._count:
+            text += f", count={self._count}, produced={self._emitted}"
+        return text
+
+    def frames(self) -> list[bytes]:
+        """The frames this source cycles through, in order."""
+        return list(self._frames)
+
+    # -- data path ----------------------------------------------------------
+
+    def recv(self, qid: int) -> list[Packet]:
+        try:
+            queue = self._queues[qid]
+        except IndexError:
+            return []
+        n = NETDEV_MAX_BURST
+        if self._pps:
+            now = self._clock()
+            last = queue.last_ns
+            queue.last_ns = now
+            if last is None:
+                return []  # the bucket starts empty: the rate is measured from here
+            credit = min(queue.credit + (now - last) * self._pps, self._cap)
+            n = min(n, credit // self._cost)
+            queue.credit = credit - n * self._cost
+        if self._count:
+            n = min(n, self._count - self._emitted)
+        if n <= 0:
+            return []
+        self._emitted += n
+        pos = queue.pos
+        batch = [Packet(frame) for frame in queue.ring[pos : pos + n]]
+        stats = self.stats
+        stats.rx_packets += n
+        stats.rx_bytes += queue.sizes[pos + n] - queue.sizes[pos]
+        queue.pos = (pos + n) % queue.period
+        return batch
+
+    async def wait_readable(self, qid: int) -> None:
+        if (self._count and self._emitted >= self._count) or qid >= len(self._queues):
+            await trio.sleep_forever()
+        if self._pps:
+            queue = self._queues[qid]
+            if queue.last_ns is not None:
+                earned = queue.credit + (self._clock() - queue.last_ns) * self._pps
+                if earned < self._cost:
+                    await trio.sleep((self._cost - earned) / self._pps / _NS)
+
+    def send(self, qid: int, batch: list[Packet], concurrent: bool = False) -> int:
+        stats = self.stats
+        stats.tx_packets += len(batch)
+        stats.tx_bytes += sum([len(p.data) for p in batch])
+        return OK
