@@ -76,6 +76,7 @@ class Datapath:
         self._cov_sent = coverage.define("netdev_sent")
         self._cov_received = coverage.define("netdev_received")
         self._cov_drop_invalid = coverage.define("datapath_drop_rx_invalid_packet")
+        self._cov_drop_port = coverage.define("datapath_drop_invalid_port")
         self._cov_port_add = coverage.define("dpif_port_add")
         self._cov_port_del = coverage.define("dpif_port_del")
         self._closing: list[Port] = []
@@ -155,6 +156,12 @@ class Datapath:
         ):
             self._reconfigure_pending = True
             self._nursery.start_soon(self._alb_reconfigure)
+
+    def set_measurement_interval(self, ns: int) -> None:
+        """Change the PMD measurement interval (OVS: 5 s); tests shorten it."""
+        self.interval_ns = ns
+        for pmd in self.pmds.values():
+            pmd.set_interval(ns)
 
     async def _alb_reconfigure(self) -> None:
         try:
@@ -403,6 +410,7 @@ class Datapath:
             perf,
             sent_counter=self._cov_sent,
             received_counter=self._cov_received,
+            drop_counter=self._cov_drop_port,
             on_interval=self._on_interval,
         )
         pmd.interval_ns = self.interval_ns

@@ -59,7 +59,10 @@ class OdpKeyError(ValueError):
 
 @attrs.define
 class KeyAttr:
-    """One attribute of a flow key: ``name(field=value/mask,...)``."""
+    """One attribute of a flow key: ``name(field=value/mask,...)``.
+
+    A field present in ``fields`` but not in ``masks`` is exact (all-ones mask).
+    """
 
     name: str
     fields: dict[str, int] = attrs.Factory(dict)
@@ -331,13 +334,22 @@ ATTRS: dict[str, AttrSpec] = {
         AttrSpec("eth_type", single=ETHERTYPE),
         _struct(
             "ipv4",
-            ("src", IPV4), ("dst", IPV4), ("proto", U8U), ("tos", U8X), ("ttl", U8U),
+            ("src", IPV4),
+            ("dst", IPV4),
+            ("proto", U8U),
+            ("tos", U8X),
+            ("ttl", U8U),
             ("frag", FRAG),
         ),
         _struct(
             "ipv6",
-            ("src", IPV6), ("dst", IPV6), ("label", IPV6_LABEL), ("proto", U8U),
-            ("tclass", U8X), ("hlimit", U8U), ("frag", FRAG),
+            ("src", IPV6),
+            ("dst", IPV6),
+            ("label", IPV6_LABEL),
+            ("proto", U8U),
+            ("tclass", U8X),
+            ("hlimit", U8U),
+            ("frag", FRAG),
         ),
         _struct("tcp", *_L4_PORTS),
         AttrSpec("tcp_flags", single=TCP_FLAGS),

@@ -111,6 +111,7 @@ class Pmd:
         *,
         sent_counter: Counter,
         received_counter: Counter,
+        drop_counter: Counter,
         hooks: PmdHooks | None = None,
         on_interval: Callable[[Pmd], None] | None = None,
     ) -> None:
@@ -122,6 +123,7 @@ class Pmd:
         self.hooks: PmdHooks = hooks or _NoHooks()
         self._sent = sent_counter
         self._received = received_counter
+        self._dropped = drop_counter
         self._on_interval = on_interval
         self.poll_list: list[Rxq] = []
         self.tx_ports: dict[int, TxPort] = {}
@@ -295,6 +297,7 @@ class Pmd:
         """Queue ``packet`` for transmit on ``port_no`` (dropped if unknown)."""
         txport = self.tx_ports.get(port_no)
         if txport is None:
+            self._dropped.total += 1  # output to a port this PMD does not have
             return
         packet.rxq = self.last_rxq
         txport.batch.append(packet)
@@ -329,6 +332,11 @@ class Pmd:
         return n
 
     # -- housekeeping ---------------------------------------------------------
+
+    def set_interval(self, ns: int) -> None:
+        """Use ``ns`` as the measurement interval from the next store on."""
+        self.interval_ns = ns
+        self._next_cycle_store = min(self._next_cycle_store, _tsc() + ns)
 
     def _housekeeping(self) -> None:
         now = _tsc()

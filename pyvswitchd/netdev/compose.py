@@ -48,16 +48,28 @@ ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 135, 136
 #: Payload OVS puts into composed packets that carry data.
 DEFAULT_L7 = bytes(range(64))
 
-_VLAN_CFI = 0x1000
 _IP_MORE_FRAGMENTS = 0x2000
 #: Fragment offset (in 8-byte units) OVS gives a "later" fragment.
 _LATER_FRAG_OFFSET = 100
 
 #: Attributes allowed inside encap(): no metadata, no Ethernet addresses.
 _ENCAP_ATTRS = frozenset(
-    {"eth_type", "vlan", ENCAP, "ipv4", "ipv6", "tcp", "tcp_flags", "udp", "sctp", "icmp",
-     "icmpv6", "arp", "nd"}
-)  # fmt: skip
+    {
+        "eth_type",
+        "vlan",
+        ENCAP,
+        "ipv4",
+        "ipv6",
+        "tcp",
+        "tcp_flags",
+        "udp",
+        "sctp",
+        "icmp",
+        "icmpv6",
+        "arp",
+        "nd",
+    }
+)
 
 
 def checksum(data: bytes, initial: int = 0) -> int:
@@ -122,8 +134,13 @@ def compose_packet(key: Sequence[KeyAttr], length: int | None = None) -> bytes:
 
 
 #: The L4 attribute of each IP protocol that has one.
-_L4_ATTR = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_SCTP: "sctp", IPPROTO_ICMP: "icmp",
-            IPPROTO_ICMPV6: "icmpv6"}  # fmt: skip
+_L4_ATTR = {
+    IPPROTO_TCP: "tcp",
+    IPPROTO_UDP: "udp",
+    IPPROTO_SCTP: "sctp",
+    IPPROTO_ICMP: "icmp",
+    IPPROTO_ICMPV6: "icmpv6",
+}
 _L3_ATTR = {ETH_TYPE_IP: "ipv4", ETH_TYPE_IPV6: "ipv6", ETH_TYPE_ARP: "arp", ETH_TYPE_RARP: "arp"}
 
 
@@ -160,9 +177,18 @@ def _l3(dl_type: int | None, level: dict[str, KeyAttr], l7: bytes, pad: int) -> 
         if frag != FRAG_NO:
             frag_off = _IP_MORE_FRAGMENTS | (_LATER_FRAG_OFFSET if frag == FRAG_LATER else 0)
         header = struct.pack(
-            "!BBHHHBBH4s4s", 0x45, ip.get("tos"), 20 + len(l4), 0, frag_off, ip.get("ttl"),
-            proto, 0, src, dst,
-        )  # fmt: skip
+            "!BBHHHBBH4s4s",
+            0x45,
+            ip.get("tos"),
+            20 + len(l4),
+            0,
+            frag_off,
+            ip.get("ttl"),
+            proto,
+            0,
+            src,
+            dst,
+        )
         return header[:10] + struct.pack("!H", checksum(header)) + header[12:] + l4
     if dl_type == ETH_TYPE_IPV6:
         ip6 = level.get("ipv6") or KeyAttr("ipv6")
@@ -186,9 +212,17 @@ def _l3(dl_type: int | None, level: dict[str, KeyAttr], l7: bytes, pad: int) -> 
         if op in (1, 2):
             addrs = (arp.get("sha"), arp.get("sip"), arp.get("tha"), arp.get("tip"))
         body = struct.pack(
-            "!HHBBH6s4s6s4s", 1, ETH_TYPE_IP, 6, 4, op, addrs[0].to_bytes(6, "big"),
-            addrs[1].to_bytes(4, "big"), addrs[2].to_bytes(6, "big"), addrs[3].to_bytes(4, "big"),
-        )  # fmt: skip
+            "!HHBBH6s4s6s4s",
+            1,
+            ETH_TYPE_IP,
+            6,
+            4,
+            op,
+            addrs[0].to_bytes(6, "big"),
+            addrs[1].to_bytes(4, "big"),
+            addrs[2].to_bytes(6, "big"),
+            addrs[3].to_bytes(4, "big"),
+        )
         return body + zeros
     return zeros
 
@@ -200,8 +234,9 @@ def _l4(proto: int, level: dict[str, KeyAttr], l7: bytes, frag: int) -> bytes:
     l4 = level.get(_L4_ATTR.get(proto, "")) or KeyAttr("l4")
     if proto == IPPROTO_TCP:
         flags = level["tcp_flags"].get() if "tcp_flags" in level else 0
-        header = struct.pack("!HHIIHHHH", l4.get("src"), l4.get("dst"), 0, 0, 5 << 12 | flags,
-                             0, 0, 0)  # fmt: skip
+        header = struct.pack(
+            "!HHIIHHHH", l4.get("src"), l4.get("dst"), 0, 0, 5 << 12 | flags, 0, 0, 0
+        )
         return header + (b"" if flags & (TCP_SYN | TCP_FIN | TCP_RST) else l7)
     if proto == IPPROTO_UDP:
         return struct.pack("!HHHH", l4.get("src"), l4.get("dst"), 8 + len(l7), 0) + l7
@@ -228,8 +263,13 @@ def _l4(proto: int, level: dict[str, KeyAttr], l7: bytes, frag: int) -> bytes:
 
 
 #: Offset of the checksum in each L4 header, and whether it covers a pseudo header.
-_CSUM = {IPPROTO_TCP: (16, True), IPPROTO_UDP: (6, True), IPPROTO_ICMP: (2, False),
-         IPPROTO_IGMP: (2, False), IPPROTO_ICMPV6: (2, True)}  # fmt: skip
+_CSUM = {
+    IPPROTO_TCP: (16, True),
+    IPPROTO_UDP: (6, True),
+    IPPROTO_ICMP: (2, False),
+    IPPROTO_IGMP: (2, False),
+    IPPROTO_ICMPV6: (2, True),
+}
 
 
 def _l4_checksum(proto: int, l4: bytes, frag: int, pseudo: bytes) -> bytes:

@@ -110,8 +110,9 @@ def float_option(
 
 
 def reject_unknown(name: str, options: Mapping[str, str]) -> None:
-    """NetdevError for the first option nobody consumed."""
-    for key in sorted(options):
+    """NetdevError naming the first (sorted) option nobody consumed, if any."""
+    if options:
+        key = min(options)
         raise NetdevError(f'{name}: unknown option "{key}" (value "{options[key]}")')
 
 
@@ -410,9 +411,7 @@ def parse_hex_frame(text: str) -> bytes | None:
     return frame if len(frame) >= ETH_HEADER_LEN else None
 
 
-def register_commands(
-    registry: CommandRegistry, find_port: Callable[[str], Netdev | None]
-) -> None:
+def register_commands(registry: CommandRegistry, find_port: Callable[[str], Netdev | None]) -> None:
     """Register ``netdev-dummy/receive``; ``find_port`` finds a datapath port's netdev."""
 
     def receive(ctx: CommandContext, args: Sequence[str]) -> str:

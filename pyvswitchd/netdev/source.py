@@ -9,12 +9,12 @@ Options (all optional):
 
 ``flows=N`` (default 16, at most 65536) and ``len=N`` (default 64, 42..9216)
     N distinct Ethernet/IPv4/UDP frames of ``len`` bytes (at most 64 MiB in
-    all).  Flow i has
-    source MAC ``02:ss:ss:ii:ii:ii`` (``ss:ss`` derived from the port name,
-    so two sources on one bridge do not share MACs; ``ii:ii:ii`` = i + 1),
-    source IP 10.0.0.0 + i + 1, UDP ports 1024 + i and 2048 + i (modulo the
-    port range); its destination MAC and IP are those of flow (i + 1) % N,
-    so a MAC-learning switch fed only by this source learns every address.
+    all).  Flow i has source MAC ``02:ss:ss:ii:ii:ii`` (``ss:ss`` derived
+    from the port name, so two sources on one bridge do not share MACs;
+    ``ii:ii:ii`` = i + 1), source IP 10.0.0.0 + i + 1, UDP ports 1024 + i
+    and 2048 + i (modulo the port range); its destination MAC and IP are
+    those of flow (i + 1) % N, so a MAC-learning switch fed only by this
+    source learns every address.
 ``pcap=FILE``
     Replay the Ethernet frames of FILE instead (exclusive with ``flows`` and
     ``len``); the file is read when the option is set or changed.
@@ -39,6 +39,9 @@ packets beyond the poll that produced them (output batches waiting for
 ``tx-flush-interval``, asynchronous sends) and writes their metadata.
 
 Transmit: a sink, frames are counted and dropped.
+
+``dpctl/show`` status: ``flows=16, pps=0, rx_queues=1`` (``pcap=FILE,
+frames=N, ...`` when replaying; ``, count=N, produced=M`` when counting).
 """
 
 from __future__ import annotations
@@ -118,9 +121,14 @@ def synthesize_flows(n_flows: int, length: int, salt: int = 0) -> list[bytes]:
         ip_csum = ~_fold(ip_base + addr_sum) & 0xFFFF
         udp_csum = ~_fold(udp_base + addr_sum + sport + dport) & 0xFFFF or 0xFFFF
         frames.append(
-            macs[peer] + macs[i] + head + pack("!HIIHH", ip_csum, src, dst, sport, dport)
-            + mid + pack("!H", udp_csum) + tail
-        )  # fmt: skip
+            macs[peer]
+            + macs[i]
+            + head
+            + pack("!HIIHH", ip_csum, src, dst, sport, dport)
+            + mid
+            + pack("!H", udp_csum)
+            + tail
+        )
     return frames
 
 

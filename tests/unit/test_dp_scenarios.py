@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import trio
 
 from pyvswitchd.datapath.perf import Stat
 from tests.dp_harness import running_datapath
@@ -281,3 +282,89 @@ async def test_dp_name_handling_matches_ovs() -> None:
         assert await h.call_error("dpctl/show", "nosuchdp") == (
             "pyvswitchd: opening datapath nosuchdp failed (No such device)"
         )
+
+
+SOURCE = """
+[other_config]
+dummy-numa = "0,0,0,0"
+pmd-cpu-mask = "{mask}"
+[[bridge]]
+name = "br0"
+[[bridge.port]]
+name = "src0"
+type = "traffic-source"
+options = {{ n_rxq = {n_rxq}, flows = 8, pps = 40000, count = 6000 }}
+[[bridge.port]]
+name = "p0"
+type = "dummy-pmd"
+"""
+
+
+async def test_reconfigure_under_traffic_loses_and_duplicates_nothing() -> None:
+    """pmd-cpu-mask and n_rxq change while the source runs: rx = tx + counted drops."""
+    async with running_datapath(SOURCE.format(mask="0x1", n_rxq=1)) as h:
+        src = h.dp.port_by_name("src0").netdev
+        steps = [("0x3", 4), ("0x2", 2), ("0xf", 3), ("0x1", 1), ("0x6", 4)]
+        for mask, n_rxq in steps:
+            await h.wait_for(lambda: src.stats.rx_packets > 0)
+            await h.reconfig(SOURCE.format(mask=mask, n_rxq=n_rxq))
+            layout = h.rxq_layout()
+            assert sorted(q for qs in layout.values() for q in qs) == [
+                ("p0", 0),
+                *[("src0", q) for q in range(n_rxq)],
+            ]
+        await h.wait_for(lambda: src.stats.rx_packets == 6000, limit=30)
+        sinks = [h.dp.port_by_name(n).netdev for n in ("p0", "br0")]
+        dropped = h.coverage.get("datapath_drop_invalid_port")
+        assert dropped is not None
+        await h.wait_for(
+            lambda: all(s.stats.tx_packets + s.stats.tx_dropped == 6000 for s in sinks)
+        )
+        assert dropped.total == 0
+        for sink in sinks:
+            assert sink.stats.tx_packets + sink.stats.tx_dropped == src.stats.rx_packets
+        assert h.dp.reconfigurations >= len(steps) + 1
+
+
+async def test_auto_load_balance_triggers_a_rebalance() -> None:
+    text = (
+        '[other_config]\ndummy-numa = "0,0"\npmd-cpu-mask = "0x3"\n'
+        "pmd-auto-lb = true\npmd-auto-lb-load-threshold = 0\n"
+        '[[bridge]]\nname = "br0"\n'
+        '[[bridge.port]]\nname = "p0"\ntype = "dummy-pmd"\noptions = { n_rxq = 3 }\n'
+    )
+    async with running_datapath(text, debug=True) as h:
+        dp = h.dp
+        assert (
+            "PMD auto load balance is enabled, interval 1 mins, pmd load threshold 0%, "
+            "improvement threshold 25%."
+        ) in h.log_lines()
+        # cycles with no history: core 0 polls q0, core 1 polls q1 and q2.
+        assert h.rxq_layout() == {0: [("p0", 0)], 1: [("p0", 1), ("p0", 2)]}
+        now = [dp.clock_ms()]
+        dp.clock_ms = lambda: now[0]
+        # Short measurement intervals so 12 of them pass quickly.
+        dp.set_measurement_interval(20_000_000)
+        before = dp.reconfigurations
+        # Load only core 1's queues, well past what one interval can absorb.
+        await h.call("netdev-dummy/receive", "p0", ICMP)
+        br0 = dp.port_by_name("br0").netdev
+        await h.wait_for(lambda: br0.stats.tx_packets == 1)
+        frame = br0.sent_frames()[-1]
+        p0 = dp.port_by_name("p0").netdev
+        loaded = dp.pmds[1]
+        with trio.fail_after(20):
+            while loaded.overloaded < 12 or not all(r.history_total for r in loaded.poll_list):
+                p0.inject([frame] * 128, 1)
+                p0.inject([frame] * 128, 2)
+                await trio.sleep(0.002)
+        dp._alb_check()  # stamps the rebalance timer unless the main task already did
+        now[0] += 61_000
+        dp._alb_check()
+        await h.wait_for(lambda: dp.reconfigurations > before)
+        assert "PMD auto load balance dry run. Requesting datapath reconfigure." in h.log_lines()
+        assert "PMD auto load balance performing dry run." in h.log_lines()
+        assert any(line.startswith("Numa node 0. Current variance") for line in h.log_lines())
+        # The busy queues are now split across the two PMDs.
+        layout = h.rxq_layout()
+        assert {("p0", 1), ("p0", 2)} not in [set(v) for v in layout.values()]

@@ -1,0 +1,400 @@
+"""ODP flow key text (parse/format) and composing frames from keys."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pyvswitchd.datapath.odp_key import (
+    VALUE,
+    KeyAttr,
+    OdpKeyError,
+    format_odp_key,
+    parse_odp_key,
+)
+from pyvswitchd.netdev.compose import DEFAULT_L7, compose_packet
+
+REFERENCE_FLOW = (
+    "in_port(1),eth(src=50:54:00:00:00:05,dst=50:54:00:00:00:07),eth_type(0x0800),"
+    "ipv4(src=10.0.0.1,dst=10.0.0.2,proto=1,tos=0,ttl=64,frag=no),icmp(type=8,code=0)"
+)
+# dpctl/dump-flows -m output of the OVS 3.1 reference capture.
+REFERENCE_DUMP_M = (
+    "skb_priority(0/0),skb_mark(0/0),ct_state(0/0),ct_zone(0/0),ct_mark(0/0),ct_label(0/0),"
+    "recirc_id(0),dp_hash(0/0),in_port(p2),packet_type(ns=0,id=0),"
+    "eth(src=50:54:00:00:00:09,dst=ff:ff:ff:ff:ff:ff),eth_type(0x0800),"
+    "ipv4(src=10.0.0.9/0.0.0.0,dst=10.0.0.1/0.0.0.0,proto=17/0,tos=0/0,ttl=64/0,frag=no),"
+    "udp(src=1234/0,dst=5678/0)"
+)
+
+CANONICAL = [
+    REFERENCE_FLOW,
+    "recirc_id(0),in_port(1),packet_type(ns=0,id=0),eth_type(0x0800),ipv4(frag=no)",
+    "recirc_id(0x1f),dp_hash(0xf/0xff),skb_priority(0x7),skb_mark(0x10/0xf0),in_port(3)",
+    "in_port(5/0xff),eth(src=50:54:00:00:00:05/ff:ff:ff:00:00:00,dst=01:00:00:00:00:00/01:00:00:00:00:00)",
+    "eth(),eth_type(0x0800/0xff00)",
+    "eth_type(0x8100),vlan(vid=10,pcp=0),encap(eth_type(0x0800),"
+    "ipv4(src=10.0.0.1/255.255.255.0,dst=10.0.0.2,proto=6,tos=0x10,ttl=64,frag=first),"
+    "tcp(src=80,dst=8080/0xff00),tcp_flags(syn|ack))",
+    "eth_type(0x88a8),vlan(vid=100,pcp=7),encap(eth_type(0x8100),vlan(vid=10/0xff0,pcp=1/0x1),"
+    "encap(eth_type(0x0800),ipv4(frag=later)))",
+    "eth_type(0x8100),vlan(vid=0,pcp=0,cfi=0),encap()",
+    "eth_type(0x86dd),ipv6(src=fe80::1,dst=2001:db8::/ffff:ffff::,label=0x12345,proto=58,"
+    "tclass=0x20,hlimit=255,frag=no),icmpv6(type=135,code=0),"
+    "nd(target=fe80::2,sll=50:54:00:00:00:05,tll=00:00:00:00:00:00)",
+    "eth_type(0x86dd),ipv6(src=::ffff:1.2.3.4,dst=::1,label=0/0xff000,proto=17),udp(src=53,dst=53)",
+    "eth_type(0x0806),arp(sip=10.0.0.1,tip=10.0.0.2/255.255.255.0,op=1,sha=50:54:00:00:00:05,"
+    "tha=00:00:00:00:00:00)",
+    "eth_type(0x0800),ipv4(proto=132),sctp(src=1,dst=2)",
+    "tcp_flags(0)",
+    "tcp_flags(fin|syn|rst|psh|ack|urg|ece|cwr|ns|[200]|[400]|[800])",
+    "tcp_flags(+syn-ack)",
+    "tcp_flags(0/0)",
+    "ct_state(new|trk),ct_zone(0x5),ct_mark(0x1/0x3),ct_label(0x1234567890abcdef1234567890abcdef)",
+    "ct_state(-new+est+trk)",
+    "icmp(type=3/0xf0,code=1)",
+]
+
+
+@pytest.mark.parametrize("text", CANONICAL)
+def test_canonical_text_round_trips(text: str) -> None:
+    assert format_odp_key(parse_odp_key(text)) == text
+
+
+def test_reference_dump_round_trips_with_port_names() -> None:
+    key = parse_odp_key(REFERENCE_DUMP_M, port_names={"p2": 2})
+    assert key[8] == KeyAttr("in_port", {VALUE: 2}, {VALUE: 0xFFFFFFFF})
+    assert format_odp_key(key, port_names={2: "p2"}) == REFERENCE_DUMP_M
+    assert format_odp_key(key).count("in_port(2)") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        # Field order, white space and commas between attributes are free.
+        (
+            "eth(dst=50:54:00:00:00:07,src=50:54:0:0:0:5)  ,\teth_type(2048)\n",
+            "eth(src=50:54:00:00:00:05,dst=50:54:00:00:00:07),eth_type(0x0800)",
+        ),
+        ("ipv4(ttl=0x40,tos=16,proto=010)", "ipv4(proto=8,tos=0x10,ttl=64)"),
+        ("ipv4(frag=NO)", "ipv4(frag=no)"),
+        ("vlan(cfi=1,vid=5)", "vlan(vid=5)"),
+        ("tcp_flags(0x012)", "tcp_flags(syn|ack)"),
+        ("tcp_flags(ack|0x2)", "tcp_flags(syn|ack)"),
+        ("tcp_flags(0x12/0x12)", "tcp_flags(+syn+ack)"),
+        ("tcp_flags(0x2/0xfff)", "tcp_flags(syn)"),
+        ("ct_state(0x21)", "ct_state(new|trk)"),
+        ("ipv6(src=2001:DB8:0:0:0:0:0:1)", "ipv6(src=2001:db8::1)"),
+        ("udp(src=1/0xffff)", "udp(src=1)"),
+        ("recirc_id(00)", "recirc_id(0)"),
+    ],
+)
+def test_non_canonical_text_formats_canonically(text: str, canonical: str) -> None:
+    assert format_odp_key(parse_odp_key(text)) == canonical
+
+
+def test_parsed_values_and_masks() -> None:
+    (ipv4,) = parse_odp_key("ipv4(src=10.0.0.1/255.255.255.0,dst=10.0.0.2,frag=first)")
+    assert ipv4.fields == {"src": 0x0A000001, "dst": 0x0A000002, "frag": 1}
+    assert ipv4.masks == {"src": 0xFFFFFF00, "dst": 0xFFFFFFFF, "frag": 0xFF}
+    assert ipv4.get("ttl") == 0 and not ipv4.has("ttl")
+    (eth,) = parse_odp_key("eth(src=50:54:00:00:00:05/ff:ff:00:00:00:00)")
+    assert eth.fields == {"src": 0x505400000005}
+    assert eth.masks == {"src": 0xFFFF00000000}
+    (vlan,) = parse_odp_key("vlan(vid=10,pcp=3)")
+    assert vlan.fields == {"cfi": 1, "vid": 10, "pcp": 3}
+    (flags,) = parse_odp_key("tcp_flags(+syn-ack)")
+    assert (flags.get(), flags.masks[VALUE]) == (0x002, 0x012)
+    (ipv6,) = parse_odp_key("ipv6(src=::1)")
+    assert ipv6.get("src") == 1
+    eth_type, vlan, encap = parse_odp_key(
+        "eth_type(0x8100),vlan(vid=10),encap(eth_type(0x0800),ipv4(proto=1))"
+    )
+    assert eth_type.get() == 0x8100
+    assert [a.name for a in encap.nested] == ["eth_type", "ipv4"]
+    assert encap.nested[1].get("proto") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "offset"),
+    [
+        ("ipv4(src=10.0.0.300)", "bad IPv4 address '10.0.0.300' in ipv4 src", 9),
+        ("eth(src=50:54:00:00:00)", "bad Ethernet address '50:54:00:00:00' in eth src", 8),
+        ("eth(src=50:54:00:00:00:05,foo=1)", "unknown eth field 'foo' (known: src, dst)", 26),
+        ("eth(src)", "unknown eth field 'src'", 4),
+        ("udp(src=1,src=2)", "udp field 'src' given twice", 10),
+        ("udp(src=65536)", "number '65536' does not fit in 16 bits in udp src", 8),
+        ("udp(src=-1)", "bad number '-1' in udp src", 8),
+        ("udp(src=08)", "bad number '08' in udp src", 8),
+        ("in_port(1),bogus(1)", "unknown attribute 'bogus'", 11),
+        ("in_port(p9)", "bad number 'p9' in in_port", 8),
+        ("in_port(1", "missing ')' to close in_port(", 0),
+        ("eth_type(0x0800))", "unbalanced ')'", 16),
+        ("in_port 1", "expected an attribute such as eth(...)", 0),
+        ("encap(eth_type(0x0800)", "missing ')' to close encap(", 22),
+        ("recirc_id(1/0xff)", "'1/0xff': this field takes no mask in recirc_id", 10),
+        ("ipv4(frag=no/0xff)", "this field takes no mask in ipv4 frag", 10),
+        ("ipv4(frag=sometimes)", "bad frag type 'sometimes'", 10),
+        ("ipv6(src=fe80::1::2)", "bad IPv6 address 'fe80::1::2' in ipv6 src", 9),
+        ("ipv6(label=0x100000)", "does not fit in 20 bits", 11),
+        ("vlan(vid=4096)", "does not fit in 12 bits in vlan vid", 9),
+        ("tcp_flags(syn|foo)", "bad flag 'foo' in tcp_flags", 10),
+        ("tcp_flags(+syn+syn)", "flag 'syn' given twice", 10),
+        ("tcp_flags(0x1000)", "does not fit in 12 bits", 10),
+        ("ct_state(+new+bogus)", "unknown flag 'bogus' in ct_state", 9),
+    ],
+)
+def test_errors_name_the_problem_and_where(text: str, message: str, offset: int) -> None:
+    with pytest.raises(OdpKeyError) as info:
+        parse_odp_key(text)
+    assert message in str(info.value)
+    assert info.value.offset == offset
+    assert f"at offset {offset}: {text[offset : offset + 40]!r}" in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_nesting_is_bounded() -> None:
+    text = "encap(" * 40 + ")" * 40
+    with pytest.raises(OdpKeyError, match="nested deeper than 32"):
+        parse_odp_key(text)
+
+
+def test_format_rejects_unknown_attribute() -> None:
+    with pytest.raises(ValueError, match="unknown attribute 'bogus'"):
+        format_odp_key([KeyAttr("bogus")])
+
+
+# -- composing frames -------------------------------------------------------------
+
+
+def inet_checksum(data: bytes) -> int:
+    """Sum of 16-bit words, folded: 0xffff for data that includes a correct checksum."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def decode_ipv4(frame: bytes, l3: int = 14) -> dict[str, int | bytes]:
+    ver_ihl, tos, tot_len, ident, frag, ttl, proto, _csum, src, dst = struct.unpack_from(
+        "!BBHHHBBHII", frame, l3
+    )
+    assert ver_ihl == 0x45
+    assert inet_checksum(frame[l3 : l3 + 20]) == 0xFFFF, "bad IPv4 header checksum"
+    assert tot_len == len(frame) - l3
+    pseudo = struct.pack("!IIxBH", src, dst, proto, tot_len - 20)
+    return dict(
+        tos=tos,
+        ident=ident,
+        frag=frag,
+        ttl=ttl,
+        proto=proto,
+        src=src,
+        dst=dst,
+        l4=frame[l3 + 20 :],
+        pseudo=pseudo,
+    )
+
+
+def test_reference_flow_composes_to_ovs_106_byte_icmp_echo() -> None:
+    frame = compose_packet(parse_odp_key(REFERENCE_FLOW))
+    assert len(frame) == 106  # OVS: 4 packets, 424 bytes in the reference capture
+    dst, src, eth_type = struct.unpack_from("!6s6sH", frame)
+    assert (dst.hex(), src.hex(), eth_type) == ("505400000007", "505400000005", 0x0800)
+    ip = decode_ipv4(frame)
+    assert (ip["tos"], ip["ttl"], ip["proto"], ip["frag"], ip["ident"]) == (0, 64, 1, 0, 0)
+    assert ip["src"] == int(ipaddress.IPv4Address("10.0.0.1"))
+    assert ip["dst"] == int(ipaddress.IPv4Address("10.0.0.2"))
+    l4 = ip["l4"]
+    assert isinstance(l4, bytes)
+    assert struct.unpack_from("!BB", l4) == (8, 0)
+    assert inet_checksum(l4) == 0xFFFF, "bad ICMP checksum"
+    assert l4[8:] == DEFAULT_L7 == bytes(range(64))
+
+
+def test_length_pads_with_zeros_and_fixes_lengths_and_checksums() -> None:
+    key = parse_odp_key(
+        "eth(src=50:54:00:00:00:09,dst=ff:ff:ff:ff:ff:ff),eth_type(0x0800),"
+        "ipv4(src=10.0.0.9,dst=10.0.0.1,proto=17,tos=0,ttl=64,frag=no),udp(src=1234,dst=5678)"
+    )
+    assert len(compose_packet(key)) == 14 + 20 + 8 + 64
+    frame = compose_packet(key, 118)
+    assert len(frame) == 118
+    ip = decode_ipv4(frame)
+    l4, pseudo = ip["l4"], ip["pseudo"]
+    assert isinstance(l4, bytes) and isinstance(pseudo, bytes)
+    assert struct.unpack_from("!HHH", l4) == (1234, 5678, 118 - 34)
+    assert l4[8:] == bytes(118 - 42)
+    assert inet_checksum(pseudo + l4) == 0xFFFF, "bad UDP checksum"
+    minimal = compose_packet(key, 42)  # headers only
+    assert struct.unpack_from("!H", minimal, 16) == (20 + 8,)
+    assert decode_ipv4(minimal)["l4"] == minimal[34:]
+    with pytest.raises(ValueError, match="packet length 41 is less than the 42 bytes"):
+        compose_packet(key, 41)
+
+
+def test_tcp_syn_has_no_payload_and_valid_checksum() -> None:
+    key = parse_odp_key(
+        "eth_type(0x0800),ipv4(src=1.2.3.4,dst=5.6.7.8,proto=6,ttl=1),tcp(src=80,dst=443),"
+        "tcp_flags(syn)"
+    )
+    frame = compose_packet(key)
+    ip = decode_ipv4(frame)
+    l4, pseudo = ip["l4"], ip["pseudo"]
+    assert isinstance(l4, bytes) and isinstance(pseudo, bytes)
+    assert len(l4) == 20
+    sport, dport, seq, ack, off_flags = struct.unpack_from("!HHIIH", l4)
+    assert (sport, dport, seq, ack, off_flags) == (80, 443, 0, 0, 5 << 12 | 0x002)
+    assert inet_checksum(pseudo + l4) == 0xFFFF, "bad TCP checksum"
+    # Without SYN/FIN/RST a TCP segment carries OVS's 64 bytes of data.
+    frame = compose_packet(parse_odp_key("eth_type(0x0800),ipv4(proto=6),tcp_flags(ack)"))
+    assert len(frame) == 14 + 20 + 20 + 64
+
+
+def test_vlan_tags_outermost_first_and_cfi_zero_means_untagged() -> None:
+    frame = compose_packet(
+        parse_odp_key(
+            "eth(src=00:00:00:00:00:01,dst=00:00:00:00:00:02),eth_type(0x88a8),vlan(vid=100,pcp=5),"
+            "encap(eth_type(0x8100),vlan(vid=10),encap(eth_type(0x0800),ipv4(proto=17),udp()))"
+        )
+    )
+    assert struct.unpack_from("!HHHHH", frame, 12) == (0x88A8, 5 << 13 | 100, 0x8100, 10, 0x0800)
+    decode_ipv4(frame, 22)
+    untagged = compose_packet(
+        parse_odp_key("eth_type(0x8100),vlan(vid=0,pcp=0,cfi=0),encap(eth_type(0x0800))")
+    )
+    assert struct.unpack_from("!H", untagged, 12) == (0x0800,)
+
+
+@pytest.mark.parametrize(
+    ("frag", "flags_offset", "has_l4"),
+    [("no", 0, True), ("first", 0x2000, True), ("later", 0x2000 | 100, False)],
+)
+def test_ipv4_fragments(frag: str, flags_offset: int, has_l4: bool) -> None:
+    key = parse_odp_key(f"eth_type(0x0800),ipv4(proto=17,frag={frag}),udp(src=1,dst=2)")
+    ip = decode_ipv4(compose_packet(key, 100))
+    assert ip["frag"] == flags_offset
+    l4 = ip["l4"]
+    assert isinstance(l4, bytes)
+    assert (struct.unpack_from("!HH", l4) == (1, 2)) == has_l4
+
+
+def test_ipv6_icmpv6_echo_and_neighbor_solicitation() -> None:
+    frame = compose_packet(
+        parse_odp_key(
+            "eth_type(0x86dd),ipv6(src=fe80::1,dst=ff02::1,label=0x12345,proto=58,tclass=0x20,"
+            "hlimit=255,frag=no),icmpv6(type=128,code=0)"
+        )
+    )
+    flow, plen, nxt, hlim, src, dst = struct.unpack_from("!IHBB16s16s", frame, 14)
+    assert (flow >> 28, flow >> 20 & 0xFF, flow & 0xFFFFF) == (6, 0x20, 0x12345)
+    assert (plen, nxt, hlim) == (8 + 64, 58, 255)
+    assert plen == len(frame) - 54
+    l4 = frame[54:]
+    assert struct.unpack_from("!BB", l4) == (128, 0)
+    assert inet_checksum(src + dst + struct.pack("!IxxxB", plen, 58) + l4) == 0xFFFF
+    ns = compose_packet(
+        parse_odp_key(
+            "eth_type(0x86dd),ipv6(src=fe80::1,dst=ff02::1:ff00:2,proto=58,hlimit=255),"
+            "icmpv6(type=135,code=0),nd(target=fe80::2,sll=50:54:00:00:00:05)"
+        )
+    )
+    l4 = ns[54:]
+    assert len(l4) == 8 + 16 + 8
+    assert l4[8:24] == ipaddress.IPv6Address("fe80::2").packed
+    assert l4[24:] == bytes([1, 1]) + bytes.fromhex("505400000005")
+    src, dst = ns[22:38], ns[38:54]
+    assert inet_checksum(src + dst + struct.pack("!IxxxB", len(l4), 58) + l4) == 0xFFFF
+
+
+def test_ipv6_fragment_gets_a_fragment_header() -> None:
+    frame = compose_packet(parse_odp_key("eth_type(0x86dd),ipv6(proto=17,frag=later),udp()"))
+    assert frame[20] == 44  # next header: Fragment
+    nxt, offset_m = struct.unpack_from("!BxH", frame, 54)
+    assert (nxt, offset_m >> 3, offset_m & 1) == (17, 100, 1)
+    assert len(frame) == 14 + 40 + 8  # no L4 header in a later fragment
+
+
+def test_arp_and_8023_and_other_ethertypes() -> None:
+    arp = compose_packet(
+        parse_odp_key(
+            "eth(src=50:54:00:00:00:05,dst=ff:ff:ff:ff:ff:ff),eth_type(0x0806),"
+            "arp(sip=10.0.0.1,tip=10.0.0.2,op=1,sha=50:54:00:00:00:05,tha=00:00:00:00:00:00)"
+        )
+    )
+    assert len(arp) == 42
+    htype, ptype, hlen, plen, op, sha, spa, tha, tpa = struct.unpack_from("!HHBBH6s4s6s4s", arp, 14)
+    assert (htype, ptype, hlen, plen, op) == (1, 0x0800, 6, 4, 1)
+    assert (sha.hex(), spa, tha, tpa) == (
+        "505400000005",
+        bytes([10, 0, 0, 1]),
+        bytes(6),
+        bytes([10, 0, 0, 2]),
+    )
+    assert len(compose_packet(parse_odp_key("eth_type(0x0806),arp(op=1)"), 60)) == 60
+    # No eth_type: an 802.3 frame whose type field holds the frame length.
+    short = compose_packet(parse_odp_key("eth(src=00:00:00:00:00:01,dst=00:00:00:00:00:02)"))
+    assert short == bytes.fromhex("000000000002000000000001000e")
+    assert compose_packet(parse_odp_key("eth()"), 64)[12:14] == b"\x00\x40"
+    other = compose_packet(parse_odp_key("eth_type(0x88cc)"), 60)
+    assert other[12:14] == b"\x88\xcc" and other[14:] == bytes(46)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("eth_type(0x86dd),ipv4(proto=1)", r"ipv4\(\) does not match eth_type 0x86dd"),
+        ("ipv4(proto=1)", r"ipv4\(\) does not match eth_type none"),
+        ("eth_type(0x0800),ipv4(proto=6),udp()", r"udp\(\) does not match the IP protocol \(6\)"),
+        ("eth_type(0x0800),ipv4(proto=17),tcp_flags(syn)", r"tcp_flags\(\) does not match"),
+        ("eth_type(0x86dd),ipv6(proto=58),icmpv6(type=128),nd()", "nd.. needs icmpv6 type 135"),
+        ("eth_type(0x0806),arp(op=256)", "arp op 256 is more than 255"),
+        ("vlan(vid=1),encap()", r"vlan\(\) needs eth_type\(0x8100\)"),
+        ("eth_type(0x8100),vlan(vid=1)", r"vlan\(\) needs encap"),
+        ("encap(eth_type(0x0800))", r"encap\(\) without vlan\(\)"),
+        ("eth_type(0x8100),vlan(),encap(in_port(1))", r"in_port\(\) is not allowed inside encap"),
+        ("in_port(1),in_port(2)", r"in_port\(\) appears twice"),
+        ("packet_type(ns=1,id=0x800)", "only Ethernet packets"),
+    ],
+)
+def test_inconsistent_keys_are_value_errors(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        compose_packet(parse_odp_key(text))
+
+
+@given(
+    src=st.integers(0, 2**32 - 1),
+    dst=st.integers(0, 2**32 - 1),
+    tos=st.integers(0, 255),
+    ttl=st.integers(0, 255),
+    sport=st.integers(0, 65535),
+    dport=st.integers(0, 65535),
+    length=st.one_of(st.none(), st.integers(42, 300)),
+)
+def test_udp_key_text_and_frame_round_trip(
+    src: int, dst: int, tos: int, ttl: int, sport: int, dport: int, length: int | None
+) -> None:
+    key = [
+        KeyAttr("eth_type", {VALUE: 0x0800}, {VALUE: 0xFFFF}),
+        KeyAttr(
+            "ipv4",
+            {"src": src, "dst": dst, "proto": 17, "tos": tos, "ttl": ttl},
+            {"src": 2**32 - 1, "dst": 2**32 - 1, "proto": 255, "tos": 255, "ttl": 255},
+        ),
+        KeyAttr("udp", {"src": sport, "dst": dport}, {"src": 0xFFFF, "dst": 0xFFFF}),
+    ]
+    assert parse_odp_key(format_odp_key(key)) == key
+    frame = compose_packet(key, length)
+    ip = decode_ipv4(frame)
+    assert (ip["src"], ip["dst"], ip["tos"], ip["ttl"], ip["proto"]) == (src, dst, tos, ttl, 17)
+    l4, pseudo = ip["l4"], ip["pseudo"]
+    assert isinstance(l4, bytes) and isinstance(pseudo, bytes)
+    assert struct.unpack_from("!HHH", l4) == (sport, dport, len(l4))
+    assert inet_checksum(pseudo + l4) == 0xFFFF
+    assert struct.unpack_from("!H", l4, 6) != (0,)
