@@ -116,6 +116,7 @@ class WorkRing:
         self.write_idx = 0
 
     def __len__(self) -> int:
+        """Items queued, 0..127."""
         return (self.write_idx - self.read_idx) & RING_MASK
 
     def __iter__(self) -> Iterator[WorkItem]:
@@ -129,9 +130,11 @@ class WorkRing:
         return iter(items)
 
     def is_empty(self) -> bool:
+        """True when no item is queued."""
         return self.read_idx == self.write_idx
 
     def is_full(self) -> bool:
+        """True at 127 items: the next :meth:`defer` has to pop the head first."""
         return ((self.write_idx - self.read_idx) & RING_MASK) == RING_MASK
 
     def defer(self, netdev: Netdev, qid: int) -> None:

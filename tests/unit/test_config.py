@@ -16,6 +16,7 @@ def test_shipped_default_is_the_packaged_default() -> None:
     cfg = config.load_default()
     assert cfg.other_config.pmd_cpu_mask == 1
     assert [b.name for b in cfg.bridges] == ["br0"]
+    assert [p.type for p in cfg.bridges[0].ports] == ["traffic-source", "dummy-pmd"]
 
 
 def test_ovsdb_strings_and_toml_natives_both_work() -> None:
