@@ -64,6 +64,19 @@ class Harness:
             while not predicate():  # noqa: ASYNC110
                 await trio.sleep(0.01)
 
+    def dp_dump(self) -> str:
+        """Synchronous dpctl/dump-flows text (for wait_for predicates)."""
+        import time as _time
+
+        from pyvswitchd.datapath.flow_commands import format_flow_line
+
+        now = _time.monotonic()
+        return "".join(
+            format_flow_line(self.dp, f, now, verbose=False, names=False) + "\n"
+            for pmd in self.dp.sorted_pmds()
+            for f in pmd.flow_table
+        )
+
     def rxq_layout(self) -> dict[int, list[tuple[str, int]]]:
         """core -> [(port, qid)] as the PMDs actually poll them."""
         return {

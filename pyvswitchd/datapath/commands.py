@@ -17,6 +17,8 @@ from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandR
 from ..netdev.provider import NetdevError
 from . import rxq_show
 from .dp import DP_NAME, DP_TYPE, Datapath
+from .flow_commands import register_flow_commands
+from .mac_learning import register_fdb_commands
 from .perf import Stat, parse_perf_log_set
 from .perf_format import format_perf_show, perf_data
 from .pmd import Pmd
@@ -165,6 +167,17 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
     )
     registry.register("dpif-netdev/bond-show", "[dp]", 0, 1, bond_show)
     _register_dpctl(dp, registry)
+    register_flow_commands(dp, registry)
+    register_fdb_commands(
+        registry,
+        lambda: {name: b.mac_learning for name, b in dp.normal.items()},
+        lambda port_no: _fdb_port_name(dp, port_no),
+    )
+
+
+def _fdb_port_name(dp: Datapath, port_no: int) -> str:
+    port = dp.ports.get(port_no)
+    return "LOCAL" if port is not None and port.name in dp.bridges else str(port_no)
 
 
 def _thread_ids(pmd: Pmd) -> dict[str, object]:
@@ -263,10 +276,11 @@ def _register_dpctl(dp: Datapath, registry: CommandRegistry) -> None:
         if not dp.exists:
             return Reply.structured("", [])
         hit, missed, lost = lookups(dp)
+        n_flows = sum(len(p.flow_table) for p in dp.sorted_pmds())
         lines = [
             f"{DP_TYPE}@{DP_NAME}:",
             f"  lookups: hit:{hit} missed:{missed} lost:{lost}",
-            "  flows: 0",
+            f"  flows: {n_flows}",
         ]
         ports = []
         for no in sorted(dp.ports):
@@ -309,7 +323,7 @@ def _register_dpctl(dp: Datapath, registry: CommandRegistry) -> None:
             {
                 "name": f"{DP_TYPE}@{DP_NAME}",
                 "lookups": {"hit": hit, "missed": missed, "lost": lost},
-                "flows": 0,
+                "flows": n_flows,
                 "ports": ports,
             }
         ]

@@ -262,3 +262,37 @@ class DeferHooks:
     def offload_work(self, pmd: Pmd) -> int:
         offload = self._offload
         return offload(pmd) if offload is not None else 0
+
+
+class InlineHooks:
+    """Hooks of the main-thread pseudo PMD, which never defers work.
+
+    OVS's deferral patch only hooks PMD threads; an asynchronous netdev
+    polled by the main thread is completed on the spot here: checked until
+    done, and forced after ATTEMPT_LIMIT checks, counted like ring items.
+    """
+
+    __slots__ = ("_stats",)
+
+    def __init__(self, pmd: Pmd) -> None:
+        self._stats = pmd.perf.n
+
+    def drain(self, pmd: Pmd) -> None:
+        pass
+
+    def drain_all(self, pmd: Pmd) -> None:
+        pass
+
+    def deferred_send(self, pmd: Pmd, txport: TxPort) -> None:
+        netdev, qid, stats = txport.netdev, txport.qid, self._stats
+        for _ in range(ATTEMPT_LIMIT):
+            rc = netdev.process_async(qid, False)
+            if rc != EINPROGRESS:
+                stats[Stat.WORK_DONE] += 1
+                return
+            stats[Stat.WORK_IN_PROG] += 1
+        rc = netdev.process_async(qid, True)
+        stats[Stat.WORK_DROPPED if rc else Stat.WORK_DONE] += 1
+
+    def offload_work(self, pmd: Pmd) -> int:
+        return 0

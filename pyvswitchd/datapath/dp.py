@@ -25,11 +25,19 @@ from ..netdev.registry import NetdevRegistry
 from ..observe.coverage import Coverage
 from ..observe.vlog import Vlog
 from . import rxq_sched
+from .actions import Output, compile_actions
+from .defer import DeferHooks, InlineHooks
+from .emc import insert_min_for
+from .flow_key import IN_PORT, FlowKey
+from .flow_table import DpFlow, Executor, FlowTable
+from .mac_learning import MacLearning
 from .perf import PerfLogConfig, PmdPerf
-from .pipeline import FloodPipeline
+from .pipeline import FlowPipeline
 from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, TxPort
 from .port import Port, Rxq
+from .revalidator import REVALIDATE_INTERVAL, Revalidator
 from .sleep import SleepConfig, parse_sleep_max, sleep_log_lines
+from .upcall import NormalBridge
 
 DP_NAME = "ovs-netdev"
 DP_TYPE = "netdev"
@@ -49,6 +57,9 @@ class DatapathSettings:
     cpu_mask: int | None = None
     numa: tuple[int, ...] = ()
     sleep: SleepConfig = attrs.field(factory=SleepConfig)
+    emc_insert_min: int = insert_min_for(100)
+    smc_enable: bool = False
+    max_idle_ms: int = 10000
 
 
 class Datapath:
@@ -80,8 +91,16 @@ class Datapath:
         self._cov_port_add = coverage.define("dpif_port_add")
         self._cov_port_del = coverage.define("dpif_port_del")
         self._closing: list[Port] = []
-        self._flood: dict[int, tuple[int, ...]] = {}
-        self.pipeline = FloodPipeline(self._flood, self._cov_drop_invalid)
+        self.normal: dict[str, NormalBridge] = {}
+        self._cov_upcall_fail = coverage.define("datapath_drop_upcall_error")
+        self.pipeline = FlowPipeline(self._upcall, self._cov_drop_invalid)
+        self._executors: dict[tuple[int, ...], tuple[list[Output], Executor]] = {}
+        self.revalidator = Revalidator(
+            lambda: [p.flow_table for p in self.sorted_pmds()],
+            lambda: self.normal,
+            self.compile_outputs,
+            coverage,
+        )
         self._lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self.sched = rxq_sched.RxqSchedConfig(self.log)
@@ -108,6 +127,12 @@ class Datapath:
                 return port
         return None
 
+    def port_names(self) -> dict[int, str]:
+        return {no: port.name for no, port in self.ports.items()}
+
+    def port_numbers(self) -> dict[str, int]:
+        return {port.name: no for no, port in self.ports.items()}
+
     def netdev_by_name(self, name: str) -> Netdev | None:
         port = self.port_by_name(name)
         return port.netdev if port else None
@@ -129,8 +154,14 @@ class Datapath:
             self._nursery = nursery
             task_status.started()
             try:
+                next_revalidation = trio.current_time() + REVALIDATE_INTERVAL
                 while True:
                     self._main_iteration()
+                    if trio.current_time() >= next_revalidation:
+                        self.revalidator.max_idle_ms = self.settings.max_idle_ms
+                        self.revalidator.run_once()
+                        self.main.flow_table.rerank()
+                        next_revalidation = trio.current_time() + REVALIDATE_INTERVAL
                     await trio.sleep(MAIN_POLL_INTERVAL)
             finally:
                 self._nursery = None
@@ -225,6 +256,20 @@ class Datapath:
         s.rxq_assign = self.sched.algorithm
         s.rxq_isolate = self.sched.isolate
         s.sleep = parse_sleep_max(oc.pmd_sleep_max, oc.pmd_maxsleep)
+        s.max_idle_ms = oc.max_idle
+        emc_min = insert_min_for(oc.emc_insert_inv_prob)
+        if emc_min != s.emc_insert_min:
+            inv = oc.emc_insert_inv_prob
+            self.log.info(
+                f"EMC insertion probability changed to 1/{inv} (~{100 / inv:.2f}%)"
+                if inv
+                else "EMC insertion probability changed to zero"
+            )
+        s.emc_insert_min = emc_min
+        s.smc_enable = oc.smc_enable
+        for pmd in self.sorted_pmds():
+            pmd.flow_table.emc.insert_min = emc_min
+            pmd.flow_table.smc_enabled = oc.smc_enable
         self.alb.configure(
             enabled=oc.pmd_auto_lb,
             load_threshold=oc.pmd_auto_lb_load_threshold,
@@ -239,6 +284,11 @@ class Datapath:
             for pc in bc.ports:
                 wanted[pc.name] = (bc.name, pc)
         self.bridges = {b.name: b for b in bridges}
+        for name in list(self.normal):
+            if name not in self.bridges:
+                del self.normal[name]
+        for bc in bridges:
+            self._configure_normal(bc)
         if bridges and self.port_by_name(DP_NAME) is None:
             self._open_port(None, PortConfig(name=DP_NAME, type=LOCAL_PORT_TYPE), port_no=0)
         for port in list(self.ports.values()):
@@ -261,6 +311,47 @@ class Datapath:
                 self.port_errors[name] = str(exc)
                 self.log.warn(f"{name}: could not set configuration ({exc})")
             self._set_port_other_config(existing, pc.other_config)
+
+    def _configure_normal(self, bc: BridgeConfig) -> None:
+        """Create or update the bridge's learning switch from its other_config."""
+        aging = _int_or(bc.other_config.get("mac-aging-time"), 300)
+        size = _int_or(bc.other_config.get("mac-table-size"), 8192)
+        bridge = self.normal.get(bc.name)
+        if bridge is None:
+            mac = MacLearning(time.monotonic, self.coverage, idle_time=aging, max_entries=size)
+            bridge = NormalBridge(bc.name, mac, self.vlog.module("bridge"), self.coverage)
+            self.normal[bc.name] = bridge
+        else:
+            bridge.mac_learning.set_idle_time(aging)
+            bridge.mac_learning.set_max_entries(size)
+
+    def compile_outputs(self, outputs: tuple[int, ...]) -> tuple[list[Output], Executor]:
+        """Actions and executor for an output list, shared by every flow with it."""
+        cached = self._executors.get(outputs)
+        if cached is None:
+            actions = [Output(p) for p in outputs]
+            cached = self._executors[outputs] = (actions, compile_actions(actions))
+        return cached
+
+    def _upcall(self, pmd: Pmd, key: FlowKey) -> DpFlow | None:
+        """A miss: the in_port's bridge decides and a megaflow is installed."""
+        port = self.ports.get(key[IN_PORT])
+        bridge = self.normal.get(port.bridge) if port is not None and port.bridge else None
+        if bridge is None:
+            self._cov_upcall_fail.inc()
+            return None
+        decision = bridge.handle(key)
+        actions, execute = self.compile_outputs(decision.outputs)
+        flow = DpFlow(
+            key,
+            decision.mask,
+            actions,
+            execute,
+            bridge=bridge.name,
+            deps=decision.deps,
+            generation=bridge.mac_learning.generation,
+        )
+        return pmd.flow_table.install(flow)
 
     def _open_port(
         self, bridge: str | None, pc: PortConfig, port_no: int | None = None
@@ -374,6 +465,8 @@ class Datapath:
         await self._distribute(schedule)
         self.alb.note_reconfigured()
         closing, self._closing = self._closing, []
+        if closing:
+            self._purge_flows({p.port_no for p in closing})
         for port in closing:
             port.netdev.close()
 
@@ -400,7 +493,7 @@ class Datapath:
         self.log.info(f"PMD thread on numa_id: {pmd.numa_id}, core id: {core:2d} destroyed.")
 
     def _make_pmd(self, core: int, numa: int) -> Pmd:
-        log = self.vlog.module("pmd_perf")
+        log = self.vlog.module("dpif_netdev_perf")
         perf = PmdPerf(log_config=self.perf_log, log=log)
         pmd = Pmd(
             core,
@@ -416,6 +509,12 @@ class Datapath:
         pmd.interval_ns = self.interval_ns
         if self._hooks_factory is not None:
             pmd.hooks = self._hooks_factory(pmd)
+        elif core == NON_PMD_CORE_ID:
+            pmd.hooks = InlineHooks(pmd)
+        else:
+            pmd.hooks = DeferHooks(pmd)
+        pmd.flow_table = FlowTable(self.settings.emc_insert_min)
+        pmd.flow_table.smc_enabled = self.settings.smc_enable
         return pmd
 
     def _update_sleep(self) -> None:
@@ -463,7 +562,7 @@ class Datapath:
                 rxq.core_id = core if core in polls else None
                 if rxq.core_id is not None:
                     polls[rxq.core_id].append(rxq)
-        self._rebuild_flood()
+        self._update_bridge_ports()
         port_nos = set(self.ports)
         for index, (core, pmd) in enumerate(sorted(self.pmds.items())):
             pmd.isolated = core in schedule.isolated
@@ -492,15 +591,27 @@ class Datapath:
             for no, port in self.ports.items()
         }
 
-    def _rebuild_flood(self) -> None:
-        members: dict[str, list[int]] = {}
+    def _update_bridge_ports(self) -> None:
+        members: dict[str, list[int]] = {name: [] for name in self.normal}
         for port in self.ports.values():
-            if port.bridge is not None:
-                members.setdefault(port.bridge, []).append(port.port_no)
-        flood: dict[int, tuple[int, ...]] = {}
-        for nos in members.values():
-            for no in nos:
-                flood[no] = tuple(sorted(n for n in nos if n != no))
-        # Swap the reference: a PMD between iterations sees the old or the new map whole.
-        self._flood = flood
-        self.pipeline.flood = flood
+            if port.bridge in members:
+                members[port.bridge].append(port.port_no)
+        for name, nos in members.items():
+            self.normal[name].set_ports(nos)
+
+    def _purge_flows(self, port_nos: set[int]) -> None:
+        """Delete every flow that comes from or goes to one of ``port_nos``."""
+        for pmd in self.sorted_pmds():
+            table = pmd.flow_table
+            for flow in table:
+                if flow.key[IN_PORT] in port_nos or any(
+                    getattr(a, "port", None) in port_nos for a in flow.actions
+                ):
+                    table.remove(flow)
+
+
+def _int_or(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default

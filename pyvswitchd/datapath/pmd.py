@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 
 from ..netdev.provider import EINPROGRESS, Netdev
+from .flow_table import FlowTable
 from .packet import Packet
 from .perf import PmdPerf, Stat
 from .port import PMD_INTERVAL_MAX, Port, Rxq
@@ -43,6 +44,8 @@ PMD_SLEEP_THRESH = 16
 PMD_SLEEP_MAX_US = 10000
 #: Rxq / PMD cycle measurement interval, ns (5 s).
 PMD_INTERVAL_LEN_NS = 5_000_000_000
+#: Classifier re-ranking period, ns (OVS's DPCLS_OPTIMIZATION_INTERVAL: 1 s).
+DPCLS_OPTIMIZATION_INTERVAL_NS = 1_000_000_000
 #: Iterations between two housekeeping passes (OVS's `lc++ > 1024`).
 HOUSEKEEPING_ITERATIONS = 1024
 
@@ -153,6 +156,9 @@ class Pmd:
         self._acked = trio.Event()
         self.last_rxq: Rxq | None = None
         self.now_us = 0
+        #: This thread's megaflows, classifiers and caches (replaced by the datapath).
+        self.flow_table = FlowTable(0)
+        self._next_optimization = 0
 
     @property
     def is_main(self) -> bool:
@@ -340,6 +346,9 @@ class Pmd:
 
     def _housekeeping(self) -> None:
         now = _tsc()
+        if now >= self._next_optimization:
+            self.flow_table.rerank()
+            self._next_optimization = now + DPCLS_OPTIMIZATION_INTERVAL_NS
         if now < self._next_cycle_store:
             return
         n = self.perf.get_all()

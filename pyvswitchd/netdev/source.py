@@ -15,6 +15,12 @@ Options (all optional):
     and 2048 + i (modulo the port range); its destination MAC and IP are
     those of flow (i + 1) % N, so a MAC-learning switch fed only by this
     source learns every address.
+``macs=N`` (default: ``flows``)
+    Only N distinct source MACs, used round robin by the flows: many L3/L4
+    flows over few MAC pairs is what megaflow-hit (EMC-thrashing) traffic
+    looks like to a learning switch.
+``dst_mac=XX:XX:XX:XX:XX:XX``
+    Every frame's destination MAC (default: the next flow's source MAC).
 ``pcap=FILE``
     Replay the Ethernet frames of FILE instead (exclusive with ``flows`` and
     ``len``); the file is read when the option is set or changed.
@@ -84,15 +90,40 @@ def _fold(total: int) -> int:
     return total
 
 
-def synthesize_flows(n_flows: int, length: int, salt: int = 0) -> list[bytes]:
+def _parse_mac(name: str, text: str) -> bytes:
+    parts = text.split(":")
+    try:
+        if len(parts) != 6:
+            raise ValueError
+        return bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raise NetdevError(
+            f'{name}: dst_mac: invalid value "{text}": expected xx:xx:xx:xx:xx:xx'
+        ) from None
+
+
+def synthesize_flows(
+    n_flows: int,
+    length: int,
+    salt: int = 0,
+    *,
+    n_macs: int | None = None,
+    dst_mac: bytes | None = None,
+) -> list[bytes]:
     """``n_flows`` UDP frames of ``length`` bytes; see the module text for the addresses.
+
+    ``n_macs`` (default ``n_flows``) distinct source MACs are used round
+    robin; ``dst_mac``, when given, is every frame's destination MAC instead
+    of the next flow's source MAC.
 
     One frame is composed and the others patched from it with incrementally
     computed checksums: composing 65536 frames one by one takes a second of
     the daemon's only thread.  The result equals composing each frame.
     """
+    n_macs = n_flows if n_macs is None else max(1, min(n_macs, n_flows))
     macs = [
-        (0x02 << 40 | (salt & 0xFFFF) << 24 | (i + 1)).to_bytes(6, "big") for i in range(n_flows)
+        (0x02 << 40 | (salt & 0xFFFF) << 24 | (i % n_macs + 1)).to_bytes(6, "big")
+        for i in range(n_flows)
     ]
     ips = [0x0A000000 | (i + 1) for i in range(n_flows)]
     template = compose_packet(
@@ -121,7 +152,7 @@ def synthesize_flows(n_flows: int, length: int, salt: int = 0) -> list[bytes]:
         ip_csum = ~_fold(ip_base + addr_sum) & 0xFFFF
         udp_csum = ~_fold(udp_base + addr_sum + sport + dport) & 0xFFFF or 0xFFFF
         frames.append(
-            macs[peer]
+            (dst_mac or macs[peer])
             + macs[i]
             + head
             + pack("!HIIHH", ip_csum, src, dst, sport, dport)
@@ -202,18 +233,25 @@ class TrafficSource(Netdev):
             raise NetdevError(f"{name}: pcap cannot be combined with flows or len")
         flows = int_option(name, opts, "flows", 16, 1, MAX_FLOWS)
         length = int_option(name, opts, "len", 64, MIN_LEN, MAX_LEN)
+        n_macs = int_option(name, opts, "macs", flows, 1, MAX_FLOWS)
+        dst_text = opts.pop("dst_mac", None)
+        dst_mac = _parse_mac(name, dst_text) if dst_text is not None else None
         reject_unknown(name, opts)
         if flows * length > MAX_SYNTH_BYTES:
             raise NetdevError(
                 f"{name}: flows={flows} of len={length} need more than {MAX_SYNTH_BYTES} bytes"
             )
 
-        source: tuple[object, ...] = ("flows", flows, length) if pcap is None else ("pcap", pcap)
+        source: tuple[object, ...] = (
+            ("flows", flows, length, n_macs, dst_mac) if pcap is None else ("pcap", pcap)
+        )
         if source != self._source:
             if pcap is not None:
                 frames = self._load_pcap(pcap)
             else:
-                frames = synthesize_flows(flows, length, zlib.crc32(name.encode()))
+                frames = synthesize_flows(
+                    flows, length, zlib.crc32(name.encode()), n_macs=n_macs, dst_mac=dst_mac
+                )
             self._source, self._frames = source, frames
             self._build_queues()
         if count != self._count:

@@ -1,0 +1,226 @@
+"""``dpctl/*`` flow commands: add, modify, delete, get and dump megaflows.
+
+Like OVS's dpif-netdev, a flow added without a PMD goes into every
+thread's table (each PMD and the main thread), and ``dump-flows`` lists
+the flows per thread in OVS's layout::
+
+    flow-dump from pmd on cpu core: 0
+    recirc_id(0),in_port(1),...,ipv4(frag=no), packets:4, bytes:424, used:2.312s, actions:3
+
+Errors carry dpctl's wording (``pyvswitchd: updating flow table (File
+exists)``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .. import PROGRAM_NAME
+from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
+from .actions import ActionSyntaxError, compile_actions, format_actions, parse_actions
+from .flow import FlowSyntaxError, format_flow, parse_flow
+from .flow_table import DpFlow
+
+if TYPE_CHECKING:
+    from .dp import Datapath
+    from .pmd import Pmd
+
+DP_NAMES = ("ovs-netdev", "netdev@ovs-netdev")
+
+
+def _error(what: str, err: int | None = None) -> CommandError:
+    suffix = f" ({os.strerror(err)})" if err else ""
+    return CommandError(f"{PROGRAM_NAME}: {what}{suffix}")
+
+
+def _thread_title(pmd: Pmd) -> str:
+    if pmd.is_main:
+        return "flow-dump from the main thread:"
+    return f"flow-dump from pmd on cpu core: {pmd.core_id}"
+
+
+def format_used(flow: DpFlow, now: float) -> str:
+    return f"{now - flow.used:.3f}s" if flow.used else "never"
+
+
+def miniflow_bits(mask: tuple[int, ...]) -> tuple[int, int]:
+    """A stand-in for OVS's miniflow map sizes: masked fields before/after L3."""
+    fields = [i for i, m in enumerate(mask) if m]
+    return sum(1 for i in fields if i < 6), sum(1 for i in fields if i >= 6)
+
+
+def format_flow_line(dp: Datapath, flow: DpFlow, now: float, *, verbose: bool, names: bool) -> str:
+    port_names = dp.port_names() if (verbose or names) else None
+    text = format_flow(flow.key, flow.mask, verbose=verbose, port_names=port_names)
+    stats = f"packets:{flow.packets}, bytes:{flow.bytes}, used:{format_used(flow, now)}"
+    actions = format_actions(flow.actions, port_names)
+    if verbose:
+        a, b = miniflow_bits(flow.mask)
+        return (
+            f"ufid:{flow.ufid}, {text}, {stats}, dp:ovs, actions:{actions}, "
+            f"dp-extra-info:miniflow_bits({a},{b})"
+        )
+    return f"{text}, {stats}, actions:{actions}"
+
+
+def flow_data(dp: Datapath, pmd: Pmd, flow: DpFlow, now: float) -> dict[str, object]:
+    names = dp.port_names()
+    return {
+        "ufid": flow.ufid,
+        "thread": "main" if pmd.is_main else "pmd",
+        "core_id": None if pmd.is_main else pmd.core_id,
+        "match": format_flow(flow.key, flow.mask, verbose=False, port_names=None),
+        "packets": flow.packets,
+        "bytes": flow.bytes,
+        "used_s": round(now - flow.used, 3) if flow.used else None,
+        "actions": format_actions(flow.actions, names),
+    }
+
+
+def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
+    """Register dpctl/{add,mod,del,get,dump}-flow(s) on ``registry``."""
+
+    def split_dp(args: Sequence[str], n_required: int) -> list[str]:
+        # "[dp] flow actions": a leading extra argument names the datapath.
+        rest = list(args)
+        if len(rest) > n_required:
+            name = rest.pop(0)
+            if name not in DP_NAMES or not dp.exists:
+                raise _error(f"opening datapath {name} failed", errno.ENODEV)
+        elif not dp.exists:
+            raise _error("no datapaths exist") from None
+        return rest
+
+    def parse(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        try:
+            return parse_flow(text, port_names=dp.port_numbers())
+        except FlowSyntaxError as exc:
+            raise _error(f"parsing flow key ({exc})") from None
+
+    def put(args: Sequence[str], *, create: bool, modify: bool) -> str:
+        flow_text, actions_text = split_dp(args, 2)
+        key, mask = parse(flow_text)
+        try:
+            actions = parse_actions(actions_text, port_names=dp.port_numbers())
+        except ActionSyntaxError as exc:
+            raise _error(f"parsing actions ({exc})") from None
+        execute = compile_actions(actions)
+        tables = [p.flow_table for p in dp.sorted_pmds()]
+        existing = [t.find(key, mask) for t in tables]
+        if any(existing) and not modify:
+            raise _error("updating flow table", errno.EEXIST)
+        if not any(existing) and not create:
+            raise _error("updating flow table", errno.ENOENT)
+        for table, flow in zip(tables, existing, strict=True):
+            if flow is not None:
+                flow.set_actions(actions, execute)
+            else:
+                table.install(DpFlow(key, mask, actions, execute))
+        return ""
+
+    def add_flow(ctx: CommandContext, args: Sequence[str]) -> str:
+        return put(args, create=True, modify=False)
+
+    def mod_flow(ctx: CommandContext, args: Sequence[str]) -> str:
+        return put(args, create=False, modify=True)
+
+    def del_flow(ctx: CommandContext, args: Sequence[str]) -> str:
+        (flow_text,) = split_dp(args, 1)
+        key, mask = parse(flow_text)
+        found = False
+        for pmd in dp.sorted_pmds():
+            flow = pmd.flow_table.find(key, mask)
+            if flow is not None:
+                pmd.flow_table.remove(flow)
+                found = True
+        if not found:
+            raise _error("deleting flow", errno.ENOENT)
+        return ""
+
+    def del_flows(ctx: CommandContext, args: Sequence[str]) -> str:
+        if args and (args[0] not in DP_NAMES or not dp.exists):
+            raise _error(f"opening datapath {args[0]} failed", errno.ENODEV)
+        if not dp.exists:
+            raise _error("no datapaths exist")
+        for pmd in dp.sorted_pmds():
+            pmd.flow_table.flush()
+        return ""
+
+    def get_flow(ctx: CommandContext, args: Sequence[str]) -> Reply:
+        (ufid_text,) = split_dp(args, 1)
+        ufid = ufid_text.removeprefix("ufid:")
+        now = time.monotonic()
+        for pmd in dp.sorted_pmds():
+            flow = pmd.flow_table.by_ufid(ufid)
+            if flow is not None:
+                line = format_flow_line(dp, flow, now, verbose=True, names=True)
+                return Reply.structured(line + "\n", flow_data(dp, pmd, flow, now))
+        raise _error("getting flow", errno.ENOENT)
+
+    def dump_flows(ctx: CommandContext, args: Sequence[str]) -> Reply:
+        verbose = names = False
+        pmd_filter: int | None = None
+        filter_text: str | None = None
+        for arg in args:
+            if arg in ("-m", "--more"):
+                verbose = True
+            elif arg == "--names":
+                names = True
+            elif arg == "--no-names":
+                names = False
+            elif arg.startswith("pmd="):
+                try:
+                    pmd_filter = int(arg[4:])
+                except ValueError:
+                    raise _error(f"invalid pmd value {arg[4:]}") from None
+            elif arg.startswith("filter="):
+                filter_text = arg[7:]
+            elif arg.startswith("type="):
+                continue  # every flow here is an "ovs" datapath flow
+            elif arg not in DP_NAMES or not dp.exists:
+                raise _error(f"opening datapath {arg} failed", errno.ENODEV)
+        if not dp.exists:
+            raise CommandError(
+                f"{PROGRAM_NAME}: no datapaths exist\n"
+                f"{PROGRAM_NAME}: datapath not found ({os.strerror(errno.EINVAL)})"
+            )
+        filt = parse(filter_text) if filter_text else None
+        now = time.monotonic()
+        lines: list[str] = []
+        data: list[dict[str, object]] = []
+        threads = [dp.main, *[dp.pmds[c] for c in sorted(dp.pmds)]]
+        for pmd in threads:
+            core = -1 if pmd.is_main else pmd.core_id
+            if pmd_filter is not None and core != pmd_filter:
+                continue
+            flows = [f for f in pmd.flow_table if filt is None or _matches(f, *filt)]
+            if not flows:
+                continue
+            lines.append(_thread_title(pmd))
+            for flow in flows:
+                lines.append(format_flow_line(dp, flow, now, verbose=verbose, names=names))
+                data.append(flow_data(dp, pmd, flow, now))
+        text = "".join(f"{line}\n" for line in lines)
+        return Reply.structured(text, data)
+
+    registry.register("dpctl/add-flow", "[dp] flow actions", 2, 3, add_flow, mutating=True)
+    registry.register("dpctl/mod-flow", "[dp] flow actions", 2, 3, mod_flow, mutating=True)
+    registry.register("dpctl/del-flow", "[dp] flow", 1, 2, del_flow, mutating=True)
+    registry.register("dpctl/del-flows", "[dp] [file]", 0, 2, del_flows, mutating=True)
+    registry.register("dpctl/get-flow", "[dp] ufid", 1, 2, get_flow)
+    registry.register(
+        "dpctl/dump-flows",
+        "[-m] [--names] [dp] [filter=..] [type=..] [pmd=..]",
+        0,
+        UNLIMITED,
+        dump_flows,
+    )
+
+
+def _matches(flow: DpFlow, key: tuple[int, ...], mask: tuple[int, ...]) -> bool:
+    """``filter=``: the flow's key agrees with ``key`` on every bit ``mask`` sets."""
+    return all((fk & m) == (k & m) for fk, k, m in zip(flow.key, key, mask, strict=True))

@@ -1,0 +1,156 @@
+"""A PMD's table of installed megaflows, with its classifiers and caches.
+
+OVS keeps datapath flows per PMD thread (``dpctl/dump-flows`` lists them
+per PMD), one classifier per in_port, and the EMC/SMC in front.  A
+:class:`DpFlow` carries its masked key, mask, actions (data and the
+compiled callable that runs them on a batch) and its statistics.  Deleting
+a flow marks it dead first, so cache entries that still point at it miss
+instead of forwarding with stale actions.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from .dpcls import Dpcls, make_projector
+from .emc import Emc, Smc
+from .flow_key import IN_PORT, FlowKey, FlowMask, masked
+
+Executor = Callable[[Any, list[Any]], int]
+
+
+class DpFlow:
+    """One installed megaflow."""
+
+    __slots__ = (
+        "actions",
+        "bridge",
+        "bytes",
+        "created",
+        "dead",
+        "deps",
+        "execute",
+        "generation",
+        "key",
+        "mask",
+        "packets",
+        "project",
+        "projected",
+        "reval_packets",
+        "tcp_flags",
+        "ufid",
+        "used",
+    )
+
+    def __init__(
+        self,
+        key: FlowKey,
+        mask: FlowMask,
+        actions: Sequence[Any],
+        execute: Executor,
+        *,
+        bridge: str | None = None,
+        deps: frozenset[tuple[int, int]] = frozenset(),
+        generation: int = 0,
+        ufid: str | None = None,
+    ) -> None:
+        self.key = masked(key, mask)
+        self.mask = mask
+        self.actions = tuple(actions)
+        self.execute = execute
+        self.bridge = bridge  # set for flows installed by a bridge's upcall
+        self.deps = deps
+        self.generation = generation
+        self.project = make_projector(mask)
+        self.projected = self.project(self.key)
+        self.ufid = ufid or str(uuid.uuid5(uuid.NAMESPACE_OID, repr((self.key, mask))))
+        self.packets = 0
+        self.bytes = 0
+        self.tcp_flags = 0
+        self.reval_packets = 0  # packets seen by the last revalidator pass
+        self.used = 0.0  # time.monotonic() of the last packet, 0: never
+        self.created = time.monotonic()
+        self.dead = False
+
+    def matches(self, key: FlowKey) -> bool:
+        return bool(self.project(key) == self.projected)
+
+    def set_actions(self, actions: Sequence[Any], execute: Executor) -> None:
+        # Swapped between PMD iterations: a batch sees the old or the new pair whole.
+        self.actions = tuple(actions)
+        self.execute = execute
+
+    def __repr__(self) -> str:
+        return f"DpFlow({self.ufid}, actions={self.actions})"
+
+
+class FlowTable:
+    """Megaflows of one PMD (or of the main thread)."""
+
+    def __init__(self, emc_insert_min: int) -> None:
+        self.classifiers: dict[int, Dpcls] = {}
+        self.flows: dict[tuple[FlowKey, FlowMask], DpFlow] = {}
+        self.emc = Emc(emc_insert_min)
+        self.smc = Smc()
+        self.smc_enabled = False
+
+    def __len__(self) -> int:
+        return len(self.flows)
+
+    def __iter__(self) -> Iterator[DpFlow]:
+        return iter(list(self.flows.values()))
+
+    def lookup(self, key: FlowKey) -> tuple[DpFlow | None, int]:
+        cls = self.classifiers.get(key[IN_PORT])
+        if cls is None:
+            return None, 0
+        flow, position = cls.lookup(key)
+        return flow, position
+
+    def find(self, key: FlowKey, mask: FlowMask) -> DpFlow | None:
+        return self.flows.get((masked(key, mask), mask))
+
+    def by_ufid(self, ufid: str) -> DpFlow | None:
+        for flow in self.flows.values():
+            if flow.ufid == ufid:
+                return flow
+        return None
+
+    def install(self, flow: DpFlow) -> DpFlow:
+        """Add ``flow`` unless an identical megaflow exists; return the one in the table."""
+        existing = self.flows.get((flow.key, flow.mask))
+        if existing is not None:
+            return existing
+        self.flows[(flow.key, flow.mask)] = flow
+        cls = self.classifiers.get(flow.key[IN_PORT])
+        if cls is None:
+            cls = self.classifiers[flow.key[IN_PORT]] = Dpcls()
+        cls.insert(flow.key, flow.mask, flow)
+        return flow
+
+    def remove(self, flow: DpFlow) -> None:
+        if self.flows.pop((flow.key, flow.mask), None) is None:
+            return
+        flow.dead = True
+        cls = self.classifiers.get(flow.key[IN_PORT])
+        if cls is not None:
+            cls.remove(flow.key, flow.mask)
+            if not cls.subtables:
+                del self.classifiers[flow.key[IN_PORT]]
+
+    def flush(self) -> int:
+        n = len(self.flows)
+        for flow in self.flows.values():
+            flow.dead = True
+        self.flows.clear()
+        self.classifiers.clear()
+        self.emc.clear()
+        self.smc.clear()
+        return n
+
+    def rerank(self) -> None:
+        for cls in self.classifiers.values():
+            cls.rerank()
