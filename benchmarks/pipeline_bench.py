@@ -8,7 +8,7 @@ polled into the flow pipeline, which forwards them to a ``dummy-pmd`` sink.
 Traffic kinds:
 
 * ``emc``      — 16 flows: after warm-up every packet is an EMC hit;
-* ``megaflow`` — 100k L3/L4 flows over 4 MAC pairs: few megaflows, the EMC
+* ``megaflow`` — 60k L3/L4 flows over 4 MAC pairs: few megaflows, the EMC
   thrashes, nearly every packet is a megaflow (dpcls) hit;
 * ``upcall``   — every frame has a MAC never seen before: every packet is an
   upcall that installs a megaflow (measured over the first pass).
@@ -45,7 +45,7 @@ from pyvswitchd.observe.vlog import Vlog
 SINK_MAC = "02:00:00:00:00:fe"
 KINDS = {
     "emc": f'flows = 16, dst_mac = "{SINK_MAC}"',
-    "megaflow": f'flows = 100000, macs = 4, dst_mac = "{SINK_MAC}"',
+    "megaflow": f'flows = 60000, macs = 4, dst_mac = "{SINK_MAC}"',
     "upcall": f'flows = 60000, dst_mac = "{SINK_MAC}", count = 60000',
 }
 CONFIG = """

@@ -34,6 +34,7 @@ shows it:
 
 from __future__ import annotations
 
+from operator import and_
 from typing import TypeAlias
 
 IN_PORT = 0
@@ -91,5 +92,6 @@ FlowMask: TypeAlias = tuple[int, ...]
 
 
 def masked(key: FlowKey, mask: FlowMask) -> FlowKey:
-    """``key`` with every bit outside ``mask`` cleared (slow path only)."""
-    return tuple(k & m for k, m in zip(key, mask, strict=True))
+    """``key`` with every bit outside ``mask`` cleared (upcall path, not per packet)."""
+    # map() over operator.and_ runs in C: several times a generator's speed.
+    return tuple(map(and_, key, mask))

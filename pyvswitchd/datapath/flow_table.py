@@ -26,6 +26,7 @@ class DpFlow:
     """One installed megaflow."""
 
     __slots__ = (
+        "_ufid",
         "actions",
         "bridge",
         "bytes",
@@ -41,7 +42,6 @@ class DpFlow:
         "projected",
         "reval_packets",
         "tcp_flags",
-        "ufid",
         "used",
     )
 
@@ -64,9 +64,10 @@ class DpFlow:
         self.bridge = bridge  # set for flows installed by a bridge's upcall
         self.deps = deps
         self.generation = generation
-        self.project = make_projector(mask)
-        self.projected = self.project(self.key)
-        self.ufid = ufid or str(uuid.uuid5(uuid.NAMESPACE_OID, repr((self.key, mask))))
+        # Built on first use: installing a flow is on the upcall path.
+        self.project: Any = None
+        self.projected: Any = None
+        self._ufid = ufid
         self.packets = 0
         self.bytes = 0
         self.tcp_flags = 0
@@ -75,7 +76,17 @@ class DpFlow:
         self.created = time.monotonic()
         self.dead = False
 
+    @property
+    def ufid(self) -> str:
+        """A stable UUID for the megaflow (OVS's ufid), derived from key and mask."""
+        if self._ufid is None:
+            self._ufid = str(uuid.uuid5(uuid.NAMESPACE_OID, repr((self.key, self.mask))))
+        return self._ufid
+
     def matches(self, key: FlowKey) -> bool:
+        if self.project is None:
+            self.project = make_projector(self.mask)
+            self.projected = self.project(self.key)
         return bool(self.project(key) == self.projected)
 
     def set_actions(self, actions: Sequence[Any], execute: Executor) -> None:

@@ -120,6 +120,9 @@ class MacLearning:
         # eviction and flush_port.
         self._by_port: dict[int, OrderedDict[MacKey, MacEntry]] = {}
         self.generation = 0
+        #: Keys whose entry appeared, moved or went away since :meth:`take_changes`;
+        #: ``None`` means "everything" (a flush).
+        self._changed: set[MacKey] | None = set()
         self._learned = coverage.define("mac_learning_learned")
         self._expired = coverage.define("mac_learning_expired")
         self._evicted = coverage.define("mac_learning_evicted")
@@ -205,6 +208,7 @@ class MacLearning:
             self._port_lru(port)[key] = entry
             self._learned.total += 1
             self.generation += 1
+            self._note(key)
             return True
         entry.learned_at = now
         self._table.move_to_end(key)
@@ -216,6 +220,7 @@ class MacLearning:
         self._port_lru(port)[key] = entry
         self._moved.total += 1
         self.generation += 1
+        self._note(key)
         return True
 
     def expire(self) -> list[MacEntry]:
@@ -235,6 +240,7 @@ class MacLearning:
             if len(table) <= self._max_entries and oldest.learned_at > deadline:
                 break
             self._remove(oldest)
+            self._note(oldest.key)
             removed.append(oldest)
         if removed:
             self._expired.total += len(removed)
@@ -248,6 +254,7 @@ class MacLearning:
             self._table.clear()
             self._by_port.clear()
             self.generation += 1
+            self._changed = None
         return n
 
     def flush_port(self, port: int) -> int:
@@ -257,8 +264,22 @@ class MacLearning:
             return 0
         for key in lru:
             del self._table[key]
+            self._note(key)
         self.generation += 1
         return len(lru)
+
+    def take_changes(self) -> set[MacKey] | None:
+        """The keys changed since the last call (None: all of them), and reset.
+
+        The revalidator uses this to re-decide only the flows whose
+        destination entry changed, instead of every flow of the bridge.
+        """
+        changed, self._changed = self._changed, set()
+        return changed
+
+    def _note(self, key: MacKey) -> None:
+        if self._changed is not None:
+            self._changed.add(key)
 
     # -- internals --------------------------------------------------------------
 
@@ -290,6 +311,7 @@ class MacLearning:
                 most, victim = len(lru), first
         if victim is not None:
             self._remove(victim)
+            self._note(victim.key)
             self._evicted.total += 1
             self.generation += 1
 

@@ -7,9 +7,9 @@ task does the same every REVALIDATE_INTERVAL:
 
 * flows idle for more than ``max-idle`` ms (default 10 s) are deleted;
 * MAC learning entries past ``mac-aging-time`` expire;
-* when a bridge's MAC table changed since a flow was installed (its
-  ``generation``), the flow's NORMAL decision is recomputed, and the flow
-  is modified in place when the outputs differ — a flow that flooded to an
+* when the MAC entry a flow's destination maps to appeared, moved or went
+  away since the last pass, the flow's NORMAL decision is recomputed, and
+  the flow is modified in place when the outputs differ — a flow that flooded to an
   unknown destination becomes unicast once that destination is learned.
 
 Changes are applied between PMD iterations (single thread), so a PMD sees
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .flow_key import ETH_DST, VLAN_TCI, VLAN_VID_MASK
 from .flow_table import DpFlow, FlowTable
 
 if TYPE_CHECKING:
@@ -67,10 +68,12 @@ class Revalidator:
         now = self._clock()
         self.stats.passes += 1
         bridges = self._bridges()
-        for bridge in bridges.values():
+        changes: dict[str, set[tuple[int, int]] | None] = {}
+        for name, bridge in bridges.items():
             bridge.mac_learning.expire()
         max_idle = self.max_idle_ms / 1000.0
-        for table in self._tables():
+        tables = list(self._tables())
+        for table in tables:
             for flow in table:
                 last = flow.used or flow.created
                 if now - last > max_idle:
@@ -89,14 +92,23 @@ class Revalidator:
                     # Megaflow hits never reach the bridge: keep their MACs alive.
                     flow.reval_packets = flow.packets
                     bridge.relearn(flow.key)
-                generation = bridge.mac_learning.generation
-                if flow.generation != generation:
-                    self._revalidate(flow, bridge, generation)
+        # Learning happens on upcalls and relearns: collect what changed once.
+        for name, bridge in bridges.items():
+            changes[name] = bridge.mac_learning.take_changes()
+        for table in tables:
+            for flow in table:
+                if flow.bridge is None or flow.bridge not in changes:
+                    continue
+                changed = changes[flow.bridge]
+                # A NORMAL decision depends on the destination's entry only.
+                if changed is None or (
+                    (flow.key[VLAN_TCI] & VLAN_VID_MASK, flow.key[ETH_DST]) in changed
+                ):
+                    self._revalidate(flow, bridges[flow.bridge], 0)
 
     def _revalidate(self, flow: DpFlow, bridge: Any, generation: int) -> None:
         outputs = tuple(a.port for a in flow.actions)
         decision = bridge.revalidate(flow.key, flow.mask, outputs)
-        flow.generation = generation
         if decision is None:
             return
         actions, execute = self._compile(tuple(decision.outputs))
