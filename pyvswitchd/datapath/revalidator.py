@@ -69,7 +69,7 @@ class Revalidator:
         self.stats.passes += 1
         bridges = self._bridges()
         changes: dict[str, set[tuple[int, int]] | None] = {}
-        for name, bridge in bridges.items():
+        for bridge in bridges.values():
             bridge.mac_learning.expire()
         max_idle = self.max_idle_ms / 1000.0
         tables = list(self._tables())
