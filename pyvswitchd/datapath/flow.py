@@ -276,9 +276,9 @@ def _format_vlan(out: _Out, tci: int, tci_mask: int, verbose: bool) -> None:
 def _format_l3(out: _Out, key: FlowKey, mask: FlowMask, verbose: bool, nested: bool) -> None:
     """EtherType, L3 and L4 attributes."""
     eth_type, type_mask = key[ETH_TYPE], mask[ETH_TYPE]
-    if eth_type < _ETH_TYPE_MIN:
+    if eth_type == ETH_TYPE_NONE and type_mask:
         # OVS's "not Ethernet II" marker, which it leaves out of encap().
-        if type_mask and not nested:
+        if not nested:
             out("eth_type(0/0xffff)")
         return
     if verbose or type_mask:
@@ -518,8 +518,8 @@ class _Builder:
         l3 = level[l3_names[0]] if l3_names else None
         if eth_type is not None:
             value, type_mask = eth_type.get(), eth_type.masks[VALUE]
-            if type_mask and value < _ETH_TYPE_MIN:
-                if (value, type_mask) != (0, _FULL16):
+            if type_mask == _FULL16 and value < _ETH_TYPE_MIN:
+                if value:
                     raise FlowSyntaxError(f"invalid Ethertype 0x{value:04x}")
                 value = ETH_TYPE_NONE  # OVS's eth_type(0/0xffff): an 802.3 frame
             self.key[ETH_TYPE], self.mask[ETH_TYPE] = value, type_mask
