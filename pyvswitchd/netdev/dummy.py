@@ -109,6 +109,15 @@ def float_option(
     return value
 
 
+def queue_options(name: str, opts: dict[str, str]) -> tuple[int, int, int]:
+    """Pop and check the options every queue-owning type shares: n_rxq, n_txq, numa_id."""
+    return (
+        int_option(name, opts, "n_rxq", 1, 1, MAX_QUEUES),
+        int_option(name, opts, "n_txq", 1, 1, MAX_QUEUES),
+        int_option(name, opts, "numa_id", 0, 0, 2**31 - 1),
+    )
+
+
 def reject_unknown(name: str, options: Mapping[str, str]) -> None:
     """NetdevError naming the first (sorted) option nobody consumed, if any."""
     if options:
@@ -158,9 +167,7 @@ class DummyNetdev(Netdev):
     def set_config(self, options: Mapping[str, str]) -> None:
         opts = dict(options)
         name = self.name
-        n_rxq = int_option(name, opts, "n_rxq", 1, 1, MAX_QUEUES)
-        n_txq = int_option(name, opts, "n_txq", 1, 1, MAX_QUEUES)
-        numa_id = int_option(name, opts, "numa_id", 0, 0, 2**31 - 1)
+        n_rxq, n_txq, numa_id = queue_options(name, opts)
         async_polls = int_option(name, opts, "tx_async_polls", 0, 0, 2**31 - 1)
         fail_rate = float_option(name, opts, "tx_async_fail_rate", 0.0, 0.0, 1.0)
         pcap, rx_path, tx_path = (opts.pop(k, None) for k in ("pcap", "rxq_pcap", "tx_pcap"))

@@ -63,7 +63,7 @@ import trio
 from ..datapath.odp_key import VALUE, KeyAttr
 from ..datapath.packet import NETDEV_MAX_BURST, Packet
 from .compose import ETH_TYPE_IP, IPPROTO_UDP, compose_packet
-from .dummy import MAX_QUEUES, int_option, reject_unknown
+from .dummy import int_option, queue_options, reject_unknown
 from .pcap import PcapError, read_frames
 from .provider import OK, Netdev, NetdevError
 
@@ -223,9 +223,7 @@ class TrafficSource(Netdev):
     def set_config(self, options: Mapping[str, str]) -> None:
         opts = dict(options)
         name = self.name
-        n_rxq = int_option(name, opts, "n_rxq", 1, 1, MAX_QUEUES)
-        n_txq = int_option(name, opts, "n_txq", 1, 1, MAX_QUEUES)
-        numa_id = int_option(name, opts, "numa_id", 0, 0, 2**31 - 1)
+        n_rxq, n_txq, numa_id = queue_options(name, opts)
         pps = int_option(name, opts, "pps", 0, 0, 10**12)
         count = int_option(name, opts, "count", 0, 0, 2**63 - 1)
         pcap = opts.pop("pcap", None)

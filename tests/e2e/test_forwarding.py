@@ -26,8 +26,10 @@ PORT = """  [[bridge.port]]
 
 
 def frame(src: int, dst: int) -> str:
-    return (f"eth(src=50:54:00:00:00:{src:02x},dst={dst_mac(dst)}),eth_type(0x0800),"
-            "ipv4(src=10.0.0.1,dst=10.0.0.2,proto=17,tos=0,ttl=64,frag=no),udp(src=1,dst=2)")
+    return (
+        f"eth(src=50:54:00:00:00:{src:02x},dst={dst_mac(dst)}),eth_type(0x0800),"
+        "ipv4(src=10.0.0.1,dst=10.0.0.2,proto=17,tos=0,ttl=64,frag=no),udp(src=1,dst=2)"
+    )
 
 
 def dst_mac(dst: int) -> str:
@@ -37,7 +39,9 @@ def dst_mac(dst: int) -> str:
 def test_learning_switch_end_to_end(start_daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     names = ["p1", "p2", "p3", "p4"]
     ports = "".join(
-        PORT.format(name=n, type="dummy-pmd" if i % 2 == 0 else "dummy", pcap=tmp_path / f"{n}.pcap")
+        PORT.format(
+            name=n, type="dummy-pmd" if i % 2 == 0 else "dummy", pcap=tmp_path / f"{n}.pcap"
+        )
         for i, n in enumerate(names)
     )
     d = start_daemon(CONFIG.format(ports=ports))
