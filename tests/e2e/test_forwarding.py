@@ -32,6 +32,17 @@ def frame(src: int, dst: int) -> str:
     )
 
 
+def wait_flow(d, match: str, actions: str) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the revalidator rewrote the flow matching ``match``."""
+    deadline = time.monotonic() + 10
+    while True:
+        dump = d.appctl("dpctl/dump-flows", "-m").stdout
+        if any(match in line and actions in line for line in dump.splitlines()):
+            return
+        assert time.monotonic() < deadline, dump
+        time.sleep(0.1)
+
+
 def dst_mac(dst: int) -> str:
     return "ff:ff:ff:ff:ff:ff" if dst == 0xFF else f"50:54:00:00:00:{dst:02x}"
 
@@ -70,7 +81,7 @@ def test_learning_switch_end_to_end(start_daemon, tmp_path: Path) -> None:  # ty
     got = wait_counts({"p1": 1, "p2": 1, "p3": 1, "p4": 1})
     assert got["p1"][0][6:12] == bytes.fromhex("505400000002")
     # 3. host 1 to host 2 again: now unicast to p2 (the flood flow was revalidated).
-    time.sleep(0.7)
+    wait_flow(d, "src=50:54:00:00:00:01,dst=50:54:00:00:00:02", "actions:p2,")
     d.appctl("netdev-dummy/receive", "p1", frame(1, 2))
     wait_counts({"p1": 1, "p2": 2, "p3": 1, "p4": 1})
     # 4. a broadcast from host 3 on p3 floods to everyone else.
@@ -79,7 +90,7 @@ def test_learning_switch_end_to_end(start_daemon, tmp_path: Path) -> None:  # ty
     # 5. host 2 moves to p4: traffic to it follows.
     d.appctl("netdev-dummy/receive", "p4", frame(2, 3))
     wait_counts({"p1": 2, "p2": 3, "p3": 2, "p4": 2})
-    time.sleep(0.7)
+    wait_flow(d, "src=50:54:00:00:00:01,dst=50:54:00:00:00:02", "actions:p4,")
     d.appctl("netdev-dummy/receive", "p1", frame(1, 2))
     got = wait_counts({"p1": 2, "p2": 3, "p3": 2, "p4": 3})
     # 6. no hairpin: host 1 to host 1's own port is dropped.
