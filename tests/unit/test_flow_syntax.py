@@ -423,7 +423,7 @@ def field_mask(bits: int) -> st.SearchStrategy[int]:
 
 
 @st.composite
-def canonical_flows(draw: st.DrawFn) -> tuple[FlowKey, FlowMask]:
+def expressible_flows(draw: st.DrawFn) -> tuple[FlowKey, FlowMask]:
     """A key of any shape with a mask the flow text can express (module docstring)."""
     k = [draw(st.integers(0, (1 << bits) - 1)) for bits in (32, 32, 48, 48, 16, 16)] + [0] * 13
     m = [0] * N_FIELDS
@@ -496,7 +496,7 @@ def canonical_flows(draw: st.DrawFn) -> tuple[FlowKey, FlowMask]:
 
 
 @settings(max_examples=400)
-@given(canonical_flows(), st.booleans(), st.booleans())
+@given(expressible_flows(), st.booleans(), st.booleans())
 def test_round_trip_of_expressible_masks(
     flow: tuple[FlowKey, FlowMask], verbose: bool, packet_type_exact: bool
 ) -> None:
@@ -527,9 +527,14 @@ def test_round_trip_of_expressible_masks(
 def test_any_key_and_mask_format_and_parse_back_to_a_fixed_point(
     rest: tuple[int, ...], mask: FlowMask, eth_type: int, verbose: bool
 ) -> None:
-    """Masks the text cannot express come back as the nearest it can."""
+    """Masks the text cannot express come back as the nearest it can.
+
+    Except VLAN masks without the CFI bit: a masked key then cannot say
+    whether the flow was for tagged frames, so those are left out here.
+    """
     k = (*rest[:ETH_TYPE], eth_type, *rest[ETH_TYPE:])
     m = replace(mask, IN_PORT, FULL_MASKS[IN_PORT])
+    m = replace(m, VLAN_TCI, m[VLAN_TCI] | VLAN_CFI)
     text = format_flow(k, m, verbose=verbose)
     try:
         k2, m2 = parse_flow(text)
