@@ -1,69 +1,57 @@
 """Megaflows as OVS's datapath flow text: ``dpctl/dump-flows`` and ``dpctl/add-flow``.
 
-:func:`format_flow` prints a (key, mask) pair the way ``dpctl/dump-flows``
-prints a megaflow, and :func:`parse_flow` reads that syntax (as typed for
-``dpctl/add-flow`` or copied from a dump) back into a masked key and mask.
-The attribute grammar itself (numbers, addresses, masks) is
-:mod:`.odp_key`'s; this module maps attributes to flow-key fields.
+:func:`format_flow` prints a (key, mask) pair as ``dpctl/dump-flows`` prints
+a megaflow; :func:`parse_flow` reads that syntax (typed for
+``dpctl/add-flow`` or copied from a dump) back.  The attribute grammar
+(numbers, addresses, ``/mask``) is :mod:`.odp_key`'s; this module maps
+attributes to flow-key fields.
 
-**Formatting** follows OVS's ``odp_flow_format``.  The attributes present
-depend on the *key* (an IPv4 key has ``ipv4()``, a UDP one ``udp()``,
-whatever the mask); the mask decides how they print:
+**Formatting** follows OVS's ``odp_flow_format``.  Which attributes exist
+depends on the key (an IPv4 key has ``ipv4()``, a UDP one ``udp()``); the
+mask decides how they print.  Non-verbose: attributes and fields with a
+zero mask are left out, exact fields print bare, partial ones
+``value/mask``.  Verbose (``-m``): everything prints, wildcards as
+``value/0``, plus ``skb_priority(0/0)`` .. ``dp_hash(0/0)``, metadata the
+key has no field for; pass the flow's unmasked key to show what OVS shows.
+OVS quirks kept: ``frag=`` prints only under the FRAG_ANY mask bit, always
+exact (the syntax has no masked form); the CFI bit prints only as
+``cfi=0``; a tagged key prints ``eth_type(0x8100),vlan(..),encap(..)`` with
+the TPID exact; a tag cut short (TPID as EtherType, TCI 0) prints
+``eth_type(0x8100),vlan(..,cfi=0),encap()``; an 802.3 frame prints
+``eth_type(0/0xffff)``; ``tcp_flags()`` appears when the key or the mask
+has flags; ``nd()`` keeps its mask only under an exact ICMPv6 type.
 
-* non-verbose: an attribute whose mask is all zero is left out, and so is
-  every field whose mask is zero; an exact field prints bare, a partially
-  masked one as ``value/mask``;
-* verbose (``-m``): every attribute and field is printed, wildcarded ones
-  as ``value/0`` (so the key's own values show), plus the metadata the key
-  has no field for (``skb_priority(0/0)`` ... ``dp_hash(0/0)``).
+**Parsing**: given fields are exact unless written ``/mask``; absent ones
+are wildcards, except that
 
-OVS quirks kept: ``frag=`` prints only when the FRAG_ANY bit is in the
-mask, as an exact ``no``, ``first`` or ``later`` (the datapath syntax has
-no masked form); the VLAN CFI bit prints only as ``cfi=0``; a tagged key
-prints ``eth_type(0x8100),vlan(...),encap(<inner>)`` with the TPID always
-exact; a tag cut short (TPID as EtherType, TCI 0) prints
-``eth_type(0x8100),vlan(vid=0,pcp=0,cfi=0),encap()``; an 802.3 frame (ETH_TYPE
-below 0x600) prints ``eth_type(0/0xffff)``; ``tcp_flags()`` appears when
-the key or the mask has flags; ``nd()`` keeps its mask only when the ICMPv6
-type is exact.
-
-**Parsing** reads both the dump formats and hand-written flows.  Given
-fields are exact unless written ``/mask``; absent attributes and fields
-are wildcards, except:
-
-* ``recirc_id`` absent means exact 0 (OVS's rule);
+* an absent ``recirc_id`` is exact 0 (OVS's rule);
 * ``in_port`` must be present and exact (:class:`InPortNotExactError`);
-* an EtherType (given, or implied by ``ipv4()``, ``ipv6()`` or ``arp()``,
-  which then make it exact) without ``vlan()``/``encap()`` means "untagged
-  only": VLAN_TCI is matched as 0 under VID|CFI.  OVS reads a missing VLAN
-  mask as exact 0 (0xffff); VID|CFI matches the same packets and is the
-  mask NORMAL megaflows carry, so dumped flows parse back to their mask;
-* an L4 attribute (``tcp()``, ``tcp_flags()``, ``udp()``, ``sctp()``,
-  ``icmp()``, ``icmpv6()``, ``nd()``) without ``proto=`` makes the protocol
-  exact, and its IP version must be known from the EtherType.
+* ``ipv4()``, ``ipv6()`` or ``arp()`` without ``eth_type`` make the
+  EtherType exact; an EtherType without ``vlan()``/``encap()`` means
+  "untagged": VLAN_TCI 0 under VID|CFI (OVS uses 0xffff: the same packets
+  match, and VID|CFI is the mask NORMAL megaflows carry);
+* an L4 attribute without ``proto=`` makes the protocol exact.
 
-Masks keep the protocols' widths: an exact IPv4 address is 0xffffffff
-(not the 128-bit field width), an exact ICMP type or code 0xff, an exact
-ARP opcode 0xff (it lives in NW_PROTO).  Combinations OVS refuses are
-:class:`FlowSyntaxError` too: L3 fields under a masked EtherType, L4 fields
-under a masked protocol or on a later fragment, an attribute that
-contradicts the EtherType or protocol, a second VLAN tag, 802.1ad tags (the
-key has no field for the TPID), non-zero metadata the key cannot hold
-(``skb_mark(5)``).  Departures from OVS, all to accept more: a flow without
-any EtherType is accepted (OVS demands one), as are L3 attributes without
+Masks keep the syntax's widths: an exact IPv4 address is 0xffffffff, an
+ICMP type 0xff, an ARP opcode 0xff (it lives in NW_PROTO).  What OVS
+refuses is a :class:`FlowSyntaxError` too: L3 fields under a masked
+EtherType, L4 fields under a masked protocol or on a later fragment,
+attributes that contradict each other, a second VLAN tag, 802.1ad (the key
+has no TPID field), metadata other than 0 (``skb_mark(5)``).  Accepted
+beyond OVS: flows without any EtherType, L3 attributes without
 ``eth_type``.
 
-Round trip: ``parse_flow(format_flow(k, m, ...)) == (masked(k, m), m)`` for
-every mask the text can express, which is every mask whose fields outside
-the key's attributes are 0 and whose VLAN, frag, ICMP, IPv4-address and
-implied-exact fields follow the rules above (see the tests'
-``canonical_mask``).  Other masks come back as the nearest such mask.
+Round trip: ``parse_flow(format_flow(k, m)) == (masked(k, m), m)`` (verbose
+or not) for every mask the text can express: masks that are 0 outside the
+key's attributes and follow the rules above (the tests'
+``expressible_flows`` lists them).  Other masks come back as the nearest
+expressible one, and stay there, except VLAN masks without the CFI bit: a
+masked key cannot tell whether such a flow was for tagged frames.
 
 The key has no packet_type field, yet OVS prints ``packet_type(ns=0,id=0)``
-only for flows that match it (installed by an upcall) and leaves it out
-(showing an all-wildcard ``eth()``) for flows added without it; until the
-key gains that field, :class:`FlowMatch` and ``format_flow`` carry it as
-``packet_type_exact``.
+only for flows that match it (upcalls install such flows) and shows an
+all-wildcard ``eth()`` for flows added without it; until the key gains the
+field, :class:`FlowMatch` and :func:`format_flow` carry it on the side.
 """
 
 from __future__ import annotations
@@ -115,11 +103,10 @@ from .flow_key import (
     FlowMask,
 )
 from .odp_key import ENCAP, VALUE, KeyAttr, OdpKeyError, format_odp_key, parse_odp_key
+from .packet import ETH_TYPE_NONE
 
 ETH_TYPE_RARP = 0x8035
 ETH_TYPE_VLAN_8021AD = 0x88A8
-#: OVS's FLOW_DL_TYPE_NONE: the ETH_TYPE of an 802.3 frame.
-ETH_TYPE_NONE = 0x5FF
 IPPROTO_SCTP = 132
 ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 135, 136
 
@@ -149,10 +136,8 @@ _L4_PROTO = {
     "nd": IPPROTO_ICMPV6,
 }
 _PORT_ATTRS = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_SCTP: "sctp"}
-_INNER_ATTRS = frozenset(("eth_type", "vlan", ENCAP, *_L3_TYPES, *_L4_PROTO))
-_OUTER_ONLY = frozenset(
-    (*_METADATA, "recirc_id", "in_port", "packet_type", "eth")
-)  # not allowed inside encap()
+#: Attributes not allowed inside encap().
+_OUTER_ONLY = frozenset((*_METADATA, "recirc_id", "in_port", "packet_type", "eth"))
 
 
 _Out: TypeAlias = Callable[[str], object]
@@ -250,13 +235,20 @@ def _hex(value: int) -> str:
     return f"{value:#x}" if value else "0"
 
 
-def _format_attr(name: str, items: Sequence[tuple[str, int, int]], verbose: bool) -> str:
-    """``name(field=value/mask,...)``; fields with a zero mask only when ``verbose``."""
+def _format_attr(
+    name: str, items: Sequence[tuple[str, int, int]], verbose: bool, frag: int | None = None
+) -> str:
+    """``name(field=value/mask,...)``; fields with a zero mask only when ``verbose``.
+
+    ``frag``, when given, is an exact ``frag=`` value to end with.
+    """
     attr = KeyAttr(name)
     for field, value, field_mask in items:
         if verbose or field_mask:
             attr.fields[field] = value
             attr.masks[field] = field_mask
+    if frag is not None:
+        attr.fields["frag"] = frag
     return format_odp_key([attr])
 
 
@@ -300,15 +292,9 @@ def _format_l3(out: _Out, key: FlowKey, mask: FlowMask, verbose: bool, nested: b
             (names[0], key[NW_TOS], mask[NW_TOS]),
             (names[1], key[NW_TTL], mask[NW_TTL]),
         ]
-        frag_exact = bool(mask[NW_FRAG] & FRAG_ANY)
-        if verbose or frag_exact or any(m for _, _, m in items):
-            attr = KeyAttr("ipv4" if eth_type == ETH_TYPE_IP else "ipv6")
-            for field, value, field_mask in items:
-                if verbose or field_mask:
-                    attr.fields[field], attr.masks[field] = value, field_mask
-            if frag_exact:
-                attr.fields["frag"] = _odp_frag(key[NW_FRAG])
-            out(format_odp_key([attr]))
+        frag = _odp_frag(key[NW_FRAG]) if mask[NW_FRAG] & FRAG_ANY else None
+        if verbose or frag is not None or any(m for _, _, m in items):
+            out(_format_attr("ipv4" if eth_type == ETH_TYPE_IP else "ipv6", items, verbose, frag))
     elif eth_type in (ETH_TYPE_ARP, ETH_TYPE_RARP):
         # NW_PROTO holds the opcode's low 8 bits; exact there is exact for op.
         op_mask = _FULL16 if mask[NW_PROTO] == 0xFF else mask[NW_PROTO]
@@ -363,16 +349,12 @@ def _format_l4(out: _Out, key: FlowKey, mask: FlowMask, verbose: bool, eth_type:
     if verbose or type_mask or code_mask:
         out(_format_attr("icmpv6" if icmp_v6 else "icmp", items, verbose))
     if icmp_v6 and key[TP_SRC] in (ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT) and not key[TP_DST]:
-        # OVS exports the ND mask only under an exact ICMPv6 type.
-        nd_masks = (mask[ND_TARGET], mask[ARP_SHA], mask[ARP_THA])
-        if type_mask != ICMP_MASK:
-            nd_masks = (0, 0, 0)
-        if verbose or any(nd_masks):
-            nd_items = [
-                ("target", key[ND_TARGET], nd_masks[0]),
-                ("sll", key[ARP_SHA], nd_masks[1]),
-                ("tll", key[ARP_THA], nd_masks[2]),
-            ]
+        exact_type = type_mask == ICMP_MASK  # OVS exports the ND mask only then
+        nd_items = [
+            (name, key[index], mask[index] if exact_type else 0)
+            for name, index in (("target", ND_TARGET), ("sll", ARP_SHA), ("tll", ARP_THA))
+        ]
+        if verbose or any(m for _, _, m in nd_items):
             out(_format_attr("nd", nd_items, verbose))
 
 

@@ -145,11 +145,11 @@ def parse_key(data: bytes, in_port: int) -> FlowKey | None:
     n = len(data)
     if n >= 34:
         # Untagged IPv4 first, with Ethernet and IPv4 headers in one unpack:
-        # it is most of the traffic.  Everything else takes the general path.
+        # it is most of the traffic.  Other frames reuse the MACs and type.
         fields = _ETH_IP4.unpack_from(data)
-        if fields[4] == ETH_TYPE_IP:
-            (dst_hi, dst_lo, src_hi, src_lo, _,
-             vihl, tos, tot, frag_off, ttl, proto, nw_src, nw_dst) = fields  # fmt: skip
+        (dst_hi, dst_lo, src_hi, src_lo, eth_type,
+         vihl, tos, tot, frag_off, ttl, proto, nw_src, nw_dst) = fields  # fmt: skip
+        if eth_type == ETH_TYPE_IP:
             # Options, fragments, bad lengths and other protocols: see _parse_ipv4().
             # The tuples are literals: star-unpacking into them costs more than the parse.
             if vihl == 0x45 and not frag_off & 0x3FFF and n - 0x1000D <= tot <= n - 14:
@@ -170,9 +170,10 @@ def parse_key(data: bytes, in_port: int) -> FlowKey | None:
                                 tp_src, tp_dst, ctl & 0x0FFF, 0, 0, 0)  # fmt: skip
             l2 = (in_port, 0, dst_hi << 32 | dst_lo, src_hi << 32 | src_lo, ETH_TYPE_IP, 0)
             return _parse_ipv4(data, 14, l2, vihl, tos, tot, frag_off, ttl, proto, nw_src, nw_dst)
-    elif n < 14:
+    elif n >= 14:
+        dst_hi, dst_lo, src_hi, src_lo, eth_type = _ETH.unpack_from(data)
+    else:
         return None
-    dst_hi, dst_lo, src_hi, src_lo, eth_type = _ETH.unpack_from(data)
     off = 14
     tci = 0
     if eth_type < _ETH_TYPE_MIN or eth_type == ETH_TYPE_VLAN:
@@ -212,7 +213,10 @@ def _parse_ipv4(
     nw_src: int,
     nw_dst: int,
 ) -> FlowKey:
-    """The key of an IPv4 packet at ``off`` whose fixed header fields are given."""
+    """The key of an IPv4 packet at ``off`` whose fixed header fields are given.
+
+    ``l2`` is the key's first 6 fields.
+    """
     ihl = (vihl & 0x0F) << 2
     size = len(data) - off
     if ihl < 20 or tot > size or ihl > tot or size - tot > 0xFFFF:
@@ -227,6 +231,7 @@ def _parse_ipv4(
 
 
 def _parse_arp(data: bytes, off: int, l2: tuple[int, ...]) -> FlowKey:
+    """The key of an ARP/RARP body at ``off``; ``l2`` is the first 6 fields."""
     if len(data) - off < 28:
         return l2 + _ZEROS13
     hrd, pro, hln, pln, op, sha_hi, sha_lo, spa, tha_hi, tha_lo, tpa = _ARP.unpack_from(data, off)
@@ -237,6 +242,7 @@ def _parse_arp(data: bytes, off: int, l2: tuple[int, ...]) -> FlowKey:
 
 
 def _parse_ipv6(data: bytes, off: int, l2: tuple[int, ...]) -> FlowKey:
+    """The key of an IPv6 packet at ``off``; ``l2`` is the first 6 fields."""
     size = len(data) - off
     if size < 40:
         return l2 + _ZEROS13

@@ -61,13 +61,16 @@ class Pipeline(Protocol):
 class TxPort:
     """A PMD's private output state for one port (OVS's tx_port in the send cache)."""
 
-    __slots__ = ("batch", "flush_time", "netdev", "port", "qid")
+    __slots__ = ("batch", "flush_time", "netdev", "port", "qid", "sources")
 
     def __init__(self, port: Port, qid: int) -> None:
         self.port = port
         self.netdev: Netdev = port.netdev
         self.qid = qid
         self.batch: list[Packet] = []
+        #: [rxq, n] runs: which rx queue the queued packets came from, in order,
+        #: so transmit cycles can be charged to them without a store per packet.
+        self.sources: list[list[object]] = []
         self.flush_time = 0  # us; 0 means the first batch always goes at once
 
 
@@ -305,8 +308,25 @@ class Pmd:
         if txport is None:
             self._dropped.total += 1  # output to a port this PMD does not have
             return
-        packet.rxq = self.last_rxq
         txport.batch.append(packet)
+        self._note_source(txport, 1)
+
+    def output_batch(self, port_no: int, packets: list[Packet]) -> None:
+        """Queue ``packets`` (all from the rxq being processed) on ``port_no``."""
+        txport = self.tx_ports.get(port_no)
+        if txport is None:
+            self._dropped.total += len(packets)
+            return
+        txport.batch += packets
+        self._note_source(txport, len(packets))
+
+    def _note_source(self, txport: TxPort, n: int) -> None:
+        sources = txport.sources
+        rxq = self.last_rxq
+        if sources and sources[-1][0] is rxq:
+            sources[-1][1] += n  # type: ignore[operator]
+        else:
+            sources.append([rxq, n])
 
     def flush_output(self, force: bool) -> int:
         """Send every non-empty tx batch whose flush time has come; return packets sent."""
@@ -319,7 +339,9 @@ class Pmd:
 
     def _flush_port(self, txport: TxPort) -> int:
         batch = txport.batch
+        sources = txport.sources
         txport.batch = []
+        txport.sources = []
         n = len(batch)
         t0 = _tsc()
         rc = txport.netdev.send(txport.qid, batch)
@@ -332,9 +354,9 @@ class Pmd:
         perf_n[Stat.SENT_BATCHES] += 1
         # Transmit time belongs to the queues the packets came from.
         share = (_tsc() - t0) // n
-        for packet in batch:
-            if packet.rxq is not None:
-                packet.rxq.cycles_curr += share
+        for rxq, count in sources:
+            if rxq is not None:
+                rxq.cycles_curr += share * count  # type: ignore[attr-defined, operator]
         return n
 
     # -- housekeeping ---------------------------------------------------------

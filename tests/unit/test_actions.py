@@ -75,6 +75,9 @@ class Recorder:
     def output(self, port_no: int, packet: Packet) -> None:
         self.calls.append((port_no, packet))
 
+    def output_batch(self, port_no: int, packets: list[Packet]) -> None:
+        self.calls.extend((port_no, p) for p in packets)
+
     def to(self, port: int) -> list[Packet]:
         return [packet for port_no, packet in self.calls if port_no == port]
 

@@ -532,7 +532,7 @@ def test_signature_ignores_length_id_df_and_checksums() -> None:
 
 
 @pytest.mark.parametrize("name", FAST)
-def test_every_single_byte_change_keeps_signature_implies_key(name: str) -> None:
+def test_single_byte_changes_with_equal_signatures_have_equal_keys(name: str) -> None:
     """Exhaustive: each header byte set to each value, and each length."""
     base = FAST[name]
     seen: dict[object, FlowKey | None] = {}
