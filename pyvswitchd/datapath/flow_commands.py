@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from .. import PROGRAM_NAME
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from .actions import ActionSyntaxError, compile_actions, format_actions, parse_actions
-from .flow import FlowSyntaxError, format_flow, parse_flow
+from .flow import FlowMatch, FlowSyntaxError, InPortNotExactError, format_flow, parse_match
 from .flow_table import DpFlow
 
 if TYPE_CHECKING:
@@ -55,7 +55,13 @@ def miniflow_bits(mask: tuple[int, ...]) -> tuple[int, int]:
 
 def format_flow_line(dp: Datapath, flow: DpFlow, now: float, *, verbose: bool, names: bool) -> str:
     port_names = dp.port_names() if (verbose or names) else None
-    text = format_flow(flow.key, flow.mask, verbose=verbose, port_names=port_names)
+    text = format_flow(
+        flow.full_key if verbose else flow.key,
+        flow.mask,
+        verbose=verbose,
+        port_names=port_names,
+        packet_type_exact=flow.packet_type_exact,
+    )
     stats = f"packets:{flow.packets}, bytes:{flow.bytes}, used:{format_used(flow, now)}"
     actions = format_actions(flow.actions, port_names)
     if verbose:
@@ -95,15 +101,20 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             raise _error("no datapaths exist") from None
         return rest
 
-    def parse(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def parse(text: str, action: str = "updating flow table") -> FlowMatch:
         try:
-            return parse_flow(text, port_names=dp.port_numbers())
+            return parse_match(text, port_names=dp.port_numbers())
+        except InPortNotExactError as exc:
+            # OVS's datapath refuses such a flow: EINVAL to the caller, the reason in the log.
+            dp.log.warn(f"failed to put[create] flow: {exc}")
+            raise _error(action, errno.EINVAL) from None
         except FlowSyntaxError as exc:
             raise _error(f"parsing flow key ({exc})") from None
 
     def put(args: Sequence[str], *, create: bool, modify: bool) -> str:
         flow_text, actions_text = split_dp(args, 2)
-        key, mask = parse(flow_text)
+        match = parse(flow_text)
+        key, mask = match.key, match.mask
         try:
             actions = parse_actions(actions_text, port_names=dp.port_numbers())
         except ActionSyntaxError as exc:
@@ -119,7 +130,15 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             if flow is not None:
                 flow.set_actions(actions, execute)
             else:
-                table.install(DpFlow(key, mask, actions, execute))
+                table.install(
+                    DpFlow(
+                        match.unmasked_key,
+                        mask,
+                        actions,
+                        execute,
+                        packet_type_exact=match.packet_type_exact,
+                    )
+                )
         return ""
 
     def add_flow(ctx: CommandContext, args: Sequence[str]) -> str:
@@ -130,7 +149,8 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
 
     def del_flow(ctx: CommandContext, args: Sequence[str]) -> str:
         (flow_text,) = split_dp(args, 1)
-        key, mask = parse(flow_text)
+        match = parse(flow_text, "deleting flow")
+        key, mask = match.key, match.mask
         found = False
         for pmd in dp.sorted_pmds():
             flow = pmd.flow_table.find(key, mask)
@@ -189,6 +209,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
                 f"{PROGRAM_NAME}: datapath not found ({os.strerror(errno.EINVAL)})"
             )
         filt = parse(filter_text) if filter_text else None
+        filt_km = (filt.key, filt.mask) if filt is not None else None
         now = time.monotonic()
         lines: list[str] = []
         data: list[dict[str, object]] = []
@@ -197,7 +218,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             core = -1 if pmd.is_main else pmd.core_id
             if pmd_filter is not None and core != pmd_filter:
                 continue
-            flows = [f for f in pmd.flow_table if filt is None or _matches(f, *filt)]
+            flows = [f for f in pmd.flow_table if filt_km is None or _matches(f, *filt_km)]
             if not flows:
                 continue
             lines.append(_thread_title(pmd))

@@ -34,9 +34,11 @@ class DpFlow:
         "dead",
         "deps",
         "execute",
+        "full_key",
         "generation",
         "key",
         "mask",
+        "packet_type_exact",
         "packets",
         "project",
         "projected",
@@ -56,8 +58,13 @@ class DpFlow:
         deps: frozenset[tuple[int, int]] = frozenset(),
         generation: int = 0,
         ufid: str | None = None,
+        packet_type_exact: bool = True,
     ) -> None:
         self.key = masked(key, mask)
+        #: The key as installed, wildcarded fields included: ``-m`` dumps print it.
+        self.full_key = key
+        #: Whether the flow matches the packet type (OVS omits packet_type otherwise).
+        self.packet_type_exact = packet_type_exact
         self.mask = mask
         self.actions = tuple(actions)
         self.execute = execute
