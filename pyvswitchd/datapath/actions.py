@@ -564,7 +564,6 @@ def _derive(packet: Packet, data: bytes) -> Packet:
     derived = Packet(data, packet.in_port)
     derived.hash = packet.hash
     derived.mark = packet.mark
-    derived.rxq = packet.rxq
     return derived
 
 

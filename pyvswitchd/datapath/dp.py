@@ -349,7 +349,6 @@ class Datapath:
             execute,
             bridge=bridge.name,
             deps=decision.deps,
-            generation=bridge.mac_learning.generation,
         )
         return pmd.flow_table.install(flow)
 

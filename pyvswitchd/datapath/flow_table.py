@@ -35,7 +35,6 @@ class DpFlow:
         "deps",
         "execute",
         "full_key",
-        "generation",
         "key",
         "mask",
         "packet_type_exact",
@@ -56,7 +55,6 @@ class DpFlow:
         *,
         bridge: str | None = None,
         deps: frozenset[tuple[int, int]] = frozenset(),
-        generation: int = 0,
         ufid: str | None = None,
         packet_type_exact: bool = True,
     ) -> None:
@@ -70,7 +68,6 @@ class DpFlow:
         self.execute = execute
         self.bridge = bridge  # set for flows installed by a bridge's upcall
         self.deps = deps
-        self.generation = generation
         # Built on first use: installing a flow is on the upcall path.
         self.project: Any = None
         self.projected: Any = None

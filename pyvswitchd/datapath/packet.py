@@ -1,11 +1,12 @@
 """Packets and batches as the datapath moves them.
 
 A packet is a frame (``bytes``) plus the little metadata the datapath needs
-on the way through: the datapath port it came in on, its flow hash, a flow
-mark set by partial offload, and the rx queue that received it (so transmit
-cycles can be charged back to that queue, as OVS does).  ``__slots__`` keeps
-each one small and its attribute access fast; the hot path never creates a
-packet except when it receives one.
+on the way through: the datapath port it came in on, its flow hash and a
+flow mark set by partial offload.  (Which rx queue a packet came from, for
+charging transmit cycles back to it, is tracked per run of packets in each
+PMD's tx batches, not per packet.)  ``__slots__`` keeps each one small and
+its attribute access fast; the hot path never creates a packet except when
+it receives one or an action rewrites it.
 
 A batch is a plain ``list`` of at most NETDEV_MAX_BURST packets.
 
@@ -17,7 +18,6 @@ frames without parsing them.
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 from .flow_key import (
     ETH_TYPE_ARP,
@@ -44,14 +44,13 @@ ETH_HEADER_LEN = 14
 class Packet:
     """One frame in flight through the datapath."""
 
-    __slots__ = ("data", "hash", "in_port", "mark", "rxq")
+    __slots__ = ("data", "hash", "in_port", "mark")
 
     def __init__(self, data: bytes, in_port: int = 0) -> None:
         self.data = data
         self.in_port = in_port
         self.hash = 0
         self.mark: int | None = None
-        self.rxq: Any = None  # the source rx queue, for cycle attribution
 
     def __len__(self) -> int:
         return len(self.data)

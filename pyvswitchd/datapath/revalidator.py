@@ -104,9 +104,9 @@ class Revalidator:
                 if changed is None or (
                     (flow.key[VLAN_TCI] & VLAN_VID_MASK, flow.key[ETH_DST]) in changed
                 ):
-                    self._revalidate(flow, bridges[flow.bridge], 0)
+                    self._revalidate(flow, bridges[flow.bridge])
 
-    def _revalidate(self, flow: DpFlow, bridge: Any, generation: int) -> None:
+    def _revalidate(self, flow: DpFlow, bridge: Any) -> None:
         outputs = tuple(a.port for a in flow.actions)
         decision = bridge.revalidate(flow.key, flow.mask, outputs)
         if decision is None:

@@ -328,7 +328,6 @@ def test_flood_sends_each_packet_to_every_port_in_order() -> None:
 def test_output_then_modify_then_output() -> None:
     original = frame(ipv4_key())
     batch = [packet(original, in_port=5, hash_=0xABC, mark=7)]
-    batch[0].rxq = rxq = object()
     n, sink = run([Output(1), SetIpv4(src=ip("10.9.9.9"), ttl=5), Output(2)], batch)
     assert n == 2
     (first,), (second,) = sink.to(1), sink.to(2)
@@ -336,7 +335,7 @@ def test_output_then_modify_then_output() -> None:
     assert first is batch[0] and first.data == original
     assert second is not first
     assert second.data == frame(ipv4_key(src="10.9.9.9", ttl=5))
-    assert (second.in_port, second.hash, second.mark, second.rxq) == (5, 0xABC, 7, rxq)
+    assert (second.in_port, second.hash, second.mark) == (5, 0xABC, 7)
 
 
 def test_modifications_accumulate_between_outputs() -> None:

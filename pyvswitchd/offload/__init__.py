@@ -1,0 +1,1 @@
+"""Hardware flow offload: the dpif-offload provider framework and its providers."""
