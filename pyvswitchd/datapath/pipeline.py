@@ -2,7 +2,7 @@
 
 OVS's lookup hierarchy (spec-pmd.md §7), per packet of a batch:
 
-1. runts (< 14 bytes) are dropped and counted in no class;
+1. runts (< 14 bytes) are dropped, counted only in a coverage counter;
 2. **EMC**, keyed by the header signature (see :mod:`.emc`) — a hit never
    parses the packet;
 3. **SMC** when ``smc-enable`` is on;
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .flow_table import DpFlow
-from .packet import ETH_HEADER_LEN, Packet, fast_signature, parse_key
+from .packet import Packet, fast_signature, parse_key
 from .perf import Stat
 
 if TYPE_CHECKING:
@@ -60,15 +60,17 @@ class FlowPipeline:
         n_emc = n_smc = n_masked = n_lookups = n_miss = n_lost = n_invalid = 0
         for packet in batch:
             data = packet.data
-            if len(data) < ETH_HEADER_LEN:
-                n_invalid += 1
-                continue
             packet.in_port = in_port
             key = None
+            # No separate runt check: runts have no signature, and parse_key
+            # returns None for them, which is counted below.
             sig = fast_signature(data)
             if emc_on:
                 if sig is None:
                     key = parse_key(data, in_port)
+                    if key is None:
+                        n_invalid += 1
+                        continue
                     sig = key
                 flow = etable.get(sig)
                 if flow is not None and not flow.dead:
