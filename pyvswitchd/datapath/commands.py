@@ -90,6 +90,8 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
                     it_hist=it_hist,
                     ms_hist=ms_hist,
                     full_metrics=dp.settings.perf_metrics,
+                    # PMDs have a deferred work ring; the main thread never defers.
+                    work_ring=not pmd.is_main,
                 )
             )
             entry = perf_data(pmd.perf, is_pmd=not pmd.is_main, now_wall=now)

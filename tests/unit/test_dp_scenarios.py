@@ -436,3 +436,36 @@ async def test_perf_show_json_form() -> None:
         assert data["pmds"][0]["rxqs"] == [
             {"port": "p0", "queue_id": 0, "enabled": True, "usage": None}
         ]
+
+
+async def test_async_transmit_goes_through_the_deferred_work_ring() -> None:
+    text = (
+        '[other_config]\ndummy-numa = "0,0"\n[[bridge]]\nname = "br0"\n'
+        '[[bridge.port]]\nname = "p0"\ntype = "dummy-pmd"\n'
+        '[[bridge.port]]\nname = "p1"\ntype = "dummy-pmd"\noptions = { tx_async_polls = 3 }\n'
+    )
+    async with running_datapath(text) as h:
+        p1 = h.dp.port_by_name("p1").netdev
+        pmd = h.dp.pmds[0]
+        for i in range(1, 6):  # one rx batch, hence one deferred send, each
+            await h.call("netdev-dummy/receive", "p0", ICMP)
+            await h.wait_for(lambda i=i: pmd.perf.get(Stat.RECV) == i)  # type: ignore[misc]
+        await h.wait_for(lambda: pmd.perf.get(Stat.WORK_DONE) == 5)
+        assert p1.stats.tx_packets == 5
+        n = pmd.perf.get_all()
+        assert n[Stat.WORK_DEFER] == 5 and n[Stat.WORK_DROPPED] == 0
+        assert n[Stat.WORK_IN_PROG] >= 5 * 2  # at least two in-progress checks each
+        out = await h.call("dpif-netdev/pmd-perf-show", "-pmd", "0")
+        assert re.search(
+            r"  Work deferred:\s+5\n  - Deferred work done:\s+5\n"
+            r"  - Work completion checks:\s+\d+  \(\d+\.\d\d checks/work item\)\n"
+            r"  - Ring full when deferring work:\s+0\n"
+            r"  - Deferred work dropped:\s+0\n",
+            out,
+        ), out
+        # Deleting the port with work pending completes or drops it first.
+        for _ in range(3):
+            await h.call("netdev-dummy/receive", "p0", ICMP)
+        await h.call("dpctl/del-if", "ovs-netdev", "p1")
+        n = pmd.perf.get_all()
+        assert n[Stat.WORK_DEFER] == n[Stat.WORK_DONE] + n[Stat.WORK_DROPPED]
