@@ -52,15 +52,13 @@ def with_work_line(golden: str) -> str:
     """An OVS 3.1 PMD block as it looks with the deferred-work patch: a
     ``Work deferred`` line after the Tx lines, followed by a blank line."""
     out = []
-    lines = golden.split("\n")
-    for i, line in enumerate(lines):
+    for line in golden.split("\n"):
         if line.startswith("  Tx packets:") and line.split()[-1] == "0":
             out += [line, "  Work deferred:                 0"]
         elif line.startswith("  Tx batches:"):
             out += [line, "  Work deferred:                 0", ""]
         else:
             out.append(line)
-    del i
     return "\n".join(out)
 
 
