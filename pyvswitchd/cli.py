@@ -17,6 +17,7 @@ import trio
 from . import PROGRAM_NAME
 from .config import ConfigError, parse_address
 from .daemon import DEFAULT_RUNDIR, Daemon, DaemonOptions, load_config, version_text
+from .daemon import list_metrics as metrics_table
 from .observe.vlog import Vlog, VlogError
 from .pidfile import AlreadyRunning
 
@@ -84,6 +85,7 @@ def _fail(message: str) -> None:
     metavar="HOST:PORT|none",
     help="Prometheus listener (overrides [daemon] metrics-address).",
 )
+@click.option("--list-metrics", is_flag=True, help="Print the Prometheus families and exit.")
 @click.option("-V", "--version", is_flag=True, help="Print the version and exit.")
 def command(
     config_path: str | None,
@@ -95,11 +97,15 @@ def command(
     verbose: tuple[str, ...],
     syslog_method: str,
     metrics_address: str | None,
+    list_metrics: bool,
     version: bool,
 ) -> None:
     """Open vSwitch's userspace datapath and PMD machinery, on trio."""
     if version:
         click.echo(version_text())
+        return
+    if list_metrics:
+        click.echo(metrics_table(), nl=False)
         return
     if check_config is not None:
         try:

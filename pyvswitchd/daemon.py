@@ -28,6 +28,8 @@ from .control.registry import CommandContext, CommandError, CommandRegistry
 from .control.server import UnixctlServer
 from .datapath import commands as dp_commands
 from .datapath.dp import Datapath
+from .datapath.dp_metrics import datapath_metrics
+from .datapath.dp_metrics import describe as describe_datapath_metrics
 from .netdev import dummy as netdev_dummy
 from .netdev.registry import default_registry
 from .observe.coverage import Coverage
@@ -65,6 +67,31 @@ class DaemonOptions:
     @property
     def pidfile_path(self) -> str:
         return os.path.join(self.rundir, self.pidfile or f"{PROGRAM_NAME}.pid")
+
+
+#: The daemon's own health families (name, type, help), for --list-metrics.
+HEALTH_METRICS = (
+    ("pyvswitchd_up", "gauge", "1 while the daemon is serving"),
+    ("pyvswitchd_start_time_seconds", "gauge", "Unix time the daemon started"),
+    ("pyvswitchd_config_reloads_total", "counter", "Successful configuration reloads"),
+    ("pyvswitchd_config_generation", "gauge", "Generation of the running configuration"),
+    ("pyvswitchd_control_requests_total", "counter", "unixctl requests received"),
+    ("pyvswitchd_control_errors_total", "counter", "unixctl requests answered with an error"),
+    (
+        "pyvswitchd_control_protocol_errors_total",
+        "counter",
+        "unixctl connections closed for malformed input",
+    ),
+    ("pyvswitchd_control_connections", "gauge", "Open unixctl connections"),
+    ("ovs_coverage_total", "counter", "Coverage counter events, label event (coverage/show)"),
+)
+
+
+def list_metrics() -> str:
+    """The table ``pyvswitchd --list-metrics`` prints."""
+    rows = [*HEALTH_METRICS, *describe_datapath_metrics()]
+    width = max(len(name) for name, _, _ in rows)
+    return "".join(f"{name:<{width}}  {kind:<7}  {help_}\n" for name, kind, help_ in rows)
 
 
 def version_text() -> str:
@@ -116,6 +143,7 @@ class Daemon:
         self.start_time = time.time()
         self.datapath = Datapath(self.vlog, self.coverage, default_registry())
         dp_commands.register_commands(self.datapath, self.registry)
+        self.metrics.add_source(lambda: datapath_metrics(self.datapath))
         netdev_dummy.register_commands(self.registry, self.datapath.netdev_by_name)
         self.memory.add_reporter(
             lambda: {

@@ -291,6 +291,7 @@ class Pmd:
             self.last_rxq = rxq
             self.now_us = t0 // 1000
             perf_n[Stat.RECV] += n
+            rxq.packets += n
             self.perf.record_batch(n)
             pipeline.process(self, batch, rxq.port_no)
             rxq.cycles_curr += _tsc() - t0

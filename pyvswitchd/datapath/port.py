@@ -23,9 +23,11 @@ class Rxq:
     __slots__ = (
         "core_id",
         "cycles_curr",
+        "cycles_total",
         "intervals",
         "intrvl_idx",
         "netdev",
+        "packets",
         "pinned_core",
         "port",
         "port_no",
@@ -40,17 +42,21 @@ class Rxq:
         self.pinned_core: int | None = None
         self.core_id: int | None = None  # the PMD that polls it, None: unassigned
         self.cycles_curr = 0  # processing cycles of the current interval
+        self.cycles_total = 0  # of all closed intervals (metrics add cycles_curr)
+        self.packets = 0  # received, for metrics
         self.intervals = [0] * PMD_INTERVAL_MAX
         self.intrvl_idx = 0
 
     def store_interval(self) -> None:
         """Close the current interval: push its cycles into the ring."""
         self.intervals[self.intrvl_idx % PMD_INTERVAL_MAX] = self.cycles_curr
+        self.cycles_total += self.cycles_curr
         self.intrvl_idx += 1
         self.cycles_curr = 0
 
     def clear_history(self) -> None:
-        """What a PMD reload does to every rxq it polls."""
+        """What a PMD reload does to every rxq it polls (cumulative totals stay)."""
+        self.cycles_total += self.cycles_curr
         self.cycles_curr = 0
         self.intervals = [0] * PMD_INTERVAL_MAX
         self.intrvl_idx = 0
