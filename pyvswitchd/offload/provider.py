@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import errno
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeAlias
 
@@ -154,6 +155,7 @@ class OffloadProvider(abc.ABC):
         Called from the main task on every database change, after the
         datapath applied its own configuration.  Must be idempotent.
         """
+        return None
 
     def get_debug(self) -> tuple[str, dict[str, Any]]:
         """Text and JSON members for ``dpif/offload/show`` (main task).
@@ -201,6 +203,7 @@ class OffloadProvider(abc.ABC):
 
     def port_set_config(self, port_no: int, other_config: Mapping[str, str]) -> None:
         """Apply an Interface ``other_config`` refresh (main task, every provider)."""
+        return None
 
     # -- flows (PMD tasks) ---------------------------------------------------
 
@@ -224,7 +227,7 @@ class OffloadProvider(abc.ABC):
         same ufid releases the earlier one that way.  Synchronous only: the
         flow is in hardware (or refused) when this returns.
         """
-        return _EOPNOTSUPP
+        return errno.EOPNOTSUPP
 
     def flow_del(self, ufid: int, *, pmd_id: int = 0) -> int:
         """Remove PMD ``pmd_id``'s use of flow ``ufid``; 0 or ENOENT.
@@ -233,7 +236,7 @@ class OffloadProvider(abc.ABC):
         rule goes away with its last user.  The reference given in the put
         is released through the unreference callback.
         """
-        return _EOPNOTSUPP
+        return errno.EOPNOTSUPP
 
     def flow_get(self, ufid: int) -> object | None:
         """The provider's record of flow ``ufid``, or None (any task)."""
@@ -262,6 +265,7 @@ class OffloadProvider(abc.ABC):
         put; the provider calls ``cb(pmd_id, flow_ref)`` whenever it stops
         holding a reference it got in :meth:`flow_put`.
         """
+        return None
 
     # -- PMD helpers ---------------------------------------------------------
 
@@ -289,6 +293,3 @@ class OffloadProvider(abc.ABC):
         time is accounted as the PMD's offload cycles.  Default: no work.
         """
         return None, None
-
-
-_EOPNOTSUPP = 95

@@ -26,8 +26,10 @@ name = "br0"
   name = "p1"
   type = "dummy"
 """
-ICMP = ("eth(src=50:54:00:00:00:05,dst=50:54:00:00:00:07),eth_type(0x0800),"
-        "ipv4(src=10.0.0.1,dst=10.0.0.2,proto=1,tos=0,ttl=64,frag=no),icmp(type=8,code=0)")
+ICMP = (
+    "eth(src=50:54:00:00:00:05,dst=50:54:00:00:00:07),eth_type(0x0800),"
+    "ipv4(src=10.0.0.1,dst=10.0.0.2,proto=1,tos=0,ttl=64,frag=no),icmp(type=8,code=0)"
+)
 
 
 def free_port() -> int:
@@ -50,28 +52,38 @@ def test_every_listed_family_is_served(start_daemon) -> None:  # type: ignore[no
     deadline = time.monotonic() + 10
     while True:
         families = scrape(port)
-        rx = [s for s in families["ovs_pmd_rx_packets"].samples  # type: ignore[attr-defined]
-              if s.labels["thread"] == "pmd"]
+        rx = [
+            s
+            for s in families["ovs_pmd_rx_packets"].samples  # type: ignore[attr-defined]
+            if s.labels["thread"] == "pmd"
+        ]
         if rx and rx[0].value == 3:
             break
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    listed = subprocess.run([sys.executable, "-m", "pyvswitchd", "--list-metrics"],
-                            capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "pyvswitchd", "--list-metrics"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for line in listed.splitlines():
         name, kind = line.split()[:2]
         base = name.removesuffix("_total") if kind == "counter" else name
         assert base in families, name
         assert families[base].type == kind, name  # type: ignore[attr-defined]
-    lookups = {s.labels["result"]: s.value
-               for s in families["ovs_pmd_lookups"].samples  # type: ignore[attr-defined]
-               if s.labels["thread"] == "pmd"}
+    lookups = {
+        s.labels["result"]: s.value
+        for s in families["ovs_pmd_lookups"].samples  # type: ignore[attr-defined]
+        if s.labels["thread"] == "pmd"
+    }
     assert lookups["upcall"] == 1 and sum(lookups.values()) == 3
-    rxq = {(s.labels["port"], s.labels["queue_id"]): s.value
-           for s in families["ovs_pmd_rxq_packets"].samples}  # type: ignore[attr-defined]
+    rxq = {
+        (s.labels["port"], s.labels["queue_id"]): s.value
+        for s in families["ovs_pmd_rxq_packets"].samples
+    }  # type: ignore[attr-defined]
     assert rxq[("p0", "0")] == 3
-    tx = {s.labels["port"]: s.value
-          for s in families["ovs_interface_tx_packets"].samples}  # type: ignore[attr-defined]
+    tx = {s.labels["port"]: s.value for s in families["ovs_interface_tx_packets"].samples}  # type: ignore[attr-defined]
     assert tx["p1"] == 3 and tx["br0"] == 3
     health = families["pyvswitchd_control_requests"]
     assert health.samples[0].value >= 3  # type: ignore[attr-defined]
