@@ -86,7 +86,9 @@ class Harness:
 
 
 @asynccontextmanager
-async def running_datapath(text: str, *, debug: bool = False) -> AsyncIterator[Harness]:
+async def running_datapath(
+    text: str, *, debug: bool = False, vlog_spec: str | None = None
+) -> AsyncIterator[Harness]:
     stream = io.StringIO()
     vlog = Vlog("test", console=stream, syslog_method="null")
     coverage = Coverage()
@@ -96,6 +98,9 @@ async def running_datapath(text: str, *, debug: bool = False) -> AsyncIterator[H
     dummy.register_commands(registry, dp.netdev_by_name)
     if debug:
         vlog.set_levels_from_string("dpif_netdev:console:dbg")
+    if vlog_spec:
+        vlog.module(vlog_spec.split(":")[0])  # modules of not-yet-opened parts too
+        vlog.set_levels_from_string(vlog_spec)
     async with trio.open_nursery() as nursery:
         await nursery.start(dp.run)
         await dp.apply_config(config.loads(text))

@@ -170,6 +170,7 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
     registry.register("dpif-netdev/bond-show", "[dp]", 0, 1, bond_show)
     _register_dpctl(dp, registry)
     register_flow_commands(dp, registry)
+    dp.offload.register_commands(registry)
     register_fdb_commands(
         registry,
         lambda: {name: b.mac_learning for name, b in dp.normal.items()},

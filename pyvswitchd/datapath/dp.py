@@ -27,6 +27,7 @@ from ..observe.vlog import Vlog
 from . import rxq_sched
 from .actions import Output, compile_actions
 from .defer import DeferHooks, InlineHooks
+from .dp_offload import DatapathOffload
 from .emc import insert_min_for
 from .flow_key import IN_PORT, FlowKey
 from .flow_table import DpFlow, Executor, FlowTable
@@ -91,6 +92,8 @@ class Datapath:
         self._cov_port_add = coverage.define("dpif_port_add")
         self._cov_port_del = coverage.define("dpif_port_del")
         self._closing: list[Port] = []
+        self.offload = DatapathOffload(DP_NAME, vlog, coverage)
+        self._force_reload = False
         self.normal: dict[str, NormalBridge] = {}
         self._cov_upcall_fail = coverage.define("datapath_drop_upcall_error")
         self.pipeline = FlowPipeline(self._upcall, self._cov_drop_invalid)
@@ -244,6 +247,9 @@ class Datapath:
         async with self._lock:
             self._apply_other_config(config.other_config)
             await self._apply_bridges(config.bridges)
+            # Offload just enabled: every PMD reloads to pick up the work callbacks.
+            if self.offload.configure(config.other_config, self.ports.values()):
+                self._force_reload = True
             await self._reconfigure_locked()
 
     def _apply_other_config(self, oc: OtherConfig) -> None:
@@ -368,6 +374,7 @@ class Datapath:
         port = Port(port_no, netdev, bridge)
         self._set_port_other_config(port, pc.other_config)
         self.ports[port_no] = port
+        self.offload.port_added(port)
         self._cov_port_add.inc()
         self.log.info(f"Port {port_no} ({pc.name}) added to datapath {DP_NAME}")
         return port
@@ -389,6 +396,7 @@ class Datapath:
     def _remove_port(self, port: Port) -> None:
         # The netdev is closed after the reconfigure that stops every PMD using it.
         del self.ports[port.port_no]
+        self.offload.port_removed(port.port_no)
         self._closing.append(port)
         self._cov_port_del.inc()
         self.log.info(f"Port {port.port_no} ({port.name}) removed from datapath {DP_NAME}")
@@ -511,7 +519,9 @@ class Datapath:
         elif core == NON_PMD_CORE_ID:
             pmd.hooks = InlineHooks(pmd)
         else:
-            pmd.hooks = DeferHooks(pmd)
+            pmd.hooks = DeferHooks(pmd, offload_work=self.offload.pmd_work)
+            pmd.on_reload = self.offload.pmd_reload
+            pmd.on_exit = self.offload.pmd_exit
         pmd.flow_table = FlowTable(self.settings.emc_insert_min)
         pmd.flow_table.smc_enabled = self.settings.smc_enable
         return pmd
@@ -568,10 +578,12 @@ class Datapath:
             pmd.static_tx_qid = index
             new_poll = polls[core]
             same_ports = set(pmd.tx_ports) == (port_nos if new_poll else set())
-            if new_poll == pmd.poll_list and same_ports and not pmd.reload_requested:
+            unchanged = new_poll == pmd.poll_list and same_ports
+            if unchanged and not self._force_reload and not pmd.reload_requested:
                 continue
             tx = self._tx_ports(pmd.static_tx_qid) if new_poll else {}
             await pmd.reload(new_poll, tx)
+        self._force_reload = False
         # The main task is not mid-iteration while we run: update it in place.
         main = self.main
         main.flush_output(force=True)

@@ -162,6 +162,10 @@ class Pmd:
         #: This thread's megaflows, classifiers and caches (replaced by the datapath).
         self.flow_table = FlowTable(0)
         self._next_optimization = 0
+        #: Called in this task at every reload point and when the PMD ends
+        #: (the offload providers' PMD lifecycle hooks).
+        self.on_reload: Callable[[Pmd], None] | None = None
+        self.on_exit: Callable[[Pmd], None] | None = None
 
     @property
     def is_main(self) -> bool:
@@ -202,9 +206,13 @@ class Pmd:
         while True:
             self._adopt_pending()
             exiting = self.exit_requested
+            if not exiting and self.on_reload is not None:
+                self.on_reload(self)
             self.reload_requested = False
             self._acked.set()
             if exiting:
+                if self.on_exit is not None:
+                    self.on_exit(self)
                 return
             if not self.poll_list:
                 # An idle PMD sleeps until the next reload, as OVS's does.

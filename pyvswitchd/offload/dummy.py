@@ -169,7 +169,7 @@ class DummyPmdContext:
 class _DummyBase(OffloadProvider):
     """What ``dummy`` and ``dummy_x`` share (everything but the PMD hook)."""
 
-    dpif_types: ClassVar[tuple[str, ...]] = ("dummy",)
+    dpif_types: ClassVar[tuple[str, ...]] = ("dummy", "netdev")
     impl_type: ClassVar[ImplType] = ImplType.FLOWS_DPIF_SYNCED
 
     def __init__(self, dp_name: str, services: OffloadServices) -> None:

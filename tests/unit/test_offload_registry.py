@@ -313,7 +313,9 @@ async def test_offload_classes_is_hidden_and_sorted(env: Env) -> None:
         "aaa               netdev\n"
         "                  dummy\n"
         "dummy             dummy\n"
+        "                  netdev\n"
         "dummy_x           dummy\n"
+        "                  netdev\n"
     )
 
 
