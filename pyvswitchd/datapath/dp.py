@@ -92,7 +92,7 @@ class Datapath:
         self._cov_port_add = coverage.define("dpif_port_add")
         self._cov_port_del = coverage.define("dpif_port_del")
         self._closing: list[Port] = []
-        self.offload = DatapathOffload(DP_NAME, vlog, coverage)
+        self.offload = DatapathOffload(DP_NAME, vlog, coverage, self.ports.get)
         self._force_reload = False
         self.normal: dict[str, NormalBridge] = {}
         self._cov_upcall_fail = coverage.define("datapath_drop_upcall_error")
@@ -250,6 +250,7 @@ class Datapath:
             # Offload just enabled: every PMD reloads to pick up the work callbacks.
             if self.offload.configure(config.other_config, self.ports.values()):
                 self._force_reload = True
+            self.pipeline.mark_lookup = self.offload.mark_lookup if self.offload.enabled else None
             await self._reconfigure_locked()
 
     def _apply_other_config(self, oc: OtherConfig) -> None:
@@ -524,6 +525,10 @@ class Datapath:
             pmd.on_exit = self.offload.pmd_exit
         pmd.flow_table = FlowTable(self.settings.emc_insert_min)
         pmd.flow_table.smc_enabled = self.settings.smc_enable
+        table = pmd.flow_table
+        table.on_install = lambda flow: self.offload.flow_put(pmd, flow, modify=False)
+        table.on_modify = lambda flow: self.offload.flow_put(pmd, flow, modify=True)
+        table.on_remove = lambda flow: self.offload.flow_removed(pmd, flow)
         return pmd
 
     def _update_sleep(self) -> None:

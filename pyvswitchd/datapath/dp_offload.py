@@ -12,17 +12,21 @@ main thread never runs offload work, as in OVS.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ..offload.pmd import PmdOffloadContext
 from ..offload.registry import Offload, OffloadCollection
+from .flow_key import IN_PORT
+from .packet import Packet, parse_key
 
 if TYPE_CHECKING:
     from ..config import OtherConfig
     from ..control.registry import CommandRegistry
     from ..observe.coverage import Coverage
     from ..observe.vlog import Vlog
+    from .flow_table import DpFlow
     from .pmd import Pmd
     from .port import Port
 
@@ -32,11 +36,18 @@ DPIF_TYPE = "netdev"
 class DatapathOffload:
     """Offload state of one datapath."""
 
-    def __init__(self, dp_name: str, vlog: Vlog, coverage: Coverage) -> None:
+    def __init__(
+        self,
+        dp_name: str,
+        vlog: Vlog,
+        coverage: Coverage,
+        port_lookup: Callable[[int], Port | None],
+    ) -> None:
         self.dp_name = dp_name
         self.offload = Offload(vlog, coverage)
         self.collection: OffloadCollection | None = None
         self._contexts: dict[int, PmdOffloadContext] = {}
+        self._port = port_lookup
 
     @property
     def enabled(self) -> bool:
@@ -55,20 +66,88 @@ class DatapathOffload:
         self.offload.config.set_global_config(knobs, interfaces)
         if self.collection is None and self.enabled:
             self.collection, _ = self.offload.open(self.dp_name, DPIF_TYPE)
+            for provider in self.collection.providers:
+                self._attach_hardware(provider)
             for port in ports:
-                self.collection.assign_port(port)
+                self.port_added(port)
         if self.collection is None:
             return False
         self.collection.set_config(knobs)
         return self.collection.take_force_pmd_reload()
 
     def port_added(self, port: Port) -> None:
-        if self.collection is not None:
-            self.collection.assign_port(port)
+        if self.collection is None:
+            return
+        provider = self.collection.assign_port(port)
+        if provider is not None and getattr(provider, "simulates_hw", False):
+            self._attach_classifier(port, provider)
 
     def port_removed(self, port_no: int) -> None:
         if self.collection is not None:
             self.collection.remove_port(port_no)
+
+    def _attach_classifier(self, port: Port, provider: Any) -> None:
+        """Let the simulated NIC see the port's received frames first."""
+        netdev = port.netdev
+        if not hasattr(netdev, "rx_offload"):
+            return
+        port_no = port.port_no
+
+        def classify(frame: bytes) -> tuple[int | None, bool]:
+            key = parse_key(frame, port_no)
+            if key is None:
+                return None, False
+            verdict = provider.rx_packet(port_no, key, frame)
+            mark = verdict.mark if verdict.mark else None
+            return mark, bool(verdict.stolen)
+
+        netdev.rx_offload = classify
+
+    def _attach_hardware(self, provider: Any) -> None:
+        """Give a hardware-simulating provider its transmit and fall-back paths."""
+        if not getattr(provider, "simulates_hw", False):
+            return
+
+        def hw_output(port_no: int, data: bytes) -> None:
+            port = self._port(port_no)
+            if port is not None:
+                port.netdev.send(0, [Packet(data, port_no)])
+
+        def sw_reinject(port_no: int, data: bytes) -> None:
+            port = self._port(port_no)
+            inject = getattr(port.netdev, "inject", None) if port is not None else None
+            if inject is not None:
+                inject([data], offload=False)
+
+        provider.hw_output = hw_output
+        provider.sw_reinject = sw_reinject
+
+    # -- flows (called on the upcall path and when flows go away) ---------------
+
+    def flow_put(self, pmd: Pmd, flow: DpFlow, *, modify: bool) -> None:
+        """Offer a new or changed megaflow to the provider owning its in_port."""
+        if self.collection is None or not self.enabled:
+            return
+        self.collection.flow_put(
+            uuid.UUID(flow.ufid).int,
+            flow.key,
+            flow.mask,
+            flow.actions,
+            modify=modify,
+            pmd_id=pmd.core_id,
+            flow_ref=flow,
+        )
+
+    def flow_removed(self, pmd: Pmd, flow: DpFlow) -> None:
+        if self.collection is None or not self.enabled:
+            return
+        self.collection.flow_del(flow.key[IN_PORT], uuid.UUID(flow.ufid).int, pmd_id=pmd.core_id)
+
+    def mark_lookup(self, in_port: int, mark: int, core_id: int) -> DpFlow | None:
+        """The flow a partially offloaded packet's mark stands for (PHWOL)."""
+        if self.collection is None:
+            return None
+        return self.collection.flow_ref_for_mark(in_port, mark, core_id)  # type: ignore[return-value]
 
     def flow_count(self) -> int:
         return self.collection.flow_count() if self.collection is not None else 0

@@ -128,7 +128,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             raise _error("updating flow table", errno.ENOENT)
         for table, flow in zip(tables, existing, strict=True):
             if flow is not None:
-                flow.set_actions(actions, execute)
+                table.set_actions(flow, actions, execute)
             else:
                 table.install(
                     DpFlow(

@@ -111,6 +111,11 @@ class FlowTable:
         self.emc = Emc(emc_insert_min)
         self.smc = Smc()
         self.smc_enabled = False
+        #: Told about every flow entering, changing or leaving the table (the
+        #: offload providers mirror the table in their simulated hardware).
+        self.on_install: Callable[[DpFlow], None] | None = None
+        self.on_modify: Callable[[DpFlow], None] | None = None
+        self.on_remove: Callable[[DpFlow], None] | None = None
 
     def __len__(self) -> int:
         return len(self.flows)
@@ -144,12 +149,22 @@ class FlowTable:
         if cls is None:
             cls = self.classifiers[flow.key[IN_PORT]] = Dpcls()
         cls.insert(flow.key, flow.mask, flow)
+        if self.on_install is not None:
+            self.on_install(flow)
         return flow
+
+    def set_actions(self, flow: DpFlow, actions: Sequence[Any], execute: Executor) -> None:
+        """Change an installed flow's actions (revalidation, ``dpctl/mod-flow``)."""
+        flow.set_actions(actions, execute)
+        if self.on_modify is not None:
+            self.on_modify(flow)
 
     def remove(self, flow: DpFlow) -> None:
         if self.flows.pop((flow.key, flow.mask), None) is None:
             return
         flow.dead = True
+        if self.on_remove is not None:
+            self.on_remove(flow)
         cls = self.classifiers.get(flow.key[IN_PORT])
         if cls is not None:
             cls.remove(flow.key, flow.mask)
@@ -160,6 +175,8 @@ class FlowTable:
         n = len(self.flows)
         for flow in self.flows.values():
             flow.dead = True
+            if self.on_remove is not None:
+                self.on_remove(flow)
         self.flows.clear()
         self.classifiers.clear()
         self.emc.clear()

@@ -5,7 +5,8 @@ OVS's lookup hierarchy (spec-pmd.md §7), per packet of a batch:
 1. runts (< 14 bytes) are dropped, counted only in a coverage counter;
 2. **EMC**, keyed by the header signature (see :mod:`.emc`) — a hit never
    parses the packet;
-3. **SMC** when ``smc-enable`` is on;
+3. **SMC** when ``smc-enable`` is on (before both: a packet carrying a flow
+   mark from partial hardware offload goes straight to that flow, PHWOL);
 4. **dpcls**, the megaflow classifier of the packet's in_port;
 5. **upcall**: the bridge decides (MAC learning, NORMAL forwarding), a
    megaflow is installed in this PMD's table, and later packets of that
@@ -47,6 +48,8 @@ class FlowPipeline:
     def __init__(self, upcall: Upcall, drop_invalid: Counter) -> None:
         self.upcall = upcall
         self._drop_invalid = drop_invalid
+        #: (in_port, mark, core_id) -> flow, while hardware offload is enabled.
+        self.mark_lookup: Callable[[int, int, int], DpFlow | None] | None = None
 
     def process(self, pmd: Pmd, batch: list[Packet], in_port: int) -> None:
         table = pmd.flow_table
@@ -57,10 +60,21 @@ class FlowPipeline:
         groups: dict[DpFlow, list[Packet]] = {}
         last_flow: DpFlow | None = None
         last_group: list[Packet] = []
-        n_emc = n_smc = n_masked = n_lookups = n_miss = n_lost = n_invalid = 0
+        n_emc = n_smc = n_masked = n_lookups = n_miss = n_lost = n_invalid = n_phwol = 0
+        mark_lookup = self.mark_lookup
+        core_id = pmd.core_id
         for packet in batch:
             data = packet.data
             packet.in_port = in_port
+            if packet.mark is not None and mark_lookup is not None:
+                # Partial offload: the NIC's mark names the flow, no lookup needed.
+                flow = mark_lookup(in_port, packet.mark, core_id)
+                if flow is not None and not flow.dead:
+                    n_phwol += 1
+                    last_flow = flow
+                    last_group = groups.setdefault(flow, [])
+                    last_group.append(packet)
+                    continue
             key = None
             # No separate runt check: runts have no signature, and parse_key
             # returns None for them, which is counted below.
@@ -116,6 +130,7 @@ class FlowPipeline:
                 last_group = groups.setdefault(flow, [])
                 last_group.append(packet)
         n = pmd.perf.n
+        n[Stat.PHWOL_HIT] += n_phwol
         n[Stat.EXACT_HIT] += n_emc
         n[Stat.SMC_HIT] += n_smc
         n[Stat.MASKED_HIT] += n_masked

@@ -104,15 +104,15 @@ class Revalidator:
                 if changed is None or (
                     (flow.key[VLAN_TCI] & VLAN_VID_MASK, flow.key[ETH_DST]) in changed
                 ):
-                    self._revalidate(flow, bridges[flow.bridge])
+                    self._revalidate(table, flow, bridges[flow.bridge])
 
-    def _revalidate(self, flow: DpFlow, bridge: Any) -> None:
+    def _revalidate(self, table: FlowTable, flow: DpFlow, bridge: Any) -> None:
         outputs = tuple(a.port for a in flow.actions)
         decision = bridge.revalidate(flow.key, flow.mask, outputs)
         if decision is None:
             return
         actions, execute = self._compile(tuple(decision.outputs))
-        flow.set_actions(actions, execute)
+        table.set_actions(flow, actions, execute)
         flow.deps = decision.deps
         self.stats.flows_modified += 1
         self._cov_modified.inc()

@@ -159,6 +159,8 @@ class DummyNetdev(Netdev):
         self.requested_numa_id = 0
         #: Why capturing stopped, when a capture file could not be written.
         self.pcap_error: str | None = None
+        #: Receive-side offload classifier: frame -> (mark or None, taken by hardware).
+        self.rx_offload: Callable[[bytes], tuple[int | None, bool]] | None = None
         super().__init__(name, options)
         self._open = True
 
@@ -229,11 +231,16 @@ class DummyNetdev(Netdev):
 
     # -- receive ------------------------------------------------------------
 
-    def inject(self, frames: Sequence[bytes], qid: int = 0) -> int:
+    def inject(self, frames: Sequence[bytes], qid: int = 0, *, offload: bool = True) -> int:
         """Queue ``frames`` for receive on rx queue ``qid``; return how many were queued.
 
         Frames beyond the queue's room are dropped (``rx_dropped``).  The rx
-        capture sees every frame, dropped or not, as in OVS.
+        capture sees every frame, dropped or not, as in OVS.  With an
+        ``rx_offload`` classifier set (a hardware-simulating offload provider
+        owns the port) each frame is offered to it first, as a NIC would:
+        it may come back with a flow mark, or be taken over by "hardware"
+        and never reach the queue (``offload=False``: the hardware's own
+        re-injection, not classified again).
         """
         if not 0 <= qid < len(self._rxqs):
             raise NetdevError(f"{self.name}: no rx queue {qid} (device has {len(self._rxqs)})")
@@ -241,7 +248,16 @@ class DummyNetdev(Netdev):
             self._capture(self._rx_pcap, frames)
         queue = self._rxqs[qid]
         room = max(self.MAX_RX_QUEUE - len(queue), 0)
-        queue.extend(Packet(frame) for frame in frames[:room])
+        classify = self.rx_offload if offload else None
+        if classify is None:
+            queue.extend(Packet(frame) for frame in frames[:room])
+        else:
+            for frame in frames[:room]:
+                mark, stolen = classify(frame)
+                if not stolen:
+                    packet = Packet(frame)
+                    packet.mark = mark
+                    queue.append(packet)
         self.stats.rx_dropped += max(len(frames) - room, 0)
         event = self._rx_events.pop(qid, None)
         if event is not None:

@@ -60,3 +60,62 @@ async def test_enabling_offload_at_run_time_reloads_every_pmd() -> None:
         assert "hw-offload configuration changed; restart required" in h.log_lines("dpif_offload")
         assert (await h.call("dpif/offload/show")).startswith("Globally enabled: true")
         assert "dummy_x" in await h.call("dpif/offload/classes")
+
+
+ICMP = (
+    "in_port(1),eth(src=50:54:00:00:00:{src},dst=50:54:00:00:00:{dst}),eth_type(0x0800),"
+    "ipv4(src=10.0.0.1,dst=10.0.0.2,proto=1,tos=0,ttl=64,frag=no),icmp(type=8,code=0)"
+)
+
+
+def two_ports(hw_offload: bool = True) -> str:
+    return config(hw_offload) + '[[bridge.port]]\nname = "p1"\ntype = "dummy-pmd"\n'
+
+
+async def test_partial_offload_hits_by_mark() -> None:
+    async with running_datapath(two_ports()) as h:
+        pmd = h.dp.pmds[0]
+        # Unknown destination: the megaflow floods (p1 and br0), so it is only partially
+        # offloadable: the NIC marks later packets and the PMD skips its lookups.
+        await h.call("netdev-dummy/receive", "p0", ICMP.format(src="05", dst="07"))
+        await h.wait_for(lambda: pmd.perf.get(Stat.MISS) == 1)
+        assert h.dp.offload.flow_count() == 1
+        await h.call("netdev-dummy/receive", "p0", ICMP.format(src="05", dst="07"))
+        await h.wait_for(lambda: pmd.perf.get(Stat.PHWOL_HIT) == 1)
+        out = await h.call("dpif-netdev/pmd-perf-show", "-pmd", "0")
+        assert "  - PHWOL hits:                  1  ( 50.0 %)\n" in out
+        p1 = h.dp.port_by_name("p1").netdev
+        await h.wait_for(lambda: p1.stats.tx_packets == 2)
+        # Deleting the megaflow removes it from the hardware too.
+        await h.call("dpctl/del-flows")
+        assert h.dp.offload.flow_count() == 0
+
+
+async def test_full_offload_bypasses_the_pmd() -> None:
+    async with running_datapath(two_ports()) as h:
+        pmd = h.dp.pmds[0]
+        p1 = h.dp.port_by_name("p1").netdev
+        # Teach the switch that ...:07 lives on p1, so 05 -> 07 becomes unicast to p1.
+        await h.call("netdev-dummy/receive", "p1", ICMP.format(src="07", dst="05"))
+        await h.call("netdev-dummy/receive", "p0", ICMP.format(src="05", dst="07"))
+        await h.wait_for(lambda: p1.stats.tx_packets == 1)
+        p1_no = h.dp.port_by_name("p1").port_no
+        # The revalidator turns the 05 -> 07 flood flow into unicast to p1 and
+        # re-offers it to the hardware, which can now take it fully.
+        await h.wait_for(
+            lambda: any(
+                [getattr(a, "port", None) for a in f.actions] == [p1_no]
+                for f in pmd.flow_table
+                if f.key[3] == 0x505400000005
+            ),
+            limit=5,
+        )
+        received = pmd.perf.get(Stat.RECV)
+        for _ in range(3):
+            await h.call("netdev-dummy/receive", "p0", ICMP.format(src="05", dst="07"))
+        # The dummy provider's PMD work callback runs its "hardware": p1 gets them,
+        # the PMD's software path never sees them.
+        await h.wait_for(lambda: p1.stats.tx_packets == 4)
+        assert pmd.perf.get(Stat.RECV) == received
+        show = await h.call("dpif/offload/show")
+        assert "rx_offload_full" in show or "full" in show
