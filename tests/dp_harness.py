@@ -54,7 +54,8 @@ class Harness:
         out = []
         for line in self.log().splitlines():
             parts = line.split("|", 4)
-            if len(parts) == 5 and parts[2] == module:
+            # The module column carries "(thread)" for lines logged by PMD tasks.
+            if len(parts) == 5 and parts[2].split("(")[0] == module:
                 out.append(parts[4])
         return out
 

@@ -94,6 +94,7 @@ class Datapath:
         self._closing: list[Port] = []
         self.offload = DatapathOffload(DP_NAME, vlog, coverage, self.ports.get)
         self._force_reload = False
+        self._pmd_serial = 0
         self.normal: dict[str, NormalBridge] = {}
         self._cov_upcall_fail = coverage.define("datapath_drop_upcall_error")
         self.pipeline = FlowPipeline(self._upcall, self._cov_drop_invalid)
@@ -488,10 +489,18 @@ class Datapath:
             pmd = self._make_pmd(core, wanted[core])
             self.pmds[core] = pmd
             assert self._nursery is not None, "datapath is not running"
-            await self._nursery.start(pmd.run)
+            await self._nursery.start(self._run_pmd, pmd)
             self.log.info(f"PMD thread on numa_id: {pmd.numa_id}, core id: {core:2d} created.")
             changed = True
         return changed
+
+    async def _run_pmd(
+        self, pmd: Pmd, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        # Log lines from this task carry OVS's thread name, e.g. "(pmd-c00/id:7)".
+        self._pmd_serial += 1
+        self.vlog.set_subprogram_name(f"pmd-c{pmd.core_id:02d}/id:{self._pmd_serial}")
+        await pmd.run(task_status=task_status)
 
     async def _destroy_pmd(self, core: int) -> None:
         pmd = self.pmds.pop(core)

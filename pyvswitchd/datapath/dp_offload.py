@@ -45,6 +45,10 @@ class DatapathOffload:
     ) -> None:
         self.dp_name = dp_name
         self.offload = Offload(vlog, coverage)
+        # Defined up front so `-v dpif_offload_dummy:file:dbg` works before any
+        # provider is open (modules are otherwise created when first used).
+        vlog.module("dpif_offload_dummy")
+        self._log = vlog.module("dpif_offload")
         self.collection: OffloadCollection | None = None
         self._contexts: dict[int, PmdOffloadContext] = {}
         self._port = port_lookup
@@ -161,7 +165,8 @@ class DatapathOffload:
         if ctx is None:
             if not self.enabled or self.collection is None:
                 return
-            ctx = self._contexts[pmd.core_id] = PmdOffloadContext(pmd.core_id, pmd.numa_id)
+            ctx = PmdOffloadContext(pmd.core_id, pmd.numa_id, self._log)
+            self._contexts[pmd.core_id] = ctx
         ctx.reload(self.collection, self.enabled)
 
     def pmd_work(self, pmd: Pmd) -> int:

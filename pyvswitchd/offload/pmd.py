@@ -22,6 +22,8 @@ from typing import Any
 
 import attrs
 
+from ..observe.ratelimit import RateLimit
+from ..observe.vlog import VlogModule
 from .provider import OffloadProvider, WorkCallback
 from .registry import OffloadCollection
 
@@ -38,10 +40,12 @@ class OffloadNode:
 class PmdOffloadContext:
     """The offload work state of one PMD (core and NUMA node fixed at creation)."""
 
-    def __init__(self, core_id: int, numa_id: int) -> None:
+    def __init__(self, core_id: int, numa_id: int, log: VlogModule | None = None) -> None:
         self.core_id = core_id
         self.numa_id = numa_id
         self.nodes: list[OffloadNode] = []
+        self._log = log
+        self._rl = RateLimit(5, 5)
 
     def reload(self, collection: OffloadCollection | None, enabled: bool) -> None:
         """Re-ask every provider for its work callback (PMD reload point).
@@ -74,9 +78,22 @@ class PmdOffloadContext:
             return 0
         start = time.perf_counter_ns()
         for node in self.nodes:
-            node.callback(self.core_id, self.numa_id, node.ctx)
+            try:
+                node.callback(self.core_id, self.numa_id, node.ctx)
+            except Exception as exc:  # a provider bug must not stop the PMD
+                self._drop(node, exc)
         # A zero reading would look like "no work" to the perf accounting.
         return max(time.perf_counter_ns() - start, 1)
+
+    def _drop(self, node: OffloadNode, exc: Exception) -> None:
+        # The PMD keeps forwarding; only this provider's work stops on this PMD.
+        self.nodes = [n for n in self.nodes if n is not node]
+        if self._log is not None:
+            self._log.err(
+                f"pmd-c{self.core_id:02d}: offload provider {node.provider.type} work "
+                f"callback failed ({exc!r}); removed from this PMD's work list",
+                rl=self._rl,
+            )
 
     def exit(self) -> None:
         """The PMD is ending: let every active provider release its state."""

@@ -119,3 +119,38 @@ async def test_full_offload_bypasses_the_pmd() -> None:
         assert pmd.perf.get(Stat.RECV) == received
         show = await h.call("dpif/offload/show")
         assert "rx_offload_full" in show or "full" in show
+
+
+async def test_pmd_removed_by_mask_change_calls_exit_once() -> None:
+    text = config(True).replace('dummy-numa = "0,0"', 'dummy-numa = "0,0"\npmd-cpu-mask = "0x1"')
+    async with running_datapath(text, vlog_spec="dpif_offload_dummy:console:dbg") as h:
+        counter = h.coverage.get("dummy_offload_do_work")
+        assert counter is not None
+        await h.wait_for(lambda: counter.total > 0)
+        await h.reconfig(text.replace('"0x1"', '"0x2"'))
+        assert list(h.dp.pmds) == [1]
+        calls = LIFECYCLE.findall(h.log())
+        assert [c[0] for c in calls if c[1] == "0"].count("true") == 1
+        core1 = [c for c in calls if c[1] == "1"]
+        assert [c[0] for c in core1] == ["false"] * len(core1) and core1[0][3:] == ("0x0", "0x0")
+
+
+async def test_raising_work_callback_is_dropped_and_forwarding_goes_on() -> None:
+    async with running_datapath(two_ports()) as h:
+        pmd = h.dp.pmds[0]
+        ctx = h.dp.offload._contexts[0]
+        assert len(ctx.nodes) == 1
+
+        def broken(core_id: int, numa_id: int, ctx: object) -> None:
+            raise RuntimeError("simulated provider bug")
+
+        ctx.nodes[0].callback = broken
+        await h.wait_for(lambda: not ctx.nodes)
+        assert any(
+            "work callback failed" in line and "simulated provider bug" in line
+            for line in h.log_lines("dpif_offload")
+        )
+        await h.call("netdev-dummy/receive", "p0", ICMP.format(src="05", dst="07"))
+        p1 = h.dp.port_by_name("p1").netdev
+        await h.wait_for(lambda: p1.stats.tx_packets == 1)
+        assert pmd.perf.get(Stat.RECV) == 1
