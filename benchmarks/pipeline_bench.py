@@ -103,6 +103,45 @@ async def measure_kind(kind: str, seconds: float) -> float:
     return packets / elapsed
 
 
+IDLE_CONFIG = """
+[other_config]
+pmd-cpu-mask = "0x1"
+hw-offload = {offload}
+[[bridge]]
+name = "br0"
+[[bridge.port]]
+name = "p0"
+type = "dummy-pmd"
+"""
+
+
+async def measure_iteration_cost(mode: str, seconds: float) -> float:
+    """Cycles (ns) per idle PMD iteration: offload off, dummy's callback, or a no-op one."""
+    vlog = Vlog("bench", console=io.StringIO(), syslog_method="null")
+    dp = Datapath(vlog, Coverage(), default_registry())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(dp.run)
+        offload = "false" if mode == "off" else "true"
+        await dp.apply_config(config.loads(IDLE_CONFIG.format(offload=offload)))
+        pmd = dp.pmds[0]
+        nodes = dp.offload._contexts[0].nodes if mode != "off" else []
+        saved = [node.callback for node in nodes]
+        if mode == "noop":
+            for node in nodes:
+                node.callback = lambda core, numa, ctx: None
+        await trio.sleep(0.2)
+        n0, it0 = pmd.perf.get_all(), pmd.perf.iteration_cnt
+        await trio.sleep(seconds)
+        n1, it1 = pmd.perf.get_all(), pmd.perf.iteration_cnt
+        for node, callback in zip(nodes, saved, strict=True):
+            node.callback = callback  # the provider checks it gets its own back at exit
+        await dp.shutdown()
+        nursery.cancel_scope.cancel()
+    kinds = (Stat.CYCLES_ITER_IDLE, Stat.CYCLES_ITER_BUSY, Stat.CYCLES_OFFLOAD)
+    cycles = sum(n1[k] - n0[k] for k in kinds)
+    return cycles / max(it1 - it0, 1)
+
+
 def measure_baseline(seconds: float) -> float:
     """Raw Python: per frame one dict lookup and one append, in 32-frame batches."""
     frames = [bytes(64) + i.to_bytes(4, "big") for i in range(16)]
@@ -127,7 +166,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--kinds", default="emc,megaflow,upcall")
+    parser.add_argument(
+        "--offload-cost",
+        action="store_true",
+        help="instead: cycles per idle PMD iteration without/with an offload work callback",
+    )
     args = parser.parse_args()
+    if args.offload_cost:
+        print(f"CPython {sys.version.split()[0]}, {args.runs} runs x {args.seconds} s, medians")
+        for mode, label in (
+            ("off", "hw-offload=false"),
+            ("dummy", "dummy provider callback"),
+            ("noop", "no-op callback"),
+        ):
+            runs = [trio.run(measure_iteration_cost, mode, args.seconds) for _ in range(args.runs)]
+            print(
+                f"{label:26s} {statistics.median(runs):8.0f} ns/iteration   "
+                f"runs [{', '.join(f'{r:.0f}' for r in runs)}]"
+            )
+        return
     kinds = args.kinds.split(",")
     print(f"CPython {sys.version.split()[0]}, {args.runs} runs x {args.seconds} s, medians")
     baseline_runs = []

@@ -185,6 +185,8 @@ class _DummyBase(OffloadProvider):
         #: Where a packet goes when the hardware pipeline fails: back to
         #: software receive on its ingress port, ``(port_no, data)``.
         self.sw_reinject: Callable[[int, bytes], None] | None = None
+        #: Fully offloaded packets wait on a port's hardware queue.
+        self._hw_backlog = False
 
     @property
     def simulates_hw(self) -> bool:
@@ -368,6 +370,7 @@ class _DummyBase(OffloadProvider):
         )
         if flow.actions is not None:
             dport.hw_queue.append(HwPacket(port_no, key, data))
+            self._hw_backlog = True
             dport.rx_offload_full += 1
             return RxVerdict(flow.mark, stolen=True)
         dport.rx_offload_partial += 1
@@ -472,7 +475,9 @@ class DummyOffload(_DummyBase):
                 self.hw_execute(ctx.hw_rxq.popleft())
         # The ports' hardware queues (fully offloaded packets) are drained by
         # whichever PMD runs its work first: there is one interpreter thread.
-        if any(dport.hw_queue for dport in self.ports.values()):
+        # A flag, not a scan of the ports: this runs every PMD iteration.
+        if self._hw_backlog:
+            self._hw_backlog = False
             self.hw_run()
 
 
