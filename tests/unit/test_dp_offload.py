@@ -154,3 +154,26 @@ async def test_raising_work_callback_is_dropped_and_forwarding_goes_on() -> None
         p1 = h.dp.port_by_name("p1").netdev
         await h.wait_for(lambda: p1.stats.tx_packets == 1)
         assert pmd.perf.get(Stat.RECV) == 1
+
+
+async def test_per_port_priority_none_keeps_a_port_in_software() -> None:
+    text = (
+        two_ports().replace(
+            'name = "p0"\ntype = "dummy-pmd"\n',
+            'name = "p0"\ntype = "dummy-pmd"\nother_config = { hw-offload-priority = "none" }\n',
+        )
+        + 'other_config = { hw-offload-priority = "dummy_x" }\n'
+    )
+    async with running_datapath(text) as h:
+        collection = h.dp.offload.collection
+        assert collection is not None
+        p0, p1 = (h.dp.port_by_name(n) for n in ("p0", "p1"))
+        assert collection.owner(p0.port_no) is None  # "none": never offloaded
+        owner = collection.owner(p1.port_no)
+        assert owner is not None and owner.type == "dummy_x"
+        pmd = h.dp.pmds[0]
+        for _ in range(2):
+            await h.call("netdev-dummy/receive", "p0", ICMP.format(src="05", dst="07"))
+        await h.wait_for(lambda: pmd.perf.get(Stat.RECV) == 2)
+        assert pmd.perf.get(Stat.PHWOL_HIT) == 0
+        assert h.dp.offload.flow_count() == 0
