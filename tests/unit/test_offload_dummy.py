@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import errno
-import io
 
-import attrs
 import pytest
 
 from pyvswitchd.datapath.actions import Action, Output, PopVlan
 from pyvswitchd.datapath.flow_key import ETH_TYPE, FULL_MASKS, IN_PORT, N_FIELDS
 from pyvswitchd.observe.coverage import Coverage
-from pyvswitchd.observe.vlog import Destination, Level, Vlog
 from pyvswitchd.offload.dummy import (
     DummyOffload,
     DummyPmdContext,
@@ -22,24 +19,15 @@ from pyvswitchd.offload.dummy import (
     format_ufid,
 )
 from pyvswitchd.offload.provider import INVALID_FLOW_MARK, OffloadServices
+from tests.offload_support import FakePort, captured_vlog, log_messages
 
 DP = "dummy@ovs-dummy"
 UFID = 0x1234_5678_9ABC_DEF0_0FED_CBA9_8765_4321
 
 
-@attrs.frozen
-class FakePort:
-    port_no: int
-    name: str
-    type: str = "dummy-pmd"
-
-
 class Env:
     def __init__(self, enabled: bool = True) -> None:
-        self.console = io.StringIO()
-        self.vlog = Vlog("test", console=self.console, syslog_method="null")
-        self.vlog.module("dpif_offload_dummy")
-        self.vlog.set_levels(Level.DBG, destination=Destination.CONSOLE)
+        self.console, self.vlog = captured_vlog()
         self.coverage = Coverage()
         self.enabled = enabled
         self.services = OffloadServices(self.vlog, self.coverage, lambda: self.enabled)
@@ -54,12 +42,7 @@ class Env:
             assert self.dummy.port_add(port) == 0
 
     def logs(self, level: str | None = None) -> list[str]:
-        out = []
-        for line in self.console.getvalue().splitlines():
-            _time, _serial, _module, lvl, msg = line.split("|", 4)
-            if level is None or lvl == level:
-                out.append(msg)
-        return out
+        return log_messages(self.console, level)
 
 
 @pytest.fixture

@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import attrs
 import pytest
 
 from pyvswitchd.datapath.actions import Output
 from pyvswitchd.observe.coverage import Coverage
-from pyvswitchd.observe.vlog import Destination, Level, Vlog
 from pyvswitchd.offload.dummy import DummyOffload, DummyPmdContext, HwPacket
 from pyvswitchd.offload.pmd import PmdOffloadContext
 from pyvswitchd.offload.provider import WorkCallback
 from pyvswitchd.offload.registry import Offload, OffloadCollection
+from tests.offload_support import FakePort, captured_vlog, log_messages
 
 DP = "dummy@ovs-dummy"
 PREFIX = "pmd_thread_lifecycle; "
 
 
-@attrs.frozen
-class FakePort:
-    port_no: int
-    name: str
-    type: str = "dummy-pmd"
-
-
 class Env:
     def __init__(self) -> None:
-        self.console = io.StringIO()
-        self.vlog = Vlog("test", console=self.console, syslog_method="null")
-        self.vlog.module("dpif_offload_dummy")
-        self.vlog.set_levels(Level.DBG, destination=Destination.CONSOLE)
+        self.console, self.vlog = captured_vlog()
         self.coverage = Coverage()
         self.offload = Offload(self.vlog, self.coverage)
         self.offload.config.set_global_config({"hw-offload": "true"})
@@ -43,7 +31,7 @@ class Env:
         self.counter = self.coverage.define("dummy_offload_do_work")
 
     def lifecycle_lines(self) -> list[str]:
-        msgs = [line.split("|", 4)[4] for line in self.console.getvalue().splitlines()]
+        msgs = log_messages(self.console)
         return [m[len(PREFIX) :] for m in msgs if m.startswith(PREFIX)]
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import errno
-import io
 
-import attrs
 import pytest
 
 from pyvswitchd.control.registry import CommandContext, CommandRegistry, OutputFormat
 from pyvswitchd.observe.coverage import Coverage
-from pyvswitchd.observe.vlog import Destination, Level, Vlog
 from pyvswitchd.offload.dummy import DummyOffload, DummyXOffload
 from pyvswitchd.offload.provider import OffloadError, OffloadProvider, OffloadServices
 from pyvswitchd.offload.registry import (
@@ -19,36 +16,21 @@ from pyvswitchd.offload.registry import (
     OffloadClassRegistry,
     parse_priority,
 )
+from tests.offload_support import FakePort, captured_vlog, log_messages
 
 DP = "dummy@ovs-dummy"
-
-
-@attrs.frozen
-class FakePort:
-    port_no: int
-    name: str
-    type: str = "dummy-pmd"
 
 
 class Env:
     """An Offload framework with its log captured at DBG."""
 
     def __init__(self) -> None:
-        self.console = io.StringIO()
-        self.vlog = Vlog("test", console=self.console, syslog_method="null")
-        for name in ("dpif_offload", "dpif_offload_dummy"):
-            self.vlog.module(name)
-        self.vlog.set_levels(Level.DBG, destination=Destination.CONSOLE)
+        self.console, self.vlog = captured_vlog()
         self.offload = Offload(self.vlog, Coverage())
 
     def logs(self, level: str | None = None) -> list[str]:
         """Messages logged so far (optionally only at ``level``)."""
-        out = []
-        for line in self.console.getvalue().splitlines():
-            _time, _serial, _module, lvl, msg = line.split("|", 4)
-            if level is None or lvl == level:
-                out.append(msg)
-        return out
+        return log_messages(self.console, level)
 
 
 @pytest.fixture
