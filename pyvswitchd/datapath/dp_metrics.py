@@ -121,6 +121,18 @@ def datapath_metrics(dp: Datapath) -> Iterable[Metric]:
     yield from (lookups, cycles, work, iterations, usage, flows)
     yield from _rxq_metrics(pmds)
     yield from _port_metrics(dp)
+    yield from _offload_metrics(dp)
+
+
+def _offload_metrics(dp: Datapath) -> Iterable[Metric]:
+    flows = GaugeMetricFamily(
+        "ovs_offload_flows", "Flows held by each offload provider", labels=["provider"]
+    )
+    collection = dp.offload.collection
+    if collection is not None and dp.offload.enabled:
+        for provider in collection.providers:
+            flows.add_metric([provider.type], provider.flow_count())
+    yield flows
 
 
 def _rxq_metrics(pmds: list[Pmd]) -> Iterable[Metric]:
@@ -181,4 +193,5 @@ def describe() -> list[tuple[str, str, str]]:
         ("ovs_pmd_rxq_packets_total", "counter", "Packets received per rx queue"),
     ]
     rows += [(f"ovs_interface_{f}_total", "counter", h) for f, h in _PORT_STATS]
+    rows.append(("ovs_offload_flows", "gauge", "Flows held by each offload provider"))
     return rows

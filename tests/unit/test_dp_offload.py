@@ -177,3 +177,17 @@ async def test_per_port_priority_none_keeps_a_port_in_software() -> None:
         await h.wait_for(lambda: pmd.perf.get(Stat.RECV) == 2)
         assert pmd.perf.get(Stat.PHWOL_HIT) == 0
         assert h.dp.offload.flow_count() == 0
+
+
+async def test_offload_flow_counts_are_exported() -> None:
+    from prometheus_client.metrics_core import Metric
+
+    from pyvswitchd.datapath.dp_metrics import datapath_metrics
+
+    async with running_datapath(two_ports()) as h:
+        pmd = h.dp.pmds[0]
+        await h.call("netdev-dummy/receive", "p0", ICMP.format(src="05", dst="07"))
+        await h.wait_for(lambda: pmd.perf.get(Stat.MISS) == 1)
+        families: dict[str, Metric] = {m.name: m for m in datapath_metrics(h.dp)}
+        samples = {s.labels["provider"]: s.value for s in families["ovs_offload_flows"].samples}
+        assert samples == {"dummy": 1.0, "dummy_x": 0.0}
