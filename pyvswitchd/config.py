@@ -384,3 +384,74 @@ def describe_keys() -> list[tuple[str, str, str, str]]:
         for f in attrs.fields(cls):
             rows.append((table, f.metadata["key"], repr(f.default), f.metadata["doc"]))
     return rows
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """``cfg`` as the TOML document that would produce it (OVS key names)."""
+
+    def table(obj: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in attrs.fields(type(obj)):
+            value = getattr(obj, f.name)
+            if value is None:
+                continue
+            if f.metadata["key"] == "pmd-cpu-mask":
+                value = hex(value)
+            elif f.metadata["key"] == "ctl-mode":
+                value = f"{value:04o}"
+            elif f.metadata["key"] == "dummy-numa":
+                value = ",".join(str(n) for n in value)
+            out[f.metadata["key"]] = value
+        return out
+
+    return {
+        "daemon": table(cfg.daemon),
+        "other_config": table(cfg.other_config),
+        "bridge": [
+            {
+                "name": b.name,
+                "other_config": dict(b.other_config),
+                "port": [
+                    {
+                        "name": p.name,
+                        "type": p.type,
+                        "options": dict(p.options),
+                        "other_config": dict(p.other_config),
+                    }
+                    for p in b.ports
+                ],
+            }
+            for b in cfg.bridges
+        ],
+    }
+
+
+def with_settings(cfg: Config, assignments: list[str]) -> Config:
+    """``cfg`` with ``KEY=VALUE`` assignments applied and validated (``config/set``).
+
+    ``KEY`` is an other_config key (``pmd-cpu-mask=0x3``), ``daemon:KEY``, or
+    ``bridge:NAME:KEY`` for a bridge's other_config; an empty value removes
+    the key (back to its default).  Raises ConfigError like a bad file would.
+    """
+    data = to_dict(cfg)
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise ConfigError(f'"{assignment}": expected KEY=VALUE')
+        parts = key.split(":")
+        if len(parts) == 1:
+            target = data["other_config"]
+        elif len(parts) == 2 and parts[0] == "daemon":
+            target = data["daemon"]
+        elif len(parts) == 3 and parts[0] == "bridge":
+            bridge = next((b for b in data["bridge"] if b["name"] == parts[1]), None)
+            if bridge is None:
+                raise ConfigError(f'bridge "{parts[1]}": no such bridge')
+            target = bridge["other_config"]
+        else:
+            raise ConfigError(f'"{key}": expected KEY, daemon:KEY or bridge:NAME:KEY')
+        if value == "":
+            target.pop(parts[-1], None)
+        else:
+            target[parts[-1]] = value
+    return from_dict(data, f"{cfg.source} + config/set")

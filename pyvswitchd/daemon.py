@@ -24,7 +24,7 @@ from . import PACKAGE_NAME, PROGRAM_NAME, __version__
 from . import config as config_mod
 from .config import Config, ConfigError
 from .control.builtins import register_builtins
-from .control.registry import CommandContext, CommandError, CommandRegistry
+from .control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from .control.server import UnixctlServer
 from .datapath import commands as dp_commands
 from .datapath.dp import Datapath
@@ -92,6 +92,12 @@ def list_metrics() -> str:
     rows = [*HEALTH_METRICS, *describe_datapath_metrics()]
     width = max(len(name) for name, _, _ in rows)
     return "".join(f"{name:<{width}}  {kind:<7}  {help_}\n" for name, kind, help_ in rows)
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def version_text() -> str:
@@ -204,6 +210,38 @@ class Daemon:
                 raise CommandError(f"configuration not reloaded: {exc}") from None
             return ""
 
+        async def set_(ctx: CommandContext, args: Sequence[str]) -> str:
+            try:
+                new = config_mod.with_settings(self.config, list(args))
+            except ConfigError as exc:
+                raise CommandError(f"configuration not changed: {exc}") from None
+            await self.apply_config(new)
+            self.config_generation += 1
+            self._log.info(
+                f"configuration changed by config/set: {' '.join(args)} "
+                f"(generation {self.config_generation})"
+            )
+            return ""
+
+        def show(ctx: CommandContext, args: Sequence[str]) -> Reply:
+            data = config_mod.to_dict(self.config)
+            lines = [f"source: {self.config.source}", f"generation: {self.config_generation}"]
+            for table in ("daemon", "other_config"):
+                lines.append(f"{table}:")
+                lines += [f"  {k}={_scalar(v)}" for k, v in data[table].items()]
+            for bridge in data["bridge"]:
+                lines.append(f"bridge {bridge['name']}:")
+                lines += [f"  {k}={v}" for k, v in bridge["other_config"].items()]
+                for port in bridge["port"]:
+                    extra = "".join(
+                        f" {k}={v}" for k, v in {**port["options"], **port["other_config"]}.items()
+                    )
+                    lines.append(f"  port {port['name']}: type={port['type']}{extra}")
+            data["generation"] = self.config_generation
+            return Reply.structured("\n".join(lines) + "\n", data)
+
+        self.registry.register("config/set", "KEY=VALUE...", 1, UNLIMITED, set_, mutating=True)
+        self.registry.register("config/show", "", 0, 0, show)
         self.registry.register("exit", "[--cleanup]", 0, 1, exit_, mutating=True)
         self.registry.register("config/reload", "", 0, 0, reload_, mutating=True)
 

@@ -198,3 +198,25 @@ def test_no_datapath_errors_like_ovs(start_daemon) -> None:  # type: ignore[no-u
         ), command
     r = d.ovs_appctl("dpctl/show")
     assert (r.returncode, r.stdout) == (0, "")
+
+
+def test_config_set_and_show_at_run_time(capture_daemon) -> None:  # type: ignore[no-untyped-def]
+    d = capture_daemon()
+    assert "pmd thread numa_id 0 core_id 1:" not in d.appctl("dpif-netdev/pmd-rxq-show").stdout
+    r = d.appctl("config/set", "pmd-cpu-mask=0x3", "pmd-rxq-assign=roundrobin")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    assert (
+        d.appctl("dpif-netdev/pmd-rxq-show").stdout
+        == (GOLDEN / "pmd-rxq-show" / "2pmd.roundrobin.out").read_text()
+    )
+    show = d.appctl("config/show").stdout
+    assert "  pmd-cpu-mask=0x3\n" in show and "  pmd-rxq-assign=roundrobin\n" in show
+    r = d.appctl("config/set", "pmd-rxq-assign=random")
+    assert r.returncode == 2
+    assert r.stderr.startswith("configuration not changed: ")
+    assert 'pmd-rxq-assign: invalid value "random"' in r.stderr
+    assert "  pmd-rxq-assign=roundrobin\n" in d.appctl("config/show").stdout
+    import json
+
+    data = json.loads(d.appctl("-f", "json", "config/show").stdout)
+    assert data["other_config"]["pmd-cpu-mask"] == "0x3" and data["generation"] == 2

@@ -109,3 +109,31 @@ def test_every_key_is_documented() -> None:
     rows = config.describe_keys()
     assert all(doc for *_, doc in rows)
     assert ("other_config", "pmd-cpu-mask") in {(t, k) for t, k, _, _ in rows}
+
+
+def test_to_dict_round_trips() -> None:
+    text = (ROOT / "etc" / "pyvswitchd.toml").read_text()
+    cfg = config.loads(text)
+    assert config.from_dict(config.to_dict(cfg), cfg.source) == cfg
+
+
+def test_with_settings_applies_and_validates() -> None:
+    cfg = config.loads('[other_config]\npmd-cpu-mask = "0x1"\n[[bridge]]\nname = "br0"\n')
+    new = config.with_settings(
+        cfg, ["pmd-cpu-mask=0x3", "daemon:metrics-address=none", "bridge:br0:mac-aging-time=60"]
+    )
+    assert new.other_config.pmd_cpu_mask == 3
+    assert new.daemon.metrics_address is None
+    assert new.bridges[0].other_config == {"mac-aging-time": "60"}
+    assert config.with_settings(new, ["pmd-cpu-mask="]).other_config.pmd_cpu_mask is None
+    for bad, text in [
+        (["pmd-cpu-mask=zz"], 'pmd-cpu-mask: invalid value "zz"'),
+        (["nope=1"], 'unknown key "nope"'),
+        (["pmd-cpu-mask"], "expected KEY=VALUE"),
+        (["bridge:br9:x=1"], 'bridge "br9": no such bridge'),
+        (["a:b:c:d=1"], "expected KEY, daemon:KEY or bridge:NAME:KEY"),
+    ]:
+        with pytest.raises(config.ConfigError) as info:
+            config.with_settings(cfg, bad)
+        assert text in str(info.value)
+    assert cfg.other_config.pmd_cpu_mask == 1  # the original is untouched
