@@ -137,3 +137,9 @@ def test_with_settings_applies_and_validates() -> None:
             config.with_settings(cfg, bad)
         assert text in str(info.value)
     assert cfg.other_config.pmd_cpu_mask == 1  # the original is untouched
+
+
+def test_every_key_is_documented_in_the_shipped_file() -> None:
+    text = (ROOT / "etc" / "pyvswitchd.toml").read_text()
+    for table, key, _, _ in config.describe_keys():
+        assert f"\n{key} = " in text or f"\n#{key} = " in text, (table, key)
