@@ -23,6 +23,7 @@ def register_builtins(registry: CommandRegistry, version_text: str) -> None:
         return Reply.structured(text, {c.name: c.usage for c in commands})
 
     def version(ctx: CommandContext, args: Sequence[str]) -> str:
+        # JSON clients get OVS's plain wrapper, exactly as from ovs-vswitchd.
         return version_text
 
     def set_options(ctx: CommandContext, args: Sequence[str]) -> str:

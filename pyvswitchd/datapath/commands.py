@@ -139,9 +139,9 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
         dp.log.info(new.summary())
         return ""
 
-    def bond_show(ctx: CommandContext, args: Sequence[str]) -> str:
+    def bond_show(ctx: CommandContext, args: Sequence[str]) -> Reply:
         _parse_common(dp, args)
-        return ""  # no bonds in this datapath
+        return Reply.structured("", {"bonds": []})  # no bonds in this datapath
 
     registry.register(
         "dpif-netdev/pmd-stats-clear", "[-pmd core] [dp]", 0, 3, stats_clear, mutating=True

@@ -286,11 +286,13 @@ class Coverage:
     def _cmd_show(self, context: CommandContext, args: Sequence[str]) -> Reply:
         return Reply.structured(self.format_show(), self.show_data())
 
-    def _cmd_read_counter(self, context: CommandContext, args: Sequence[str]) -> str:
+    def _cmd_read_counter(self, context: CommandContext, args: Sequence[str]) -> Reply:
         counter = self._counters.get(args[0])
         if counter is None:
             raise CommandError("No such counter")
-        return f"{counter.total}\n"
+        return Reply.structured(
+            f"{counter.total}\n", {"name": counter.name, "total": counter.total}
+        )
 
 
 def _spread(counter: Counter, delta: int, elapsed: int, start: int) -> None:

@@ -48,6 +48,7 @@ from pyvswitchd.control.registry import (
     CommandError,
     CommandRegistry,
     Handler,
+    Reply,
 )
 from pyvswitchd.observe.ratelimit import RateLimit as RateLimit
 from pyvswitchd.observe.syslog_sender import SyslogSender
@@ -486,6 +487,28 @@ class Vlog:
             "                 -------    ------    ------\n" + "".join(sorted(rows))
         )
 
+    def levels_data(self) -> dict[str, dict[str, object]]:
+        """``vlog/list`` as JSON: module -> {console, syslog, file, rate_limit}."""
+        return {
+            m.name: {
+                "console": Level(m._levels[_CONSOLE]).name.lower(),
+                "syslog": Level(m._levels[_SYSLOG]).name.lower(),
+                "file": Level(m._levels[_FILE]).name.lower(),
+                "rate_limit": m.rate_limit_enabled,
+            }
+            for m in sorted(self.modules(), key=lambda m: m.name)
+        }
+
+    def patterns_data(self) -> dict[str, dict[str, str]]:
+        """``vlog/list-pattern`` as JSON: destination -> {prefix, pattern}."""
+        return {
+            dest.value: {
+                "prefix": self._syslog.prefix if i == _SYSLOG else "none",
+                "pattern": self._patterns[i].text,
+            }
+            for i, dest in enumerate(_DESTINATIONS)
+        }
+
     def format_patterns(self) -> str:
         """``vlog/list-pattern`` output."""
         out = [
@@ -518,8 +541,20 @@ class Vlog:
 
     def register_commands(self, registry: CommandRegistry) -> None:
         """Register the ``vlog/*`` commands into ``registry``."""
-        registry.register("vlog/list", "", 0, 0, lambda _ctx, _args: self.format_levels())
-        registry.register("vlog/list-pattern", "", 0, 0, lambda _ctx, _args: self.format_patterns())
+        registry.register(
+            "vlog/list",
+            "",
+            0,
+            0,
+            lambda _ctx, _args: Reply.structured(self.format_levels(), self.levels_data()),
+        )
+        registry.register(
+            "vlog/list-pattern",
+            "",
+            0,
+            0,
+            lambda _ctx, _args: Reply.structured(self.format_patterns(), self.patterns_data()),
+        )
         changes: list[tuple[str, str | None, int, int, Callable[[Sequence[str]], None]]] = [
             ("vlog/set", "{spec | PATTERN:destination:pattern}", 0, UNLIMITED, self._set_args),
             ("vlog/enable-rate-limit", "[module]...", 0, UNLIMITED,

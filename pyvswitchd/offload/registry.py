@@ -434,8 +434,12 @@ def register_commands(
             return Reply.structured(text, data)
         return text
 
-    def list_classes(ctx: CommandContext, args: Sequence[str]) -> str:
-        return format_classes(classes)
+    def list_classes(ctx: CommandContext, args: Sequence[str]) -> Reply:
+        data = [
+            {"class": c.type, "dpif_types": list(c.dpif_types)}
+            for c in sorted(classes.classes(), key=lambda c: c.type)
+        ]
+        return Reply.structured(format_classes(classes), data)
 
     registry.register("dpif/offload/show", "", 0, 0, show)
     registry.register("dpif/offload/classes", None, 0, 0, list_classes)
