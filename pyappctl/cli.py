@@ -44,6 +44,7 @@ from .client import (
     json_type_name,
     resolve_target,
 )
+from .top import TopError, run_top
 
 PROG = "pyappctl"
 
@@ -433,6 +434,18 @@ def _run(options: Options, console: _Console, started: float) -> int:
         reason = os.strerror(exc.errno) if exc.errno is not None else str(exc)
         console.error(f'cannot connect to "{path}" ({reason})')
         return 1
+
+    if options.command == "top":
+        # Not a daemon command: pyappctl's own live view (see pyappctl/top.py).
+        with client:
+            try:
+                return run_top(client, options.args, sys.stdout, clear=sys.stdout.isatty())
+            except TopError as exc:
+                console.error(str(exc))
+                return 1
+            except ClientError as exc:
+                console.error(f"{target}: transaction error ({exc.reason})")
+                return 1
 
     with client:
         try:
