@@ -13,6 +13,7 @@ caller keeps running on its previous :class:`Config`.
 
 from __future__ import annotations
 
+import grp
 import tomllib
 from collections.abc import Callable, Mapping
 from importlib import resources
@@ -133,6 +134,17 @@ def parse_mode(value: Any) -> int:
     return mode
 
 
+def parse_group(value: Any) -> str:
+    """An existing group name."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a group name")
+    try:
+        grp.getgrnam(value)
+    except KeyError:
+        raise ValueError("expected an existing group name") from None
+    return value
+
+
 def _key(name: str, parse: Callable[[Any], Any], default: Any, doc: str) -> Any:
     return attrs.field(default=default, metadata={"key": name, "parse": parse, "doc": doc})
 
@@ -199,6 +211,12 @@ class DaemonSettings:
         "metrics-address", parse_address, "127.0.0.1:9475", "Prometheus listener or none"
     )
     ctl_mode: int = _key("ctl-mode", parse_mode, 0o770, "control socket file mode")
+    ctl_group: str | None = _key(
+        "ctl-group", parse_group, None, "group owning the control socket (default: the daemon's)"
+    )
+    admin_group: str | None = _key(
+        "admin-group", parse_group, None, "members may run commands that change the daemon"
+    )
 
 
 @attrs.frozen

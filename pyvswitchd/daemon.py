@@ -23,6 +23,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from . import PACKAGE_NAME, PROGRAM_NAME, __version__
 from . import config as config_mod
 from .config import Config, ConfigError
+from .control.access import AccessPolicy, group_id
 from .control.builtins import register_builtins
 from .control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from .control.server import UnixctlServer
@@ -124,6 +125,7 @@ class Daemon:
         self.notifier = Notifier()
         self._log = self.vlog.module("daemon")
         self._stop = trio.Event()
+        self._ready = trio.Event()
         self._stopped = trio.Event()
         self.cleanup_requested = False
         self.server = UnixctlServer(
@@ -132,7 +134,12 @@ class Daemon:
             self.vlog,
             self.coverage,
             mode=config.daemon.ctl_mode,
+            group=group_id(config.daemon.ctl_group),
         )
+        self.access = AccessPolicy(
+            self.registry, self.vlog, self.coverage, group_id(config.daemon.admin_group)
+        )
+        self.server.set_authorizer(self.access.authorize)
         register_builtins(self.registry, version_text())
         self.coverage.register_commands(self.registry)
         self.vlog.register_commands(self.registry)
@@ -204,6 +211,8 @@ class Daemon:
             return ""
 
         async def reload_(ctx: CommandContext, args: Sequence[str]) -> str:
+            if not self._ready.is_set():
+                raise CommandError("configuration not reloaded: the daemon is still starting")
             try:
                 await self.reload()
             except ConfigError as exc:
@@ -211,6 +220,8 @@ class Daemon:
             return ""
 
         async def set_(ctx: CommandContext, args: Sequence[str]) -> str:
+            if not self._ready.is_set():
+                raise CommandError("configuration not changed: the daemon is still starting")
             try:
                 new = config_mod.with_settings(self.config, list(args))
             except ConfigError as exc:
@@ -272,6 +283,7 @@ class Daemon:
     async def apply_config(self, new: Config) -> None:
         """Switch to ``new``; subsystems reconfigure from the difference."""
         self.config = new
+        self.access.admin_gid = group_id(new.daemon.admin_group)
         await self.datapath.apply_config(new)
 
     async def _signals(
@@ -281,6 +293,9 @@ class Daemon:
             task_status.started()
             async for signum in signals:
                 if signum == signal.SIGHUP:
+                    if not self._ready.is_set():
+                        self._log.warn("SIGHUP during start-up ignored: nothing to reload yet")
+                        continue
                     with contextlib.suppress(ConfigError):
                         await self.reload()
                 else:
@@ -306,16 +321,19 @@ class Daemon:
         pidfile.acquire()
         try:
             async with trio.open_nursery() as root:
+                # Signals first: a SIGTERM that arrives once the socket exists
+                # (scripts wait for it) must stop the daemon cleanly, not kill it.
+                await root.start(self._signals)
                 await root.start(self.server.serve)
                 async with trio.open_nursery() as services:
                     await services.start(self.datapath.run)
                     await self.apply_config(self.config)
-                    await services.start(self._signals)
                     await services.start(self.coverage.run_periodically)
                     await services.start(self.memory.monitor)
                     if self.options.metrics_address:
                         await services.start(self._serve_metrics, self.options.metrics_address)
                     self._log.info(f"{version_text()} ready on {self.server.path}")
+                    self._ready.set()
                     self.notifier.ready()
                     await self._stop.wait()
                     self.notifier.stopping()

@@ -68,6 +68,7 @@ class UnixctlServer:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         max_connections: int = MAX_CONNECTIONS,
         authorize: Callable[[CommandContext], str | None] | None = None,
+        group: int | None = None,
     ) -> None:
         self.path = path
         self.registry = registry
@@ -76,6 +77,7 @@ class UnixctlServer:
         self._max_message_bytes = max_message_bytes
         self._max_connections = max_connections
         self._authorize = authorize
+        self._group = group
         self._log = vlog.module("unixctl")
         self._jsonrpc_log = vlog.module("jsonrpc")
         self._rl = RateLimit(5, 5)
@@ -86,6 +88,9 @@ class UnixctlServer:
         self._in_flight = 0
         self._idle = trio.Event()
         self._idle.set()
+
+    def set_authorizer(self, authorize: Callable[[CommandContext], str | None]) -> None:
+        self._authorize = authorize
 
     @property
     def active_connections(self) -> int:
@@ -134,6 +139,8 @@ class UnixctlServer:
             finally:
                 os.umask(old_umask)
             os.chmod(self.path, self._mode)  # umask cannot add bits, e.g. group write
+            if self._group is not None:
+                os.chown(self.path, -1, self._group)
             sock.listen(128)
             sock.setblocking(False)
         except BaseException:

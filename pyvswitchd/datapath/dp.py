@@ -488,7 +488,8 @@ class Datapath:
         for core in sorted(set(wanted) - set(self.pmds)):
             pmd = self._make_pmd(core, wanted[core])
             self.pmds[core] = pmd
-            assert self._nursery is not None, "datapath is not running"
+            if self._nursery is None:
+                raise NetdevError("the datapath is not running (daemon starting or stopping)")
             await self._nursery.start(self._run_pmd, pmd)
             self.log.info(f"PMD thread on numa_id: {pmd.numa_id}, core id: {core:2d} created.")
             changed = True
