@@ -91,6 +91,12 @@ class DaemonProcess:
             return str(self.rundir / self._unixctl)
         return str(self.rundir / f"pyvswitchd.{self.pid}.ctl")
 
+    def _logged_ready(self) -> bool:
+        try:
+            return " ready on " in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -98,7 +104,9 @@ class DaemonProcess:
                 raise RuntimeError(
                     f"pyvswitchd exited with {self.proc.returncode}:\n{self.output()}"
                 )
-            if os.path.exists(self.ctl_path):
+            # The socket answers before start-up completes (datapath, metrics):
+            # "ready on" in the log is what sd_notify's READY=1 accompanies.
+            if os.path.exists(self.ctl_path) and self._logged_ready():
                 try:
                     with UnixctlClient(self.ctl_path, timeout=5) as c:
                         c.transact("version")
