@@ -11,13 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from .. import PROGRAM_NAME
 from ..config import PortConfig
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from ..netdev.provider import NetdevError
 from . import rxq_show
 from .dp import DP_NAME, DP_TYPE, Datapath
-from .flow_commands import register_flow_commands
+from .flow_commands import check_dp_name, dpctl_error, register_flow_commands
 from .mac_learning import register_fdb_commands
 from .perf import Stat, parse_perf_log_set
 from .perf_format import format_perf_show, perf_data
@@ -26,8 +25,6 @@ from .port import Rxq
 from .sleep import format_sleep_show
 
 NO_DATAPATH = "please specify an existing datapath"
-#: Accepted datapath names (the bare name is what dpif-netdev commands take).
-DP_NAMES = (DP_NAME, f"{DP_TYPE}@{DP_NAME}")
 
 
 def _parse_common(
@@ -237,23 +234,13 @@ def lookups(dp: Datapath) -> tuple[int, int, int]:
     return hit, missed, lost
 
 
-def _dpctl_error(text: str) -> CommandError:
-    # dpctl prefixes its errors with the program name, as ovs-vswitchd's does.
-    return CommandError(f"{PROGRAM_NAME}: {text}")
-
-
-def _check_dp_name(dp: Datapath, name: str) -> None:
-    if name not in DP_NAMES or not dp.exists:
-        raise _dpctl_error(f"opening datapath {name} failed (No such device)")
-
-
 def _parse_iface(spec: str) -> tuple[PortConfig, str | None]:
     name, *items = spec.split(",")
     ptype, bridge, options = "system", None, {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise _dpctl_error(f"{spec}: option {key} requires a value")
+            raise dpctl_error(f"{spec}: option {key} requires a value")
         if key == "type":
             ptype = value
         elif key == "bridge":
@@ -275,7 +262,7 @@ def _register_dpctl(dp: Datapath, registry: CommandRegistry) -> None:
             else:
                 names.append(arg)
         for name in names:
-            _check_dp_name(dp, name)
+            check_dp_name(dp, name)
         if not dp.exists:
             return Reply.structured("", [])
         hit, missed, lost = lookups(dp)
@@ -333,23 +320,23 @@ def _register_dpctl(dp: Datapath, registry: CommandRegistry) -> None:
         return Reply.structured("\n".join(lines) + "\n", data)
 
     async def add_if(ctx: CommandContext, args: Sequence[str]) -> str:
-        _check_dp_name(dp, args[0])
+        check_dp_name(dp, args[0])
         for spec in args[1:]:
             pc, bridge = _parse_iface(spec)
             bridge = bridge or next(iter(dp.bridges))
             try:
                 await dp.add_port(bridge, pc)
             except NetdevError as exc:
-                raise _dpctl_error(f"adding {pc.name} to {args[0]} failed ({exc})") from None
+                raise dpctl_error(f"adding {pc.name} to {args[0]} failed ({exc})") from None
         return ""
 
     async def del_if(ctx: CommandContext, args: Sequence[str]) -> str:
-        _check_dp_name(dp, args[0])
+        check_dp_name(dp, args[0])
         for name in args[1:]:
             try:
                 await dp.del_port(name)
             except NetdevError:
-                raise _dpctl_error(f"{name}: no port named {name}") from None
+                raise dpctl_error(f"{name}: no port named {name}") from None
         return ""
 
     registry.register(

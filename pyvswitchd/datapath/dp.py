@@ -356,7 +356,6 @@ class Datapath:
             actions,
             execute,
             bridge=bridge.name,
-            deps=decision.deps,
         )
         return pmd.flow_table.install(flow)
 

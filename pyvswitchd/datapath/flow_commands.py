@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from .. import PROGRAM_NAME
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from .actions import ActionSyntaxError, compile_actions, format_actions, parse_actions
+from .dp import DP_NAME, DP_TYPE
 from .flow import FlowMatch, FlowSyntaxError, InPortNotExactError, format_flow, parse_match
 from .flow_table import DpFlow
 
@@ -29,12 +30,20 @@ if TYPE_CHECKING:
     from .dp import Datapath
     from .pmd import Pmd
 
-DP_NAMES = ("ovs-netdev", "netdev@ovs-netdev")
+#: Accepted datapath names (the bare name is what dpif-netdev commands take).
+DP_NAMES = (DP_NAME, f"{DP_TYPE}@{DP_NAME}")
 
 
-def _error(what: str, err: int | None = None) -> CommandError:
+def dpctl_error(what: str, err: int | None = None) -> CommandError:
+    """A dpctl error as OVS words it: ``<program>: <what> (<strerror>)``."""
     suffix = f" ({os.strerror(err)})" if err else ""
     return CommandError(f"{PROGRAM_NAME}: {what}{suffix}")
+
+
+def check_dp_name(dp: Datapath, name: str) -> None:
+    """Refuse a datapath name that is not ours, as dpctl's open would."""
+    if name not in DP_NAMES or not dp.exists:
+        raise dpctl_error(f"opening datapath {name} failed", errno.ENODEV)
 
 
 def _thread_title(pmd: Pmd) -> str:
@@ -94,11 +103,9 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
         # "[dp] flow actions": a leading extra argument names the datapath.
         rest = list(args)
         if len(rest) > n_required:
-            name = rest.pop(0)
-            if name not in DP_NAMES or not dp.exists:
-                raise _error(f"opening datapath {name} failed", errno.ENODEV)
+            check_dp_name(dp, rest.pop(0))
         elif not dp.exists:
-            raise _error("no datapaths exist") from None
+            raise dpctl_error("no datapaths exist") from None
         return rest
 
     def parse(text: str, action: str = "updating flow table") -> FlowMatch:
@@ -107,9 +114,9 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
         except InPortNotExactError as exc:
             # OVS's datapath refuses such a flow: EINVAL to the caller, the reason in the log.
             dp.log.warn(f"failed to put[create] flow: {exc}")
-            raise _error(action, errno.EINVAL) from None
+            raise dpctl_error(action, errno.EINVAL) from None
         except FlowSyntaxError as exc:
-            raise _error(f"parsing flow key ({exc})") from None
+            raise dpctl_error(f"parsing flow key ({exc})") from None
 
     def put(args: Sequence[str], *, create: bool, modify: bool) -> str:
         flow_text, actions_text = split_dp(args, 2)
@@ -118,14 +125,14 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
         try:
             actions = parse_actions(actions_text, port_names=dp.port_numbers())
         except ActionSyntaxError as exc:
-            raise _error(f"parsing actions ({exc})") from None
+            raise dpctl_error(f"parsing actions ({exc})") from None
         execute = compile_actions(actions)
         tables = [p.flow_table for p in dp.sorted_pmds()]
         existing = [t.find(key, mask) for t in tables]
         if any(existing) and not modify:
-            raise _error("updating flow table", errno.EEXIST)
+            raise dpctl_error("updating flow table", errno.EEXIST)
         if not any(existing) and not create:
-            raise _error("updating flow table", errno.ENOENT)
+            raise dpctl_error("updating flow table", errno.ENOENT)
         for table, flow in zip(tables, existing, strict=True):
             if flow is not None:
                 table.set_actions(flow, actions, execute)
@@ -158,14 +165,14 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
                 pmd.flow_table.remove(flow)
                 found = True
         if not found:
-            raise _error("deleting flow", errno.ENOENT)
+            raise dpctl_error("deleting flow", errno.ENOENT)
         return ""
 
     def del_flows(ctx: CommandContext, args: Sequence[str]) -> str:
-        if args and (args[0] not in DP_NAMES or not dp.exists):
-            raise _error(f"opening datapath {args[0]} failed", errno.ENODEV)
+        if args:
+            check_dp_name(dp, args[0])
         if not dp.exists:
-            raise _error("no datapaths exist")
+            raise dpctl_error("no datapaths exist")
         for pmd in dp.sorted_pmds():
             pmd.flow_table.flush()
         return ""
@@ -179,7 +186,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             if flow is not None:
                 line = format_flow_line(dp, flow, now, verbose=True, names=True)
                 return Reply.structured(line + "\n", flow_data(dp, pmd, flow, now))
-        raise _error("getting flow", errno.ENOENT)
+        raise dpctl_error("getting flow", errno.ENOENT)
 
     def dump_flows(ctx: CommandContext, args: Sequence[str]) -> Reply:
         verbose = names = False
@@ -196,13 +203,13 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
                 try:
                     pmd_filter = int(arg[4:])
                 except ValueError:
-                    raise _error(f"invalid pmd value {arg[4:]}") from None
+                    raise dpctl_error(f"invalid pmd value {arg[4:]}") from None
             elif arg.startswith("filter="):
                 filter_text = arg[7:]
             elif arg.startswith("type="):
                 continue  # every flow here is an "ovs" datapath flow
-            elif arg not in DP_NAMES or not dp.exists:
-                raise _error(f"opening datapath {arg} failed", errno.ENODEV)
+            else:
+                check_dp_name(dp, arg)
         if not dp.exists:
             raise CommandError(
                 f"{PROGRAM_NAME}: no datapaths exist\n"

@@ -32,7 +32,6 @@ class DpFlow:
         "bytes",
         "created",
         "dead",
-        "deps",
         "execute",
         "full_key",
         "key",
@@ -42,7 +41,6 @@ class DpFlow:
         "project",
         "projected",
         "reval_packets",
-        "tcp_flags",
         "used",
     )
 
@@ -54,7 +52,6 @@ class DpFlow:
         execute: Executor,
         *,
         bridge: str | None = None,
-        deps: frozenset[tuple[int, int]] = frozenset(),
         ufid: str | None = None,
         packet_type_exact: bool = True,
     ) -> None:
@@ -67,14 +64,12 @@ class DpFlow:
         self.actions = tuple(actions)
         self.execute = execute
         self.bridge = bridge  # set for flows installed by a bridge's upcall
-        self.deps = deps
         # Built on first use: installing a flow is on the upcall path.
         self.project: Any = None
         self.projected: Any = None
         self._ufid = ufid
         self.packets = 0
         self.bytes = 0
-        self.tcp_flags = 0
         self.reval_packets = 0  # packets seen by the last revalidator pass
         self.used = 0.0  # time.monotonic() of the last packet, 0: never
         self.created = time.monotonic()

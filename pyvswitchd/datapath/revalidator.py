@@ -113,6 +113,5 @@ class Revalidator:
             return
         actions, execute = self._compile(tuple(decision.outputs))
         table.set_actions(flow, actions, execute)
-        flow.deps = decision.deps
         self.stats.flows_modified += 1
         self._cov_modified.inc()
