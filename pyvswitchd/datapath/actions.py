@@ -561,10 +561,7 @@ def _segments(actions: Sequence[Action]) -> list[_Segment]:
 
 def _derive(packet: Packet, data: bytes) -> Packet:
     """A new packet with frame ``data`` and ``packet``'s metadata."""
-    derived = Packet(data, packet.in_port)
-    derived.hash = packet.hash
-    derived.mark = packet.mark
-    return derived
+    return Packet(data, packet.mark, packet.vnet)
 
 
 def _drop(sink: OutputSink, batch: list[Packet]) -> int:

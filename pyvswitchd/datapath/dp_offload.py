@@ -115,7 +115,7 @@ class DatapathOffload:
         def hw_output(port_no: int, data: bytes) -> None:
             port = self._port(port_no)
             if port is not None:
-                port.netdev.send(0, [Packet(data, port_no)])
+                port.netdev.send(0, [Packet(data)])
 
         def sw_reinject(port_no: int, data: bytes) -> None:
             port = self._port(port_no)

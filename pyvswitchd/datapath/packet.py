@@ -1,10 +1,11 @@
 """Packets and batches as the datapath moves them.
 
 A packet is a frame (``bytes``) plus the little metadata the datapath needs
-on the way through: the datapath port it came in on, its flow hash and a
-flow mark set by partial offload.  (Which rx queue a packet came from, for
-charging transmit cycles back to it, is tracked per run of packets in each
-PMD's tx batches, not per packet.)  ``__slots__`` keeps each one small and
+on the way through: a flow mark set by partial offload and the virtio-net
+header of a segmentation-offloaded frame.  (The datapath port a packet came
+in on is the same for a whole batch and travels with the batch; which rx
+queue a packet came from, for charging transmit cycles back to it, is
+tracked per run of packets in each PMD's tx batches.)  ``__slots__`` keeps each one small and
 its attribute access fast; the hot path never creates a packet except when
 it receives one or an action rewrites it.
 
@@ -42,21 +43,27 @@ ETH_HEADER_LEN = 14
 
 
 class Packet:
-    """One frame in flight through the datapath."""
+    """One frame in flight through the datapath.
 
-    __slots__ = ("data", "hash", "in_port", "mark")
+    ``mark`` is the flow mark a partially offloading NIC attached (None: no
+    mark).  ``vnet`` is the frame's virtio-net header (10 bytes) when it came
+    from a device with ``userspace-tso-enable``: a GSO super-frame or a
+    frame with a partial checksum that the transmitting device must finish;
+    None for ordinary frames.
+    """
 
-    def __init__(self, data: bytes, in_port: int = 0) -> None:
+    __slots__ = ("data", "mark", "vnet")
+
+    def __init__(self, data: bytes, mark: int | None = None, vnet: bytes | None = None) -> None:
         self.data = data
-        self.in_port = in_port
-        self.hash = 0
-        self.mark: int | None = None
+        self.mark = mark
+        self.vnet = vnet
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __repr__(self) -> str:
-        return f"Packet({len(self.data)} bytes, in_port={self.in_port})"
+        return f"Packet({len(self.data)} bytes)"
 
 
 # -- header parsing --------------------------------------------------------------

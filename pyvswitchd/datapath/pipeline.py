@@ -65,7 +65,6 @@ class FlowPipeline:
         core_id = pmd.core_id
         for packet in batch:
             data = packet.data
-            packet.in_port = in_port
             if packet.mark is not None and mark_lookup is not None:
                 # Partial offload: the NIC's mark names the flow, no lookup needed.
                 flow = mark_lookup(in_port, packet.mark, core_id)

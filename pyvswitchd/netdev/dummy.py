@@ -255,9 +255,7 @@ class DummyNetdev(Netdev):
             for frame in frames[:room]:
                 mark, stolen = classify(frame)
                 if not stolen:
-                    packet = Packet(frame)
-                    packet.mark = mark
-                    queue.append(packet)
+                    queue.append(Packet(frame, mark))
         self.stats.rx_dropped += max(len(frames) - room, 0)
         event = self._rx_events.pop(qid, None)
         if event is not None:

@@ -89,16 +89,13 @@ def run(actions: Sequence[Action], batch: list[Packet]) -> tuple[int, Recorder]:
 
 def apply(actions: Sequence[Action], data: bytes) -> bytes:
     """The frame the single output at the end of ``actions`` sends."""
-    n, sink = run([*actions, Output(9)], [Packet(data, 1)])
+    n, sink = run([*actions, Output(9)], [Packet(data)])
     assert n == 1
     return sink.calls[0][1].data
 
 
-def packet(data: bytes, in_port: int = 1, hash_: int = 0, mark: int | None = None) -> Packet:
-    p = Packet(data, in_port)
-    p.hash = hash_
-    p.mark = mark
-    return p
+def packet(data: bytes, mark: int | None = None, vnet: bytes | None = None) -> Packet:
+    return Packet(data, mark, vnet)
 
 
 # -- checksums recomputed from scratch --------------------------------------------------
@@ -297,7 +294,7 @@ def test_format_parse_round_trip(actions: list[Action], named: bool) -> None:
 
 
 def batch_of(n: int) -> list[Packet]:
-    return [packet(frame(ipv4_key(src=f"10.0.0.{i + 1}")), 1, hash_=i, mark=i) for i in range(n)]
+    return [packet(frame(ipv4_key(src=f"10.0.0.{i + 1}")), mark=i) for i in range(n)]
 
 
 def test_drop_and_only_modifications_output_nothing() -> None:
@@ -327,7 +324,7 @@ def test_flood_sends_each_packet_to_every_port_in_order() -> None:
 
 def test_output_then_modify_then_output() -> None:
     original = frame(ipv4_key())
-    batch = [packet(original, in_port=5, hash_=0xABC, mark=7)]
+    batch = [packet(original, mark=7, vnet=bytes(10))]
     n, sink = run([Output(1), SetIpv4(src=ip("10.9.9.9"), ttl=5), Output(2)], batch)
     assert n == 2
     (first,), (second,) = sink.to(1), sink.to(2)
@@ -335,7 +332,7 @@ def test_output_then_modify_then_output() -> None:
     assert first is batch[0] and first.data == original
     assert second is not first
     assert second.data == frame(ipv4_key(src="10.9.9.9", ttl=5))
-    assert (second.in_port, second.hash, second.mark) == (5, 0xABC, 7)
+    assert (second.mark, second.vnet) == (7, bytes(10))
 
 
 def test_modifications_accumulate_between_outputs() -> None:
@@ -363,7 +360,7 @@ def test_modifications_accumulate_between_outputs() -> None:
         assert sink.to(2)[i].data == tagged
         assert sink.to(3)[i] is sink.to(2)[i]
         assert sink.to(4)[i].data == frame(ipv4_key(src=src, ttl=9, eth=eth9))
-        assert sink.to(4)[i].hash == i
+        assert sink.to(4)[i].mark == i
     # Packets go out in batch order on every port.
     assert [p.data[26:30] for p in sink.to(4)] == [bytes([10, 0, 0, i + 1]) for i in range(3)]
 
@@ -543,7 +540,7 @@ def test_later_fragment_payload_is_not_an_l4_header(proto: int) -> None:
     ],
 )
 def test_set_ipv4_ignores_frames_without_ipv4(data: bytes) -> None:
-    sent = Packet(data, 1)
+    sent = Packet(data)
     _, sink = run([SetIpv4(src=1, ttl=1), Output(1)], [sent])
     assert sink.calls == [(1, sent)]
 
