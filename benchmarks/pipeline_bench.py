@@ -36,7 +36,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyvswitchd import config
-from pyvswitchd.datapath.dp import Datapath
+from pyvswitchd.datapath.dp import Datapath, tune_gc
 from pyvswitchd.datapath.perf import Stat
 from pyvswitchd.netdev.registry import default_registry
 from pyvswitchd.observe.coverage import Coverage
@@ -185,6 +185,7 @@ def main() -> None:
                 f"runs [{', '.join(f'{r:.0f}' for r in runs)}]"
             )
         return
+    tune_gc()  # as the daemon does once it is up
     kinds = args.kinds.split(",")
     print(f"CPython {sys.version.split()[0]}, {args.runs} runs x {args.seconds} s, medians")
     baseline_runs = []

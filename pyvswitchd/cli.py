@@ -86,6 +86,11 @@ def _fail(message: str) -> None:
     help="Prometheus listener (overrides [daemon] metrics-address).",
 )
 @click.option("--list-metrics", is_flag=True, help="Print the Prometheus families and exit.")
+@click.option(
+    "--enable-fault-injection",
+    is_flag=True,
+    help="Register the test-only netdev-dummy/fault and offload-dummy/fault commands.",
+)
 @click.option("-V", "--version", is_flag=True, help="Print the version and exit.")
 def command(
     config_path: str | None,
@@ -98,6 +103,7 @@ def command(
     syslog_method: str,
     metrics_address: str | None,
     list_metrics: bool,
+    enable_fault_injection: bool,
     version: bool,
 ) -> None:
     """Open vSwitch's userspace datapath and PMD machinery, on trio."""
@@ -138,6 +144,7 @@ def command(
         verbose=verbose,
         metrics_address=metrics,
         syslog_method=syslog_method,
+        fault_injection=enable_fault_injection,
     )
     daemon = Daemon(options, config, vlog=vlog)
     # Flags are applied after the daemon defined its modules, so -v can name them.

@@ -28,15 +28,18 @@ from .control.builtins import register_builtins
 from .control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from .control.server import UnixctlServer
 from .datapath import commands as dp_commands
-from .datapath.dp import Datapath
+from .datapath.dp import Datapath, tune_gc
 from .datapath.dp_metrics import datapath_metrics
 from .datapath.dp_metrics import describe as describe_datapath_metrics
 from .netdev import dummy as netdev_dummy
+from .netdev import faults as netdev_faults
 from .netdev.registry import default_registry
+from .observe import tasks
 from .observe.coverage import Coverage
 from .observe.memory import Memory
 from .observe.metrics import Metrics, coverage_source
 from .observe.vlog import Vlog
+from .offload import faults as offload_faults
 from .pidfile import PidFile
 from .sdnotify import Notifier
 
@@ -58,6 +61,8 @@ class DaemonOptions:
     verbose: tuple[str, ...] = ()
     metrics_address: str | None = None
     syslog_method: str = "libc"
+    #: ``--enable-fault-injection``: register the test-only fault commands.
+    fault_injection: bool = False
 
     @property
     def socket_path(self) -> str:
@@ -162,9 +167,27 @@ class Daemon:
             lambda: {
                 "ports": len(self.datapath.ports),
                 "pmds": len(self.datapath.pmds),
+                "tasks": len(tasks.live_tasks()),
             }
         )
+        tasks.register_commands(self.registry)
+        if options.fault_injection:
+            self._enable_fault_injection()
         self._register_commands()
+
+    def _enable_fault_injection(self) -> None:
+        # Test-only commands that make devices and offload fail on purpose.
+        netdev_faults.register_commands(
+            self.registry, self.datapath.netdev_by_name, self.vlog, self.coverage
+        )
+        offload = self.datapath.offload
+        offload_faults.register_commands(
+            self.registry,
+            lambda: offload.collection.providers if offload.collection is not None else [],
+            self.vlog,
+            self.coverage,
+        )
+        self._log.warn("fault injection enabled: not for production use")
 
     def _health_metrics(self) -> Iterable[Metric]:
         stats = self.server.stats
@@ -332,6 +355,7 @@ class Daemon:
                     await services.start(self.memory.monitor)
                     if self.options.metrics_address:
                         await services.start(self._serve_metrics, self.options.metrics_address)
+                    tune_gc()
                     self._log.info(f"{version_text()} ready on {self.server.path}")
                     self._ready.set()
                     self.notifier.ready()

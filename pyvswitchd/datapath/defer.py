@@ -247,6 +247,12 @@ class DeferHooks:
         self.ring = WorkRing(pmd.perf.n)
         self._offload = offload_work
 
+    def idle(self, pmd: Pmd) -> bool:
+        # Pending transmits complete only when polled, and offload providers
+        # expect their per-iteration call: either keeps the PMD polling.
+        ring = self.ring
+        return ring.read_idx == ring.write_idx and self._offload is None
+
     def drain(self, pmd: Pmd) -> None:
         # Called every iteration: skip the call into the ring when it is empty.
         ring = self.ring
@@ -276,6 +282,9 @@ class InlineHooks:
 
     def __init__(self, pmd: Pmd) -> None:
         self._stats = pmd.perf.n
+
+    def idle(self, pmd: Pmd) -> bool:
+        return True
 
     def drain(self, pmd: Pmd) -> None:
         pass

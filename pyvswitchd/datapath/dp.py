@@ -12,6 +12,7 @@ lock; a PMD never sees a half-built poll list.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -43,6 +44,28 @@ from .upcall import NormalBridge
 DP_NAME = "ovs-netdev"
 DP_TYPE = "netdev"
 LOCAL_PORT_TYPE = "dummy-internal"
+#: Types backed by a kernel interface (their problems log as ``netdev_linux``).
+REAL_NETDEV_TYPES = frozenset(("afpacket", "system", "tap", "internal"))
+#: Allocations of container objects between two young-generation collections.
+GC_GEN0_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Collect garbage less often; call once the daemon is up.
+
+    The packet path allocates a few short-lived tuples per packet (cache
+    signatures), which the cyclic collector tracks: at CPython's default
+    threshold of 700 it runs a young collection every few batches and an
+    older one, which walks every flow and cache entry, every hundred.  Our
+    per-packet objects never form cycles, so collecting rarely costs only a
+    little memory.  ``gc.freeze`` moves everything built at start-up out of
+    the collector's way for good.
+    """
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 #: How often the main task polls non-PMD ports and runs housekeeping, s.
 MAIN_POLL_INTERVAL = 0.001
 
@@ -61,6 +84,7 @@ class DatapathSettings:
     emc_insert_min: int = insert_min_for(100)
     smc_enable: bool = False
     max_idle_ms: int = 10000
+    userspace_tso: bool = False
 
 
 class Datapath:
@@ -265,6 +289,7 @@ class Datapath:
         s.rxq_isolate = self.sched.isolate
         s.sleep = parse_sleep_max(oc.pmd_sleep_max, oc.pmd_maxsleep)
         s.max_idle_ms = oc.max_idle
+        s.userspace_tso = oc.userspace_tso_enable
         emc_min = insert_min_for(oc.emc_insert_inv_prob)
         if emc_min != s.emc_insert_min:
             inv = oc.emc_insert_inv_prob
@@ -288,7 +313,8 @@ class Datapath:
     async def _apply_bridges(self, bridges: tuple[BridgeConfig, ...]) -> None:
         wanted: dict[str, tuple[str, PortConfig]] = {}
         for bc in bridges:
-            wanted[bc.name] = (bc.name, PortConfig(name=bc.name, type=LOCAL_PORT_TYPE))
+            local_type = self._local_port_type(bc)
+            wanted[bc.name] = (bc.name, PortConfig(name=bc.name, type=local_type))
             for pc in bc.ports:
                 wanted[pc.name] = (bc.name, pc)
         self.bridges = {b.name: b for b in bridges}
@@ -314,7 +340,7 @@ class Datapath:
                 self._open_port(bridge_name, pc)
                 continue
             try:
-                existing.netdev.set_config(pc.options)
+                existing.netdev.set_config(self._port_options(pc))
             except NetdevError as exc:
                 self.port_errors[name] = str(exc)
                 self.log.warn(f"{name}: could not set configuration ({exc})")
@@ -363,11 +389,14 @@ class Datapath:
         self, bridge: str | None, pc: PortConfig, port_no: int | None = None
     ) -> Port | None:
         try:
-            netdev = self.netdevs.create(pc.type, pc.name, pc.options)
+            netdev = self.netdevs.create(pc.type, pc.name, self._port_options(pc))
         except NetdevError as exc:
             self.port_errors[pc.name] = str(exc)
             self.log.warn(f"could not open network device {pc.name} ({exc})")
             return None
+        netdev.log = self.vlog.module(
+            "netdev_linux" if pc.type in REAL_NETDEV_TYPES else "netdev_dummy"
+        )
         if port_no is None:
             port_no = 1
             while port_no in self.ports:
@@ -379,6 +408,29 @@ class Datapath:
         self._cov_port_add.inc()
         self.log.info(f"Port {port_no} ({pc.name}) added to datapath {DP_NAME}")
         return port
+
+    def _port_options(self, pc: PortConfig) -> dict[str, str]:
+        """The port's options, plus ``userspace-tso`` from other_config where it applies."""
+        options = dict(pc.options)
+        cls = self.netdevs.get(pc.type)
+        if cls is not None and cls.tso_capable:
+            options.setdefault("userspace-tso", "true" if self.settings.userspace_tso else "false")
+        return options
+
+    def _local_port_type(self, bc: BridgeConfig) -> str:
+        """The type of the bridge's own port (OVS's internal interface ``br0``).
+
+        Other_config ``local-port-type`` chooses; by default a bridge with a
+        port on a real interface gets a real TAP device, as OVS's netdev
+        datapath gives it, and a bridge of dummy ports a dummy one (so tests
+        and demos create no kernel devices).
+        """
+        chosen = bc.other_config.get("local-port-type")
+        if chosen:
+            return chosen
+        if any(pc.type in REAL_NETDEV_TYPES for pc in bc.ports):
+            return "internal"
+        return LOCAL_PORT_TYPE
 
     def _set_port_other_config(self, port: Port, other_config: Mapping[str, str]) -> None:
         oc = dict(other_config)

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..observe.ratelimit import RateLimit
 from ..offload.pmd import PmdOffloadContext
 from ..offload.registry import Offload, OffloadCollection
 from .flow_key import IN_PORT
@@ -49,6 +50,11 @@ class DatapathOffload:
         # provider is open (modules are otherwise created when first used).
         vlog.module("dpif_offload_dummy")
         self._log = vlog.module("dpif_offload")
+        self._work_failed = coverage.define("dpif_offload_work_failed")
+        # What simulated hardware output loses is counted like the PMDs' drops.
+        self._drop_invalid_port = coverage.define("datapath_drop_invalid_port")
+        self._output_failed = coverage.define("datapath_drop_hw_output_error")
+        self._output_rl = RateLimit(1, 1)
         self.collection: OffloadCollection | None = None
         self._contexts: dict[int, PmdOffloadContext] = {}
         self._port = port_lookup
@@ -114,8 +120,16 @@ class DatapathOffload:
 
         def hw_output(port_no: int, data: bytes) -> None:
             port = self._port(port_no)
-            if port is not None:
+            if port is None:
+                self._drop_invalid_port.inc()  # the output port left meanwhile
+                return
+            try:
                 port.netdev.send(0, [Packet(data)])
+            except Exception as exc:
+                # A netdev bug must not pass for the provider's: PmdOffloadContext
+                # would remove the provider's work callback from the PMD.
+                self._output_failed.inc()
+                self._log.err(f"{port.name}: hardware output failed ({exc!r})", rl=self._output_rl)
 
         def sw_reinject(port_no: int, data: bytes) -> None:
             port = self._port(port_no)
@@ -165,7 +179,7 @@ class DatapathOffload:
         if ctx is None:
             if not self.enabled or self.collection is None:
                 return
-            ctx = PmdOffloadContext(pmd.core_id, pmd.numa_id, self._log)
+            ctx = PmdOffloadContext(pmd.core_id, pmd.numa_id, self._log, self._work_failed)
             self._contexts[pmd.core_id] = ctx
         ctx.reload(self.collection, self.enabled)
 

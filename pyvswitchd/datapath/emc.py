@@ -39,10 +39,14 @@ def insert_min_for(inv_prob: int) -> int:
 class Emc:
     """Exact-match cache of one PMD."""
 
-    __slots__ = ("_rand", "insert_min", "n_entries", "ports")
+    __slots__ = ("_rand", "fast_backoff", "fast_kind", "insert_min", "n_entries", "ports")
 
     def __init__(self, insert_min: int = UINT32_MAX // DEFAULT_EMC_INSERT_INV_PROB) -> None:
         self.ports: dict[int, dict[Any, Any]] = {}
+        #: in_port -> batches to skip the pipeline's batch fast path for.
+        self.fast_backoff: dict[int, int] = {}
+        #: in_port -> which batch signature (UDP 0, TCP 1) hit last.
+        self.fast_kind: dict[int, int] = {}
         self.n_entries = 0
         self.insert_min = insert_min
         self._rand = random.Random().getrandbits

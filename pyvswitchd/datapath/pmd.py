@@ -21,6 +21,7 @@ rxq usage history as OVS does, and acknowledges.
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -48,6 +49,16 @@ PMD_INTERVAL_LEN_NS = 5_000_000_000
 DPCLS_OPTIMIZATION_INTERVAL_NS = 1_000_000_000
 #: Iterations between two housekeeping passes (OVS's `lc++ > 1024`).
 HOUSEKEEPING_ITERATIONS = 1024
+#: Longest a PMD that keeps receiving runs without yielding to trio, ns.  A
+#: checkpoint costs several microseconds (a pass of trio's scheduler, with an
+#: epoll syscall), as much as a few dozen EMC hits: yielding after every
+#: iteration would cost a busy PMD a tenth of its throughput.  A PMD that
+#: received nothing yields at once, so idle PMDs and the control tasks still
+#: run every iteration.
+PMD_YIELD_INTERVAL_NS = 1_000_000
+#: Longest an idle PMD blocks on its queues' readiness when it has no sleep
+#: bound of its own (pmd-maxsleep 0), us: housekeeping still runs this often.
+PMD_IDLE_WAIT_MAX_US = PMD_SLEEP_MAX_US
 
 _tsc = time.perf_counter_ns
 
@@ -77,6 +88,10 @@ class TxPort:
 class PmdHooks(Protocol):
     """Per-iteration work the later subsystems plug in (deferred work, offload)."""
 
+    def idle(self, pmd: Pmd) -> bool:
+        """True when the hooks have nothing pending, so the PMD may block."""
+        ...
+
     def drain(self, pmd: Pmd) -> None: ...
     def drain_all(self, pmd: Pmd) -> None: ...
     def deferred_send(self, pmd: Pmd, txport: TxPort) -> None: ...
@@ -84,6 +99,9 @@ class PmdHooks(Protocol):
 
 
 class _NoHooks:
+    def idle(self, pmd: Pmd) -> bool:
+        return True
+
     def drain(self, pmd: Pmd) -> None:
         pass
 
@@ -155,6 +173,15 @@ class Pmd:
         self.exit_requested = False
         self.reloads = 0
         self._pending: tuple[list[Rxq], dict[int, TxPort]] | None = None
+        #: Whether every polled queue can be waited on (see Netdev.waitable).
+        self.can_wait = False
+        #: Iterations that blocked on queue readiness (``idle_waits``).
+        self.idle_waits = 0
+        self._idle_scope: trio.CancelScope | None = None
+        #: All polled queues' descriptors, when each has one (see Netdev.rx_fd).
+        self._rx_epoll: select.epoll | None = None
+        #: Set when an epoll wake-up found nothing to receive.
+        self._spurious = False
         self._wake = trio.Event()
         self._acked = trio.Event()
         self.last_rxq: Rxq | None = None
@@ -189,6 +216,7 @@ class Pmd:
         self._acked = trio.Event()
         self.reload_requested = True
         self._wake.set()
+        self._stop_idle_wait()
         await self._acked.wait()
 
     async def request_exit(self) -> None:
@@ -197,7 +225,12 @@ class Pmd:
         self._acked = trio.Event()
         self.reload_requested = True
         self._wake.set()
+        self._stop_idle_wait()
         await self._acked.wait()
+
+    def _stop_idle_wait(self) -> None:
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
 
     # -- the task -------------------------------------------------------------
 
@@ -211,6 +244,7 @@ class Pmd:
             self.reload_requested = False
             self._acked.set()
             if exiting:
+                self.close()
                 if self.on_exit is not None:
                     self.on_exit(self)
                 return
@@ -227,6 +261,8 @@ class Pmd:
             self.poll_list, self.tx_ports = self._pending
             self._pending = None
             self.reloads += 1
+        self.can_wait = bool(self.poll_list) and all(rxq.netdev.waitable for rxq in self.poll_list)
+        self._build_rx_epoll()
         for rxq in self.poll_list:
             rxq.clear_history()
         self.busy_intervals = [0] * PMD_INTERVAL_MAX
@@ -240,6 +276,7 @@ class Pmd:
         hooks = self.hooks
         perf.polling = True
         self._next_cycle_store = _tsc() + self.interval_ns
+        next_yield = 0
         try:
             while True:
                 start = _tsc()
@@ -252,7 +289,13 @@ class Pmd:
                 hooks.drain(self)
                 offload_cycles = hooks.offload_work(self)
                 slept = 0
-                if self.max_sleep_us:
+                if not rx and self.can_wait and hooks.idle(self) and not self._tx_pending():
+                    t0 = _tsc()
+                    await self._wait_rxqs(self.max_sleep_us or PMD_IDLE_WAIT_MAX_US)
+                    slept = _tsc() - t0
+                    self.idle_waits += 1
+                    self.sleep_time_us = 0
+                elif self.max_sleep_us:
                     if self.sleep_time_us:
                         t0 = _tsc()
                         await trio.sleep(self.sleep_time_us / 1e6)
@@ -274,10 +317,71 @@ class Pmd:
                 perf.end_iteration(
                     _tsc(), rx, tx, slept, offload_cycles, self.settings.perf_metrics
                 )
-                if not slept:
+                if not slept and (not rx or start >= next_yield):
                     await trio.lowlevel.checkpoint()
+                    next_yield = start + PMD_YIELD_INTERVAL_NS
         finally:
             perf.polling = False
+
+    def _build_rx_epoll(self) -> None:
+        if self._rx_epoll is not None:
+            self._rx_epoll.close()
+            self._rx_epoll = None
+        self._spurious = False
+        if not self.can_wait:
+            return
+        fds = {rxq.netdev.rx_fd(rxq.qid) for rxq in self.poll_list}
+        if None in fds:
+            return
+        epoll = select.epoll()
+        for fd in fds:
+            assert fd is not None
+            try:
+                epoll.register(fd, select.EPOLLIN)
+            except OSError:  # closed under us: wait queue by queue instead
+                epoll.close()
+                return
+        self._rx_epoll = epoll
+
+    def close(self) -> None:
+        """Release what the PMD holds outside Python objects (its epoll set)."""
+        if self._rx_epoll is not None:
+            self._rx_epoll.close()
+            self._rx_epoll = None
+
+    def _tx_pending(self) -> bool:
+        return any(txport.batch for txport in self.tx_ports.values())
+
+    async def _wait_rxqs(self, bound_us: int) -> None:
+        """Block until one polled queue may have packets, a reload, or ``bound_us``.
+
+        On a machine with few cores a busy-polling PMD takes a core from the
+        very processes whose packets it forwards; waiting in trio costs a
+        wake-up (tens of microseconds) per burst instead.
+        """
+        if self.reload_requested:
+            return
+        rxqs = self.poll_list
+        epoll = None if self._spurious else self._rx_epoll
+        with trio.move_on_after(bound_us / 1e6) as scope:
+            self._idle_scope = scope
+            try:
+                if epoll is not None:
+                    await trio.lowlevel.wait_readable(epoll.fileno())
+                    self._spurious = True  # until the next poll receives something
+                elif len(rxqs) == 1:
+                    await rxqs[0].netdev.wait_readable(rxqs[0].qid)
+                else:
+                    async with trio.open_nursery() as nursery:
+                        for rxq in rxqs:
+                            nursery.start_soon(self._wake_on, rxq, nursery.cancel_scope)
+            finally:
+                self._idle_scope = None
+
+    @staticmethod
+    async def _wake_on(rxq: Rxq, scope: trio.CancelScope) -> None:
+        await rxq.netdev.wait_readable(rxq.qid)
+        scope.cancel()
 
     def poll_rxqs(self) -> int:
         """Receive and process one batch from every polled rxq; the hot path.
@@ -304,6 +408,7 @@ class Pmd:
             pipeline.process(self, batch, rxq.port_no)
             rxq.cycles_curr += _tsc() - t0
             rx_total += n
+            self._spurious = False
             if n >= PMD_SLEEP_THRESH:
                 self.sleep_time_us = 0
             self.flush_output(force=False)

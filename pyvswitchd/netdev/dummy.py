@@ -35,6 +35,10 @@ Options (all optional):
     random: the k-th forced completion fails when ``floor(k*R)`` exceeds
     ``floor((k-1)*R)``, so R=0.25 fails the 4th, 8th, ... exactly.
 
+Tests can make a device fail, stall, slow down or vanish through
+:attr:`DummyNetdev.fault` (``netdev-dummy/fault``, only with
+``--enable-fault-injection``); see :mod:`.faults`.
+
 Changing ``n_rxq``, ``n_txq`` or ``numa_id`` on an open device sets
 ``reconfigure_required``; :meth:`DummyNetdev.reconfigure` applies them (frames
 queued on removed rx queues are dropped).  At creation they apply at once.
@@ -52,9 +56,11 @@ says why; it restarts on the next ``set_config`` naming that file.
 from __future__ import annotations
 
 import errno
+import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import attrgetter
 
 import attrs
 import trio
@@ -63,6 +69,7 @@ from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandR
 from ..datapath.odp_key import parse_odp_key
 from ..datapath.packet import ETH_HEADER_LEN, NETDEV_MAX_BURST, Packet
 from .compose import compose_packet
+from .faults import VANISHED_ERRNO, NetdevFaults
 from .pcap import PcapError, PcapWriter
 from .provider import EINPROGRESS, OK, Netdev, NetdevError
 
@@ -75,6 +82,7 @@ ETH_TOTAL_MIN = 60
 _VLAN_HEADER_LEN = 4
 _TPID_8021Q = b"\x81\x00"
 _PPM = 1_000_000
+_DATA = attrgetter("data")
 
 
 def int_option(
@@ -131,6 +139,8 @@ class _PendingTx:
 
     batch: list[Packet]
     polls: int = 0
+    #: Held by a stalled queue (fault injection): never completes, forcing drops it.
+    stalled: bool = False
 
 
 class DummyNetdev(Netdev):
@@ -161,12 +171,16 @@ class DummyNetdev(Netdev):
         self.pcap_error: str | None = None
         #: Receive-side offload classifier: frame -> (mark or None, taken by hardware).
         self.rx_offload: Callable[[bytes], tuple[int | None, bool]] | None = None
+        #: Injected faults (``netdev-dummy/fault``, tests only); None: none.
+        self.fault: NetdevFaults | None = None
         super().__init__(name, options)
         self._open = True
 
     # -- configuration ------------------------------------------------------
 
     def set_config(self, options: Mapping[str, str]) -> None:
+        if self.fault is not None and self.fault.vanished:
+            raise NetdevError(f"{self.name}: {os.strerror(VANISHED_ERRNO)}")
         opts = dict(options)
         name = self.name
         n_rxq, n_txq, numa_id = queue_options(name, opts)
@@ -221,12 +235,15 @@ class DummyNetdev(Netdev):
         self._wake_all()
 
     def status(self) -> str:
+        error = ""
+        if self.fault is not None and self.fault.vanished:
+            error = f'error="{os.strerror(VANISHED_ERRNO)}"'
         if not self.pmd:
-            return ""
+            return error
         return (
             f"configured_rx_queues={self.n_rxq}, configured_tx_queues={self.n_txq}, "
             f"requested_rx_queues={self.requested_n_rxq}, "
-            f"requested_tx_queues={self.requested_n_txq}"
+            f"requested_tx_queues={self.requested_n_txq}" + (f", {error}" if error else "")
         )
 
     # -- receive ------------------------------------------------------------
@@ -244,6 +261,9 @@ class DummyNetdev(Netdev):
         """
         if not 0 <= qid < len(self._rxqs):
             raise NetdevError(f"{self.name}: no rx queue {qid} (device has {len(self._rxqs)})")
+        if self.fault is not None and self.fault.vanished:
+            self.stats.rx_dropped += len(frames)  # nothing arrives on a vanished device
+            return 0
         if self._rx_pcap is not None and frames:
             self._capture(self._rx_pcap, frames)
         queue = self._rxqs[qid]
@@ -273,6 +293,8 @@ class DummyNetdev(Netdev):
             return []
         if not queue:
             return []
+        if self.fault is not None and not self.fault.allow_recv(self, qid):
+            return []
         if len(queue) <= NETDEV_MAX_BURST:
             batch = list(queue)
             queue.clear()
@@ -281,15 +303,32 @@ class DummyNetdev(Netdev):
             batch = [pop() for _ in range(NETDEV_MAX_BURST)]
         stats = self.stats
         stats.rx_packets += len(batch)
-        stats.rx_bytes += sum([len(p.data) for p in batch])
+        stats.rx_bytes += sum(map(len, map(_DATA, batch)))
         return batch
 
+    def discard(self, qid: int) -> int:
+        """Lose the next burst of rx queue ``qid`` as a receive error would; how many."""
+        queue = self._rxqs[qid]
+        n = min(len(queue), NETDEV_MAX_BURST)
+        for _ in range(n):
+            queue.popleft()
+        self.stats.rx_errors += n
+        return n
+
     async def wait_readable(self, qid: int) -> None:
-        while not (0 <= qid < len(self._rxqs) and self._rxqs[qid]):
+        # A stalled or vanished device is not readable, whatever it has queued.
+        while not (0 <= qid < len(self._rxqs) and self._rxqs[qid]) or (
+            self.fault is not None and self.fault.blocks_recv
+        ):
             event = self._rx_events.get(qid)
             if event is None:
                 event = self._rx_events[qid] = trio.Event()
             await event.wait()
+
+    def set_fault(self, fault: NetdevFaults | None) -> None:
+        """Install (or with None remove) injected faults; waiting PMDs look again."""
+        self.fault = fault
+        self._wake_all()
 
     def _wake_all(self) -> None:
         events, self._rx_events = self._rx_events, {}
@@ -299,6 +338,10 @@ class DummyNetdev(Netdev):
     # -- transmit -----------------------------------------------------------
 
     def send(self, qid: int, batch: list[Packet], concurrent: bool = False) -> int:
+        if self.fault is not None and batch:
+            rc = self.fault.on_send(self, qid, batch)
+            if rc is not None:
+                return rc
         if self._async_polls and batch:
             self._pending.setdefault(qid, deque()).append(_PendingTx(batch))
             return EINPROGRESS
@@ -306,8 +349,8 @@ class DummyNetdev(Netdev):
 
     def _transmit(self, batch: list[Packet]) -> int:
         """Count, capture and keep ``batch``'s frames; EMSGSIZE if some had a bad size."""
-        frames = [p.data for p in batch]
-        sizes = [len(f) for f in frames]
+        frames = list(map(_DATA, batch))
+        sizes = list(map(len, frames))
         rc = OK
         max_size = self.mtu + ETH_HEADER_LEN
         if sizes and (min(sizes) < ETH_HEADER_LEN or max(sizes) > max_size):
@@ -332,6 +375,10 @@ class DummyNetdev(Netdev):
             self._capture(self._tx_pcap, frames)
         return rc
 
+    def hold(self, qid: int, batch: list[Packet]) -> None:
+        """Keep ``batch`` pending on ``qid`` for good: a stalled transmit queue."""
+        self._pending.setdefault(qid, deque()).append(_PendingTx(batch, stalled=True))
+
     def process_async(self, qid: int, force: bool) -> int:
         pending = self._pending.get(qid)
         if not pending:
@@ -339,15 +386,16 @@ class DummyNetdev(Netdev):
         if not force:
             head = pending[0]
             head.polls += 1
-            if head.polls < self._async_polls:
+            if head.stalled or head.polls < self._async_polls:
                 return EINPROGRESS
             pending.popleft()
             rc = self._transmit(head.batch)
             return EINPROGRESS if pending else rc
         rc = OK
         while pending:
-            batch = pending.popleft().batch
-            if self._forced_completion_fails():
+            tx = pending.popleft()
+            batch = tx.batch
+            if tx.stalled or self._forced_completion_fails():
                 self.stats.tx_dropped += len(batch)
                 rc = ASYNC_FAIL_ERRNO
             else:

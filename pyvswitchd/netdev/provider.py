@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 
 from ..datapath.packet import Packet
+
+if TYPE_CHECKING:
+    from ..observe.vlog import VlogModule
 
 #: Return codes of send / process_async, named so call sites read as intent.
 OK = 0
@@ -63,6 +66,13 @@ class Netdev:
     type: ClassVar[str] = ""
     #: True when PMD tasks poll this type's rx queues; False: the main task does.
     pmd: ClassVar[bool] = False
+    #: True when :meth:`wait_readable` returns as soon as a queue may have
+    #: packets (a kernel file descriptor): a PMD whose queues are all such
+    #: waits on them when idle instead of spinning.
+    waitable: ClassVar[bool] = False
+    #: True when the type takes the ``userspace-tso`` option, which the
+    #: datapath sets from other_config ``userspace-tso-enable``.
+    tso_capable: ClassVar[bool] = False
 
     def __init__(self, name: str, options: Mapping[str, str] | None = None) -> None:
         self.name = name
@@ -75,6 +85,9 @@ class Netdev:
         self.mtu = 1500
         #: Set when the device changed in a way that needs a datapath reconfigure.
         self.reconfigure_required = False
+        #: Where the device logs problems it finds on the data path; set by the
+        #: datapath after opening (None in unit tests: then nothing is logged).
+        self.log: VlogModule | None = None
         self.set_config(dict(options or {}))
 
     # -- configuration ------------------------------------------------------
@@ -122,6 +135,18 @@ class Netdev:
         account for it, and return 0 or an errno (non-zero = dropped).
         """
         return OK
+
+    def rx_fd(self, qid: int) -> int | None:
+        """A file descriptor that polls readable when rx queue ``qid`` may have packets.
+
+        Only :attr:`waitable` types have one; None when there is none (or
+        the device is out of use).  An idle PMD waits on all of its queues'
+        descriptors with one epoll set, far cheaper than a task per queue;
+        a descriptor that keeps waking it with nothing to receive (a pending
+        error) makes it fall back to :meth:`wait_readable`, which deals with
+        the error.
+        """
+        return None
 
     async def wait_readable(self, qid: int) -> None:
         """Return when rx queue ``qid`` may have packets (for idle PMDs that sleep).

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .afpacket import AfPacketNetdev, SystemNetdev
 from .dummy import DummyInternalNetdev, DummyNetdev, DummyPmdNetdev
 from .provider import Netdev, NetdevError
 from .source import TrafficSource
+from .tap import InternalNetdev, TapNetdev
 
 
 class NetdevRegistry:
@@ -49,8 +51,20 @@ class NetdevRegistry:
 
 
 def default_registry() -> NetdevRegistry:
-    """A new registry with the built-in types: the dummy types and ``traffic-source``."""
+    """A new registry with the built-in types.
+
+    Dummies, traffic-source, tap, internal, and afpacket / system.
+    """
     registry = NetdevRegistry()
-    for cls in (DummyNetdev, DummyPmdNetdev, DummyInternalNetdev, TrafficSource):
+    for cls in (
+        DummyNetdev,
+        DummyPmdNetdev,
+        DummyInternalNetdev,
+        TrafficSource,
+        TapNetdev,
+        InternalNetdev,
+        AfPacketNetdev,
+        SystemNetdev,
+    ):
         registry.register(cls)
     return registry

@@ -56,6 +56,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable, Mapping
+from operator import attrgetter
 
 import attrs
 import trio
@@ -163,16 +164,22 @@ def synthesize_flows(
     return frames
 
 
+_DATA = attrgetter("data")
+
+
 @attrs.define(slots=True)
 class _SourceQueue:
     """One rx queue: its share of the frames and its token bucket.
 
-    ``ring`` is the queue's frames followed by its first NETDEV_MAX_BURST
-    again, so any batch is one slice; ``sizes`` are prefix sums of the ring's
-    frame lengths, so a batch's byte count is one subtraction.
+    ``ring`` is the queue's frames, as packets built once, followed by its
+    first NETDEV_MAX_BURST again, so any batch is one slice; ``sizes`` are
+    prefix sums of the ring's frame lengths, so a batch's byte count is one
+    subtraction.  Handing out the same packet objects again is safe because
+    the datapath never modifies a packet (actions that edit a frame make a
+    new one), just as a NIC replaying a capture hands out equal frames.
     """
 
-    ring: list[bytes]
+    ring: list[Packet]
     sizes: list[int]
     period: int
     pos: int = 0
@@ -181,12 +188,13 @@ class _SourceQueue:
 
     @classmethod
     def build(cls, frames: list[bytes]) -> _SourceQueue:
-        ring = list(frames)
-        while len(ring) < len(frames) + NETDEV_MAX_BURST:
-            ring.extend(frames)
+        packets = [Packet(frame) for frame in frames]
+        ring = list(packets)
+        while len(ring) < len(packets) + NETDEV_MAX_BURST:
+            ring.extend(packets)
         sizes = [0]
-        for frame in ring:
-            sizes.append(sizes[-1] + len(frame))
+        for packet in ring:
+            sizes.append(sizes[-1] + len(packet.data))
         return cls(ring, sizes, len(frames))
 
 
@@ -332,7 +340,7 @@ class TrafficSource(Netdev):
             return []
         self._emitted += n
         pos = queue.pos
-        batch = [Packet(frame) for frame in queue.ring[pos : pos + n]]
+        batch = queue.ring[pos : pos + n]
         stats = self.stats
         stats.rx_packets += n
         stats.rx_bytes += queue.sizes[pos + n] - queue.sizes[pos]
@@ -352,5 +360,5 @@ class TrafficSource(Netdev):
     def send(self, qid: int, batch: list[Packet], concurrent: bool = False) -> int:
         stats = self.stats
         stats.tx_packets += len(batch)
-        stats.tx_bytes += sum([len(p.data) for p in batch])
+        stats.tx_bytes += sum(map(len, map(_DATA, batch)))
         return OK

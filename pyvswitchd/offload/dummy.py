@@ -36,7 +36,7 @@ import heapq
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -52,6 +52,9 @@ from .provider import (
     UnreferenceCallback,
     WorkCallback,
 )
+
+if TYPE_CHECKING:
+    from .faults import OffloadFaults
 
 #: Largest mark the pool hands out (marks are 32-bit; all ones is reserved).
 MAX_FLOW_MARK = 2**32 - 2
@@ -445,6 +448,8 @@ class DummyOffload(_DummyBase):
         # One bound-method object for the instance's lifetime: the lifecycle
         # hook recognises its own callback by identity, and the log prints it.
         self.work_callback: WorkCallback = self._do_work
+        #: Injected faults (``offload-dummy/fault``, tests only); None: none.
+        self.fault: OffloadFaults | None = None
 
     def pmd_thread_lifecycle(
         self,
@@ -469,6 +474,8 @@ class DummyOffload(_DummyBase):
         return self.work_callback, ctx
 
     def _do_work(self, core_id: int, numa_id: int, ctx: Any) -> None:
+        if self.fault is not None:
+            self.fault.before_work(self.type, core_id)
         self.do_work_counter.inc()
         if isinstance(ctx, DummyPmdContext):
             while ctx.hw_rxq:

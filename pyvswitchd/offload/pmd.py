@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from ..observe.coverage import Counter
 from ..observe.ratelimit import RateLimit
 from ..observe.vlog import VlogModule
 from .provider import OffloadProvider, WorkCallback
@@ -40,11 +41,19 @@ class OffloadNode:
 class PmdOffloadContext:
     """The offload work state of one PMD (core and NUMA node fixed at creation)."""
 
-    def __init__(self, core_id: int, numa_id: int, log: VlogModule | None = None) -> None:
+    def __init__(
+        self,
+        core_id: int,
+        numa_id: int,
+        log: VlogModule | None = None,
+        failed: Counter | None = None,
+    ) -> None:
         self.core_id = core_id
         self.numa_id = numa_id
         self.nodes: list[OffloadNode] = []
         self._log = log
+        #: Counts callbacks removed for raising (coverage dpif_offload_work_failed).
+        self._failed = failed
         self._rl = RateLimit(5, 5)
 
     def reload(self, collection: OffloadCollection | None, enabled: bool) -> None:
@@ -88,6 +97,8 @@ class PmdOffloadContext:
     def _drop(self, node: OffloadNode, exc: Exception) -> None:
         # The PMD keeps forwarding; only this provider's work stops on this PMD.
         self.nodes = [n for n in self.nodes if n is not node]
+        if self._failed is not None:
+            self._failed.inc()
         if self._log is not None:
             self._log.err(
                 f"pmd-c{self.core_id:02d}: offload provider {node.provider.type} work "

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,7 @@ class DaemonProcess:
         *extra_args: str,
         env: dict[str, str] | None = None,
         unixctl: str | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.rundir = rundir
         self._unixctl = unixctl
@@ -52,7 +53,10 @@ class DaemonProcess:
         self.log_path = rundir / "pyvswitchd.log"
         self.stderr_path = rundir / "stderr.txt"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
+        # ``prefix`` runs the daemon under a wrapper that execs it (so the pid
+        # stays the daemon's), e.g. ``ip netns exec NS``.
         self.args = [
+            *prefix,
             sys.executable,
             "-m",
             "pyvswitchd",
@@ -183,8 +187,11 @@ def start_daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[obj
         env: dict[str, str] | None = None,
         rundir: Path | None = None,
         unixctl: str | None = None,
+        prefix: Sequence[str] = (),
     ) -> DaemonProcess:
-        d = DaemonProcess(rundir or tmp_path, config_text, *args, env=env, unixctl=unixctl)
+        d = DaemonProcess(
+            rundir or tmp_path, config_text, *args, env=env, unixctl=unixctl, prefix=prefix
+        )
         started.append(d)
         return d
 

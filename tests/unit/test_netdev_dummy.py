@@ -46,7 +46,16 @@ def batch(data: Sequence[bytes]) -> list[Packet]:
 
 def test_default_registry_types_and_creation() -> None:
     registry = default_registry()
-    assert registry.types() == ["dummy", "dummy-internal", "dummy-pmd", "traffic-source"]
+    assert registry.types() == [
+        "afpacket",
+        "dummy",
+        "dummy-internal",
+        "dummy-pmd",
+        "internal",
+        "system",
+        "tap",
+        "traffic-source",
+    ]
     assert default_registry() is not registry
     for type_, cls, pmd in [
         ("dummy", DummyNetdev, False),
@@ -63,7 +72,8 @@ def test_unknown_type_error_lists_known_types() -> None:
     with pytest.raises(NetdevError) as info:
         default_registry().create("dpdk", "p9", None)
     assert str(info.value) == (
-        'p9: unknown netdev type "dpdk" (known: dummy, dummy-internal, dummy-pmd, traffic-source)'
+        'p9: unknown netdev type "dpdk" (known: afpacket, dummy, dummy-internal, dummy-pmd, '
+        "internal, system, tap, traffic-source)"
     )
 
 

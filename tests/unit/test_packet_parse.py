@@ -25,7 +25,13 @@ from pyvswitchd.datapath.flow_key import (
     FlowKey,
 )
 from pyvswitchd.datapath.odp_key import parse_odp_key
-from pyvswitchd.datapath.packet import ETH_TYPE_NONE, fast_signature, parse_key
+from pyvswitchd.datapath.packet import (
+    ETH_TYPE_NONE,
+    SIG_TOT,
+    fast_signature,
+    parse_key,
+    udp_signature,
+)
 from pyvswitchd.netdev.compose import compose_packet
 
 MAC_A, MAC_B = "50:54:00:00:00:05", "50:54:00:00:00:07"
@@ -516,11 +522,10 @@ def test_other_shapes_have_none(data: bytes) -> None:
     assert fast_signature(data) is None
 
 
-def test_signature_ignores_length_id_df_and_checksums() -> None:
+def test_signature_ignores_padding_id_and_checksums() -> None:
     base = FAST["udp"]
     variant = bytearray(base + bytes(30))  # Ethernet padding
     variant[18:20] = b"\x12\x34"  # IP id
-    variant[20] = 0x40  # DF
     variant[24:26] = b"\xab\xcd"  # IP checksum
     variant[38:42] = b"\x00\x08\xee\xee"  # UDP length and checksum
     variant[42:64] = bytes(22)  # payload
@@ -529,6 +534,24 @@ def test_signature_ignores_length_id_df_and_checksums() -> None:
     icmp = bytearray(FAST["icmp"])
     icmp[36:38] = b"\x00\x00"  # ICMP checksum
     assert fast_signature(bytes(icmp)) == fast_signature(FAST["icmp"])
+
+
+def test_signature_keeps_total_length_and_df() -> None:
+    """Both are in the key so a batch of cache hits needs only a length check."""
+    base = FAST["udp"]
+    df = bytearray(base)
+    df[20] = 0x40
+    assert fast_signature(bytes(df)) != fast_signature(base)
+    assert parse_key(bytes(df), 1) == parse_key(base, 1)
+    sig = fast_signature(base)
+    assert sig is not None and sig[SIG_TOT] == len(base) - 14
+    assert udp_signature(base) == sig
+
+
+def test_signature_kinds_never_collide() -> None:
+    sigs = {name: fast_signature(FAST[name]) for name in FAST}
+    assert len({len(sig) for sig in sigs.values() if sig is not None}) == 2
+    assert len(set(sigs.values())) == 3
 
 
 @pytest.mark.parametrize("name", FAST)

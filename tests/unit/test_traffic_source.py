@@ -65,7 +65,8 @@ def test_defaults_full_batches_cycling_16_flows() -> None:
     first, second = source.recv(0), source.recv(0)
     assert len(first) == len(second) == NETDEV_MAX_BURST
     assert data(first) == frames * 2 and data(second) == frames * 2
-    assert len({id(p) for p in first + second}) == 64  # fresh Packet objects
+    # The datapath never modifies a packet: the source hands out the same ones again.
+    assert len({id(p) for p in first + second}) == 16
     assert (source.stats.rx_packets, source.stats.rx_bytes) == (64, 64 * 64)
     assert source.recv(1) == []
 

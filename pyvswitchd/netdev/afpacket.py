@@ -1,0 +1,646 @@
+"""``afpacket`` / ``system``: existing Linux network interfaces through AF_PACKET sockets.
+
+Each rx queue has its own socket; transmit uses one separate socket
+(protocol 0: it never receives) for every tx queue id -- all PMDs share the
+daemon's one thread, so nothing is locked.  No call blocks; only
+:meth:`AfPacketNetdev.wait_readable` waits, through trio.
+
+Receive, option ``rx-ring``: ``v2`` (default) is a TPACKET_V2 PACKET_MMAP
+ring with per-frame status, so a frame is visible, and wakes a sleeping
+PMD, as soon as the kernel wrote it: chosen for latency (median ping RTT
+through the switch of 0.3 ms or less).  ``v3`` is a TPACKET_V3 ring of
+blocks: fewer wake-ups under load, but a frame waits until its block fills
+or the 1 ms block timer retires it.  ``none`` is a non-blocking
+``recvmsg`` per frame, also used when ring setup fails (logged) and with
+``userspace-tso``, since 64 KiB GSO super-frames do not fit ring frames.
+``recv`` returns up to 32 frames, copied.  PACKET_IGNORE_OUTGOING keeps
+frames transmitted on the interface (by us or anyone) out; a VLAN tag the
+kernel moved into metadata is put back into the frame; a PACKET_MR_PROMISC
+membership makes the interface promiscuous until the socket closes.
+
+Transmit: a TPACKET_V2 PACKET_TX_RING (``tx-ring=false``: one synchronous
+``send()`` per frame).  ``send`` copies the batch into free slots, kicks the
+kernel with one ``send()`` and returns OK if every slot is back by then (a
+veth transmits during the kick), else EINPROGRESS for
+:meth:`AfPacketNetdev.process_async` to finish.  tx_packets and tx_bytes
+count at completion, when a slot comes back; a frame the kernel never took
+or never gave back counts in tx_dropped.  Frames longer than MTU + 14 (+ 4
+with an 802.1Q tag) count in tx_errors and are not sent.
+
+``userspace-tso=true``: PACKET_VNET_HDR on every socket.  A received GSO
+super-frame, or a frame whose checksum is still to be finished, carries its
+virtio-net header in ``Packet.vnet`` (other frames: None); on transmit
+``Packet.vnet`` (or a zero header) goes in front, so the kernel segments
+and checksums.  The tx ring takes vnet headers (kernel 4.x and later);
+frames too large for a slot go through a plain socket after a kick, so
+order is kept.  Without the option ``vnet`` is ignored (no software
+segmentation or checksum completion here).
+
+Link state: while the interface is down ``recv`` finds nothing and ``send``
+drops (tx_dropped, ENETDOWN).  If it disappears (ENODEV, ENXIO, or ENETDOWN
+with its ifindex gone) the device enters an error state: ``error`` says
+why, ``status()`` shows it, it is logged once through ``log``; ``recv``
+returns nothing, ``send`` drops and returns ENODEV, ``wait_readable`` sleeps
+forever.  A new interface with the same name is not picked up: the port
+has to be re-added.
+
+Other options: ``n_rxq`` (more than one: a PACKET_FANOUT hash group),
+``n_txq`` (any number of ids, one ring), ``numa_id``.  Changes on an open
+device apply at the next ``reconfigure``.  The MTU is read at opening (and
+refreshed by ``status()``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..datapath.packet import ETH_HEADER_LEN, Packet
+from .dummy import queue_options, reject_unknown
+from .pktring import (
+    ETH_P_ALL,
+    LINK_ERRNOS,
+    MSG_DONTWAIT,
+    PACKET_ADD_MEMBERSHIP,
+    PACKET_FANOUT,
+    PACKET_FANOUT_FLAG_UNIQUEID,
+    PACKET_FANOUT_HASH,
+    PACKET_IGNORE_OUTGOING,
+    PACKET_MR_PROMISC,
+    PACKET_STATISTICS,
+    PACKET_VNET_HDR,
+    SOL_PACKET,
+    VNET_HDR_LEN,
+    PlainRx,
+    RxPath,
+    RxRingV2,
+    RxRingV3,
+    TxBatch,
+    TxRing,
+)
+from .provider import EINPROGRESS, OK, Netdev, NetdevError
+
+if TYPE_CHECKING:
+    from ..observe.vlog import VlogModule
+
+SIOCGIFNAME = 0x8910
+SIOCGIFFLAGS = 0x8913
+SIOCGIFMTU = 0x8921
+SO_SNDBUFFORCE = 32
+SO_RCVBUFFORCE = 33
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+
+_IFREQ = struct.Struct("=16si20x")  # ifr_name, then an int (ifindex / mtu) of the union
+_IFREQ_FLAGS = struct.Struct("=16sh22x")
+_ZERO_VNET = bytes(VNET_HDR_LEN)
+_VLAN_LEN = 4
+_TPID_8021Q_BYTES = b"\x81\x00"
+_GONE_ERRNOS = frozenset((errno.ENODEV, errno.ENXIO))
+_SOCK_BUF = 4 << 20
+#: While the link is down, how often ``send`` re-reads its state (seconds).
+_LINK_RECHECK = 0.1
+#: Empty ring reads between checks of the socket's pending error (device gone?).
+_ERROR_POLL_EVERY = 1024
+_RX_RINGS: dict[str, type[RxRingV2] | type[RxRingV3] | None] = {
+    "v2": RxRingV2,
+    "v3": RxRingV3,
+    "none": None,
+}
+#: What a forced completion that had to drop frames returns.
+ERR_FORCED = errno.ETIMEDOUT
+
+
+def _bool_option(name: str, opts: dict[str, str], key: str, default: bool) -> bool:
+    text = opts.pop(key, None)
+    if text is None:
+        return default
+    if text not in ("true", "false"):
+        raise NetdevError(f'{name}: bad {key} "{text}" (expected true or false)')
+    return text == "true"
+
+
+def _packet_socket(vnet: bool) -> socket.socket:
+    """A non-blocking AF_PACKET socket that receives nothing until bound with a protocol."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        sock.setblocking(False)
+        if vnet:  # must precede any ring setup
+            sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _set_buf(sock: socket.socket, option: int, force_option: int) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, force_option, _SOCK_BUF)
+    except OSError:  # no CAP_NET_ADMIN: the plain option, capped by the sysctl
+        sock.setsockopt(socket.SOL_SOCKET, option, _SOCK_BUF)
+
+
+class AfPacketNetdev(Netdev):
+    """``afpacket``: see the module documentation.
+
+    ``error`` is None, or why the device is out of use for good;
+    ``link_up`` the link state last seen; ``rx_ring`` ("v2", "v3", "none"),
+    ``tx_ring`` and ``tso`` what is in use (a ring that could not be set up
+    falls back to plain sockets).
+    """
+
+    type = "afpacket"
+    pmd = True
+    waitable = True
+    tso_capable = True
+
+    def __init__(self, name: str, options: Mapping[str, str] | None = None) -> None:
+        # Set before the base constructor, which calls set_config.
+        self.error: str | None = None
+        self.ifindex = 0
+        self.link_up = True
+        self.rx_ring = "v2"
+        self.tx_ring = True
+        self.tso = False
+        self.requested_numa_id = 0
+        self._log: VlogModule | None = None
+        self._unlogged: list[str] = []
+        self._wanted: tuple[str, bool, bool] = ("v2", True, False)
+        self._applied: tuple[object, ...] = ()
+        self._open = False
+        self._rxqs: list[RxPath] = []
+        self._tx_sock: socket.socket | None = None
+        self._tx_plain: socket.socket | None = None  # tx-ring=false, or oversize GSO frames
+        self._tx: TxRing | None = None
+        self._pending: dict[int, deque[TxBatch]] = {}
+        self._link_checked = 0.0
+        super().__init__(name, options)
+        self._open = True
+
+    @property
+    def log(self) -> VlogModule | None:
+        return self._log
+
+    @log.setter
+    def log(self, log: VlogModule | None) -> None:
+        # Problems met while opening (log not yet set) are reported when it is.
+        self._log = log
+        if log is not None:
+            for text in self._unlogged:
+                log.warn(text)
+            self._unlogged.clear()
+
+    def _warn(self, text: str) -> None:
+        if self._log is not None:
+            self._log.warn(text)
+        else:
+            self._unlogged.append(text)
+
+    # -- configuration ------------------------------------------------------
+
+    def set_config(self, options: Mapping[str, str]) -> None:
+        opts = dict(options)
+        name = self.name
+        requested = queue_options(name, opts)
+        rx_ring = opts.pop("rx-ring", "v2")
+        if rx_ring not in _RX_RINGS:
+            raise NetdevError(f'{name}: bad rx-ring "{rx_ring}" (expected v2, v3 or none)')
+        tx_ring = _bool_option(name, opts, "tx-ring", True)
+        tso = _bool_option(name, opts, "userspace-tso", False)
+        reject_unknown(name, opts)
+        self._wanted = (rx_ring, tx_ring, tso)
+        self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id = requested
+        if not self._open:
+            self._setup()
+        elif (self._wanted, requested) != self._applied:
+            self.reconfigure_required = True
+
+    def reconfigure(self) -> None:
+        """Reopen sockets and rings if the configuration changed; never raises.
+
+        If the device cannot be reopened (it is gone), the netdev enters the
+        error state instead.
+        """
+        requested = (self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id)
+        self.reconfigure_required = False
+        if (self._wanted, requested) == self._applied:
+            return
+        self._teardown()
+        try:
+            self._setup()
+        except NetdevError as exc:
+            self._fail(str(exc).removeprefix(f"{self.name}: "))
+
+    def _setup(self) -> None:
+        """Open the sockets and rings for the wanted configuration; NetdevError if impossible."""
+        name = self.name
+        requested = (self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id)
+        self.n_rxq, self.n_txq, self.numa_id = requested
+        self._applied = (self._wanted, requested)
+        self.reconfigure_required = False
+        try:
+            self.ifindex = socket.if_nametoindex(name)
+            probe = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        except OSError as exc:
+            text = exc.strerror or "No such device"
+            raise NetdevError(f"{name}: could not open network device {name} ({text})") from None
+        try:
+            self.mtu = self._ioctl_int(probe, SIOCGIFMTU)
+            self._open_rx()
+            self._open_tx()
+        except OSError as exc:
+            self._teardown()
+            text = exc.strerror or str(exc)
+            raise NetdevError(f"{name}: could not open network device {name} ({text})") from None
+        finally:
+            probe.close()
+        self.error = None
+        self.link_up = True
+
+    def _open_rx(self) -> None:
+        rx_kind, _, tso = self._wanted
+        self.rx_ring = "none" if tso else rx_kind
+        fanout = 0
+        for q in range(self.n_rxq):
+            sock = _packet_socket(tso)
+            try:
+                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+                path = self._rx_path(sock)
+                # Bound only once set up, so no frame of another interface slips in.
+                sock.bind((self.name, ETH_P_ALL))
+                if q == 0:
+                    mreq = struct.pack("=iHH8s", self.ifindex, PACKET_MR_PROMISC, 0, b"")
+                    sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+                if self.n_rxq > 1:
+                    if q == 0:  # the kernel picks a group id no one else uses
+                        arg = (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16
+                        sock.setsockopt(SOL_PACKET, PACKET_FANOUT, arg)
+                        fanout = sock.getsockopt(SOL_PACKET, PACKET_FANOUT) & 0xFFFF
+                    else:
+                        arg = fanout | PACKET_FANOUT_HASH << 16
+                        sock.setsockopt(SOL_PACKET, PACKET_FANOUT, arg)
+            except BaseException:
+                sock.close()
+                raise
+            self._rxqs.append(path)
+
+    def _rx_path(self, sock: socket.socket) -> RxPath:
+        """The receive path for ``sock``: the wanted ring, else plain receive (logged)."""
+        cls = _RX_RINGS[self.rx_ring]
+        if cls is not None:
+            try:
+                return cls(sock, self.mtu, self.stats)
+            except OSError as exc:
+                self._warn(f"{self.name}: {self.rx_ring} rx ring setup failed "
+                           f"({exc.strerror}), receiving without a ring")  # fmt: skip
+                self.rx_ring = "none"
+        _set_buf(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE)
+        return PlainRx(sock, self.stats, vnet=self._wanted[2])
+
+    def _open_tx(self) -> None:
+        _, use_ring, tso = self._wanted
+        self.tso = tso
+        sock = self._tx_sock = _packet_socket(tso)
+        _set_buf(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE)
+        self.tx_ring = False
+        if use_ring:
+            try:
+                self._tx = TxRing(sock, self.mtu, self.stats, vnet=tso)
+                self.tx_ring = True
+            except OSError as exc:
+                self._warn(f"{self.name}: tx ring setup failed ({exc.strerror}), "
+                           "sending without a ring")  # fmt: skip
+                sock.close()
+                sock = self._tx_sock = _packet_socket(tso)
+        sock.bind((self.name, 0))  # protocol 0: this socket never receives
+        if not self.tx_ring:
+            self._tx_plain = sock
+        elif tso:
+            self._tx_plain = _packet_socket(tso)
+            self._tx_plain.bind((self.name, 0))
+
+    def _teardown(self) -> None:
+        """Close every socket and ring; pending transmits are given up (tx_dropped)."""
+        for pending in self._pending.values():
+            for batch in pending:
+                self._give_up(batch)
+        self._pending.clear()
+        for path in self._rxqs:
+            self._fold_drops(path)
+            path.close()
+            path.sock.close()
+        self._rxqs = []
+        if self._tx is not None:
+            self._tx.close()
+            self._tx = None
+        for sock in (self._tx_sock, self._tx_plain):
+            if sock is not None:
+                sock.close()
+        self._tx_sock = self._tx_plain = None
+
+    def close(self) -> None:
+        self._teardown()
+
+    def status(self) -> str:
+        if self.error is not None:
+            return f'ifindex={self.ifindex}, error="{self.error}"'
+        state = self._link_state()
+        if self._rxqs:
+            with contextlib.suppress(OSError):
+                self.mtu = self._ioctl_int(self._rxqs[0].sock, SIOCGIFMTU)
+            for path in self._rxqs:
+                self._fold_drops(path)
+        text = (
+            f"ifindex={self.ifindex}, link={state}, mtu={self.mtu}, rx_ring={self.rx_ring}, "
+            f"tx_ring={'on' if self.tx_ring else 'off'}"
+        )
+        if self.tso:
+            text += ", userspace_tso=on"
+        if self.n_rxq > 1:
+            text += f", rx_queues={self.n_rxq}"
+        return text
+
+    # -- device state -------------------------------------------------------
+
+    def _ioctl_int(self, sock: socket.socket, request: int) -> int:
+        ifreq = fcntl.ioctl(sock.fileno(), request, _IFREQ.pack(self.name.encode(), 0))
+        return int(_IFREQ.unpack(ifreq)[1])
+
+    def _link_state(self) -> str:
+        """ "up", "down" or "gone" (then also entering the error state), by two ioctls."""
+        sock = self._tx_sock or (self._rxqs[0].sock if self._rxqs else None)
+        if sock is None or self.error is not None:
+            return "gone"
+        try:
+            # By ifindex: a new interface that took the name is not ours.  (If ours
+            # was renamed, the name it has now is what SIOCGIFFLAGS needs.)
+            ifreq = fcntl.ioctl(sock.fileno(), SIOCGIFNAME, _IFREQ.pack(b"", self.ifindex))
+            flags = _IFREQ_FLAGS.unpack(fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, ifreq))[1]
+        except OSError as exc:
+            if exc.errno in _GONE_ERRNOS:
+                self._fail(f"device {self.name} disappeared ({exc.strerror})")
+                return "gone"
+            return "up" if self.link_up else "down"
+        self.link_up = bool(flags & IFF_UP and flags & IFF_RUNNING)
+        self._link_checked = time.monotonic()
+        return "up" if self.link_up else "down"
+
+    def _link_error(self, err: int) -> None:
+        """React to ``err`` from a socket call: the device went down or away."""
+        if err in _GONE_ERRNOS:
+            self._fail(f"device {self.name} disappeared ({errno.errorcode.get(err, err)})")
+        else:
+            self._link_state()
+
+    def _fail(self, reason: str) -> None:
+        """Enter the error state (once): stop using the device, say why."""
+        if self.error is not None:
+            return
+        self.error = reason
+        self.link_up = False
+        self._warn(f"{self.name}: {reason}; port disabled until it is re-added")
+        if self._tx is not None:
+            self._tx.unwind()
+
+    def _fold_drops(self, path: RxPath) -> None:
+        """Add the kernel's drop count of ``path`` (reset by each read) to rx_dropped."""
+        path.losing = False
+        try:
+            raw = path.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12)
+        except OSError:
+            return
+        self.stats.rx_dropped += struct.unpack_from("=I", raw, 4)[0]  # tp_drops
+
+    def _check_rx_error(self, path: RxPath) -> None:
+        """Consume ``path``'s pending socket error (link down / device gone), if any."""
+        try:
+            err = path.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError as exc:
+            err = exc.errno or errno.EBADF
+        if err:
+            self._link_error(err)
+
+    # -- receive ------------------------------------------------------------
+
+    def recv(self, qid: int) -> list[Packet]:
+        if self.error is not None or qid >= len(self._rxqs):
+            return []
+        path = self._rxqs[qid]
+        try:
+            batch = path.read()
+        except OSError as exc:  # only LINK_ERRNOS get here
+            self._link_error(exc.errno or errno.ENETDOWN)
+            return []
+        if batch:
+            if path.losing:
+                self._fold_drops(path)
+        elif path.mmapped:
+            # A ring never reports errors itself: look now and then.
+            path.empty_polls += 1
+            if path.empty_polls >= _ERROR_POLL_EVERY:
+                path.empty_polls = 0
+                self._check_rx_error(path)
+        return batch
+
+    def rx_fd(self, qid: int) -> int | None:
+        if self.error is not None or qid >= len(self._rxqs):
+            return None
+        return self._rxqs[qid].sock.fileno()
+
+    async def wait_readable(self, qid: int) -> None:
+        if self.error is not None or qid >= len(self._rxqs):
+            await trio.sleep_forever()
+        path = self._rxqs[qid]
+        if path.ready():
+            return
+        await trio.lowlevel.wait_readable(path.sock)
+        if not path.mmapped or path.ready():
+            return  # plain receive meets a pending error itself
+        # Woken without a frame: POLLERR (link down, device gone), which stays
+        # raised, and so keeps waking us, until the error is read.
+        self._check_rx_error(path)
+        if self.error is not None:
+            await trio.sleep_forever()
+
+    # -- transmit -----------------------------------------------------------
+
+    def send(self, qid: int, batch: list[Packet], concurrent: bool = False) -> int:
+        stats = self.stats
+        if self.error is not None:
+            stats.tx_dropped += len(batch)
+            return errno.ENODEV
+        if not self.link_up and not self._link_back():
+            stats.tx_dropped += len(batch)
+            return errno.ENODEV if self.error is not None else errno.ENETDOWN
+        ring = self._tx
+        txb = TxBatch(qid)
+        frames = [p.data for p in batch]
+        vnets = [p.vnet or _ZERO_VNET for p in batch] if self.tso else None
+        if ring is None:
+            return self._send_checked(None, frames, vnets, txb)
+        sizes = [len(f) for f in frames]
+        rc = OK
+        if sizes and min(sizes) >= ETH_HEADER_LEN and max(sizes) <= self.mtu + ETH_HEADER_LEN:
+            placed = ring.put_many(frames, vnets, txb)
+            if placed < len(frames):  # ring full: let the kernel drain it, then try once more
+                self._kick()
+                placed += ring.put_many(frames[placed:], vnets and vnets[placed:], txb)
+                if placed < len(frames):
+                    stats.tx_dropped += len(frames) - placed
+                    rc = errno.ENOBUFS
+        else:
+            rc = self._send_checked(ring, frames, vnets, txb)
+        if not txb.slots:
+            return rc
+        err = self._kick()
+        if ring.reap(txb):
+            self._pending.setdefault(qid, deque()).append(txb)
+            return EINPROGRESS
+        if txb.dropped:
+            return err or errno.ENOBUFS
+        return rc
+
+    def _send_checked(
+        self, ring: TxRing | None, frames: list[bytes], vnets: list[bytes] | None, txb: TxBatch
+    ) -> int:
+        """``send`` one frame at a time: without a ring, or for a frame of unusual size."""
+        stats = self.stats
+        limit = self.mtu + ETH_HEADER_LEN
+        capacity = ring.capacity - (VNET_HDR_LEN if vnets is not None else 0) if ring else 0
+        rc = OK
+        kicked = False
+        for k, data in enumerate(frames):
+            vnet = vnets[k] if vnets is not None else None
+            n = len(data)
+            if (n > limit or n < ETH_HEADER_LEN) and not self._size_ok(data, vnet):
+                stats.tx_errors += 1
+                rc = errno.EMSGSIZE
+                continue
+            if ring is None or n > capacity:
+                if ring is not None and txb.remaining:
+                    self._kick()  # a GSO frame too big for a slot: ring frames go first
+                rc = self._send_one(data, vnet) or rc
+                continue
+            one = None if vnet is None else [vnet]
+            if not ring.put_many([data], one, txb):
+                if not kicked:
+                    kicked = True
+                    self._kick()
+                    if ring.put_many([data], one, txb):
+                        continue
+                stats.tx_dropped += len(frames) - k
+                return errno.ENOBUFS
+        return rc
+
+    def _size_ok(self, data: bytes, vnet: bytes | None) -> bool:
+        """Whether ``data``, not plainly within the MTU, may still be sent."""
+        n = len(data)
+        if n < ETH_HEADER_LEN:
+            return False
+        if vnet is not None and vnet[1]:  # a GSO super-frame: the kernel segments it
+            return n <= PlainRx.MAX_FRAME
+        limit = self.mtu + ETH_HEADER_LEN
+        return n <= limit + _VLAN_LEN and data[12:14] == _TPID_8021Q_BYTES
+
+    def _kick(self) -> int:
+        """Ask the kernel to transmit the ring's queued frames; 0 or the errno it gave."""
+        sock = self._tx_sock
+        if sock is None:
+            return errno.EBADF
+        try:
+            sock.send(b"", MSG_DONTWAIT)
+            return OK
+        except OSError as exc:
+            err = exc.errno or errno.EIO
+        if err in (errno.EAGAIN, errno.ENOBUFS):
+            # Congestion: the kernel keeps the rest queued and retries at the next kick.
+            return err
+        self._link_error(err)
+        if self._tx is not None and (self.error is not None or not self.link_up):
+            self._tx.unwind()
+        return err
+
+    def _link_back(self) -> bool:
+        """While the link is down: whether it is up again (re-read at most every 100 ms)."""
+        if time.monotonic() - self._link_checked < _LINK_RECHECK:
+            return False
+        return self._link_state() == "up"
+
+    def _send_one(self, data: bytes, vnet: bytes | None) -> int:
+        """Send one frame through the plain socket, synchronously; 0 or an errno."""
+        sock = self._tx_plain
+        stats = self.stats
+        if sock is None or self.error is not None:
+            stats.tx_dropped += 1
+            return errno.ENODEV
+        try:
+            if vnet is None:
+                sock.send(data, MSG_DONTWAIT)
+            else:
+                sock.sendmsg([vnet, data], [], MSG_DONTWAIT)
+        except OSError as exc:
+            err = exc.errno or errno.EIO
+            if err in (errno.EMSGSIZE, errno.EINVAL):
+                stats.tx_errors += 1
+            else:
+                stats.tx_dropped += 1
+                if err in LINK_ERRNOS:
+                    self._link_error(err)
+            return err
+        stats.tx_packets += 1
+        stats.tx_bytes += len(data)
+        return OK
+
+    def process_async(self, qid: int, force: bool) -> int:
+        """Finish the oldest batch ``send`` left in progress on ``qid``.
+
+        Re-checks its slots: all back from the kernel: OK.  Some not yet
+        taken by the kernel (it was congested): kick again.  Still pending
+        and not ``force``: EINPROGRESS.  With ``force`` (or in the error
+        state): one more kick, then frames the kernel never took are
+        reclaimed and frames it still holds are abandoned, all counted
+        tx_dropped, and ETIMEDOUT (ENODEV in the error state) is returned.
+        An abandoned slot stays the kernel's until it frees it; until then
+        the ring is full at that slot.
+        """
+        pending = self._pending.get(qid)
+        ring = self._tx
+        if not pending or ring is None:
+            return OK
+        txb = pending[0]
+        if ring.reap(txb):
+            if self.error is None and (force or ring.unsent(txb)):
+                self._kick()
+                ring.reap(txb)
+            if txb.remaining:
+                if not force and self.error is None:
+                    return EINPROGRESS
+                self._give_up(txb)
+        pending.popleft()
+        if txb.dropped:
+            return errno.ENODEV if self.error is not None else ERR_FORCED
+        return OK
+
+    def _give_up(self, txb: TxBatch) -> None:
+        """Drop what ``txb`` still has in the ring: reclaim unsent frames, abandon the rest."""
+        ring = self._tx
+        if ring is None or not ring.reap(txb):
+            return
+        if ring.unsent(txb):
+            ring.unwind()
+        ring.abandon(txb)
+
+
+class SystemNetdev(AfPacketNetdev):
+    """``system``: OVS's name for the same thing, a kernel network interface."""
+
+    type = "system"
