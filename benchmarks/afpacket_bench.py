@@ -85,6 +85,8 @@ def _cpu() -> float:
 class Counters:
     def __init__(self) -> None:
         self.rx = self.tx = self.dropped = 0
+        #: Non-empty receive calls (afpacket) or receive bursts (naive): mean batch size.
+        self.batches = 0
 
 
 def _naive_ports(names: list[str]) -> list[socket.socket]:
@@ -131,6 +133,7 @@ def child(test: str, impl: str, options: dict[str, str]) -> None:
             c.tx = sum(nd.stats.tx_packets for nd in nds)
             c.dropped = sum(nd.stats.rx_dropped + nd.stats.tx_dropped for nd in nds)
         line = {"cpu": _cpu(), "t": time.monotonic(), "rx": c.rx, "tx": c.tx, "drop": c.dropped}
+        line["batches"] = c.batches
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
 
@@ -162,12 +165,14 @@ def child(test: str, impl: str, options: dict[str, str]) -> None:
                 pkts = a.recv(0)
                 if pkts:
                     moved = len(pkts)
+                    c.batches += 1
                     if test != "rx" and b.send(0, pkts) == EINPROGRESS:
                         pending.append(b)
                 if test != "rx":
                     pkts = b.recv(0)
                     if pkts:
                         moved += len(pkts)
+                        c.batches += 1
                         if a.send(0, pkts) == EINPROGRESS:
                             pending.append(a)
             while pending:
@@ -190,11 +195,12 @@ def child(test: str, impl: str, options: dict[str, str]) -> None:
             else:
                 dirs = ((s1, None),) if test == "rx" else ((s1, s2), (s2, s1))
                 for src, dst in dirs:
-                    for _ in range(32):
+                    for k in range(32):
                         try:
                             n = src.recv_into(buf)
                         except BlockingIOError:
                             break
+                        c.batches += not k
                         moved += 1
                         c.rx += 1
                         if dst is not None:
@@ -330,9 +336,32 @@ def measure(topo: Topology, test: str, impl: str, args: argparse.Namespace) -> R
         elif test in ("udp", "tcp"):
             client = iperf(topo, test, args.warmup + args.secs + 1)
         time.sleep(args.warmup)
+        spy = None
+        if args.profile and impl == "afpacket":
+            out = f"{args.profile}.{test}.{rec_id(topo)}.txt"
+            cmd = [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "-p",
+                str(fwd.proc.pid),
+                "-d",
+                f"{args.secs:g}",
+                "-r",
+                "1000",
+                "-f",
+                "raw",
+                "-o",
+                out,
+                "--nonblocking",
+            ]
+            spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            topo.pids[spy.pid] = "py-spy"
         m0 = fwd.mark()
         time.sleep(args.secs)
         m1 = fwd.mark()
+        if spy is not None:
+            spy.wait(timeout=30)
+            topo.pids.pop(spy.pid, None)
     finally:
         if load_proc is not None:
             load_proc.close()
@@ -349,14 +378,22 @@ def measure(topo: Topology, test: str, impl: str, args: argparse.Namespace) -> R
         cpu_pct=100 * cpu / wall,
         us_per_frame=1e6 * cpu / frames if frames else float("nan"),
         dropped=m1["drop"] - m0["drop"],
+        batch=(m1["rx"] - m0["rx"]) / max(1, m1["batches"] - m0["batches"]),
     )
     return rec
+
+
+def rec_id(topo: Topology) -> int:
+    topo.__dict__.setdefault("_profiles", 0)
+    topo.__dict__["_profiles"] += 1
+    return int(topo.__dict__["_profiles"])
 
 
 def _line(rec: Record) -> str:
     text = (
         f"{rec['test']:>3} {rec['impl']:>8}: {rec['us_per_frame']:6.3f} us/frame  "
-        f"{rec['fps'] / 1e3:7.1f} kfps  cpu {rec['cpu_pct']:5.1f}%  drop {rec['dropped']}"
+        f"{rec['fps'] / 1e3:7.1f} kfps  cpu {rec['cpu_pct']:5.1f}%  rx batch {rec['batch']:4.1f}  "
+        f"drop {rec['dropped']}"
     )
     if "gbps" in rec:
         text += f"  {rec['gbps']:.2f} Gbit/s"
@@ -405,6 +442,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--rx-rate", type=int, default=0, help="rx test's frames/s (0: flat out)")
     p.add_argument("--json", help="write every record here")
+    p.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="py-spy the afpacket forwarder in each window (raw stacks to PREFIX.TEST.N.txt)",
+    )
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     p.add_argument("--blast", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)

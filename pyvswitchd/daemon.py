@@ -9,7 +9,6 @@ and the pidfile, whether it came from SIGTERM, SIGINT or ``exit``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -319,8 +318,13 @@ class Daemon:
                     if not self._ready.is_set():
                         self._log.warn("SIGHUP during start-up ignored: nothing to reload yet")
                         continue
-                    with contextlib.suppress(ConfigError):
+                    try:
                         await self.reload()
+                    except ConfigError:
+                        pass  # reload() logged it; the running configuration stays
+                    except Exception as exc:
+                        # A bug must not turn SIGHUP into a crash of the switch.
+                        self._log.err(f"reload on SIGHUP failed: {exc!r}")
                 else:
                     self.request_stop(f"received signal {signal.Signals(signum).name}")
 

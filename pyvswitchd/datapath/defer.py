@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable, Iterator
+from errno import EIO
 from typing import TYPE_CHECKING
 
 from ..netdev.provider import EINPROGRESS, OK, Netdev
@@ -171,14 +172,21 @@ class WorkRing:
         item = self._slots[slot]
         assert item is not None
         stats = self._stats
-        if item.func(item.qid, False) == EINPROGRESS:
-            stats[_IN_PROG] += 1
-            item.attempts += 1
-            if item.attempts <= ATTEMPT_LIMIT:
-                return WORK_PENDING
-            stats[_DROPPED if item.func(item.qid, True) else _DONE] += 1
-        else:
-            stats[_DONE] += 1
+        try:
+            rc = item.func(item.qid, False)
+            if rc == EINPROGRESS:
+                stats[_IN_PROG] += 1
+                item.attempts += 1
+                if item.attempts <= ATTEMPT_LIMIT:
+                    return WORK_PENDING
+                rc = item.func(item.qid, True)
+                stats[_DROPPED if rc else _DONE] += 1
+            else:
+                stats[_DONE] += 1
+        except Exception:
+            # A provider bug: the item cannot be finished, so it is dropped
+            # (and counted) rather than ending the PMD that polls it.
+            stats[_DROPPED] += 1
         self._slots[slot] = None
         self.read_idx = (read + 1) & _U32_MASK
         return WORK_POPPED
@@ -224,7 +232,11 @@ class WorkRing:
         # The ring is consistent before any netdev code runs.
         stats = self._stats
         for item in gone:
-            stats[_DROPPED if item.func(item.qid, True) else _DONE] += 1
+            try:
+                rc = item.func(item.qid, True)
+            except Exception:  # a provider bug: the work is dropped all the same
+                rc = EIO
+            stats[_DROPPED if rc else _DONE] += 1
         return len(gone)
 
     def __repr__(self) -> str:
@@ -238,20 +250,31 @@ class DeferHooks:
     ``pmd`` argument of the hook methods is ignored, as the hooks serve only
     the PMD they were made for.  ``offload_work``, if given, is the offload
     providers' per-iteration work (its return value is the cycles it took);
-    without it that hook does nothing and returns 0.
+    without it that hook does nothing and returns 0.  ``offload_idle`` says
+    whether the providers have per-iteration work for the PMD at all.
     """
 
-    __slots__ = ("_offload", "ring")
+    __slots__ = ("_offload", "_offload_idle", "ring")
 
-    def __init__(self, pmd: Pmd, offload_work: Callable[[Pmd], int] | None = None) -> None:
+    def __init__(
+        self,
+        pmd: Pmd,
+        offload_work: Callable[[Pmd], int] | None = None,
+        offload_idle: Callable[[Pmd], bool] | None = None,
+    ) -> None:
         self.ring = WorkRing(pmd.perf.n)
         self._offload = offload_work
+        self._offload_idle = offload_idle
 
     def idle(self, pmd: Pmd) -> bool:
         # Pending transmits complete only when polled, and offload providers
         # expect their per-iteration call: either keeps the PMD polling.
         ring = self.ring
-        return ring.read_idx == ring.write_idx and self._offload is None
+        if ring.read_idx != ring.write_idx:
+            return False
+        if self._offload is None:
+            return True
+        return self._offload_idle is not None and self._offload_idle(pmd)
 
     def drain(self, pmd: Pmd) -> None:
         # Called every iteration: skip the call into the ring when it is empty.
@@ -294,13 +317,16 @@ class InlineHooks:
 
     def deferred_send(self, pmd: Pmd, txport: TxPort) -> None:
         netdev, qid, stats = txport.netdev, txport.qid, self._stats
-        for _ in range(ATTEMPT_LIMIT):
-            rc = netdev.process_async(qid, False)
-            if rc != EINPROGRESS:
-                stats[Stat.WORK_DONE] += 1
-                return
-            stats[Stat.WORK_IN_PROG] += 1
-        rc = netdev.process_async(qid, True)
+        try:
+            for _ in range(ATTEMPT_LIMIT):
+                rc = netdev.process_async(qid, False)
+                if rc != EINPROGRESS:
+                    stats[Stat.WORK_DONE] += 1
+                    return
+                stats[Stat.WORK_IN_PROG] += 1
+            rc = netdev.process_async(qid, True)
+        except Exception:  # a provider bug: drop the work, keep the main task alive
+            rc = EIO
         stats[Stat.WORK_DROPPED if rc else Stat.WORK_DONE] += 1
 
     def offload_work(self, pmd: Pmd) -> int:

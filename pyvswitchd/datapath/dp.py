@@ -113,6 +113,8 @@ class Datapath:
         self._cov_received = coverage.define("netdev_received")
         self._cov_drop_invalid = coverage.define("datapath_drop_rx_invalid_packet")
         self._cov_drop_port = coverage.define("datapath_drop_invalid_port")
+        # Packets of a netdev send that raised (a provider bug, not an errno).
+        self._cov_drop_netdev_error = coverage.define("datapath_drop_netdev_error")
         self._cov_port_add = coverage.define("dpif_port_add")
         self._cov_port_del = coverage.define("dpif_port_del")
         self._closing: list[Port] = []
@@ -559,6 +561,9 @@ class Datapath:
         await pmd.request_exit()
         for rxq in pmd.poll_list:
             rxq.core_id = None
+        # Its megaflows go with it, as in OVS, so offload providers drop the
+        # rules they hold for them.
+        pmd.flow_table.flush()
         self.log.info(f"PMD thread on numa_id: {pmd.numa_id}, core id: {core:2d} destroyed.")
 
     def _make_pmd(self, core: int, numa: int) -> Pmd:
@@ -573,6 +578,8 @@ class Datapath:
             sent_counter=self._cov_sent,
             received_counter=self._cov_received,
             drop_counter=self._cov_drop_port,
+            netdev_error_counter=self._cov_drop_netdev_error,
+            log=self.log,
             on_interval=self._on_interval,
         )
         pmd.interval_ns = self.interval_ns
@@ -581,7 +588,9 @@ class Datapath:
         elif core == NON_PMD_CORE_ID:
             pmd.hooks = InlineHooks(pmd)
         else:
-            pmd.hooks = DeferHooks(pmd, offload_work=self.offload.pmd_work)
+            pmd.hooks = DeferHooks(
+                pmd, offload_work=self.offload.pmd_work, offload_idle=self.offload.pmd_idle
+            )
             pmd.on_reload = self.offload.pmd_reload
             pmd.on_exit = self.offload.pmd_exit
         pmd.flow_table = FlowTable(self.settings.emc_insert_min)

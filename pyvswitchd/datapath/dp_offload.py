@@ -187,6 +187,10 @@ class DatapathOffload:
         ctx = self._contexts.get(pmd.core_id)
         return ctx.do_work() if ctx is not None else 0
 
+    def pmd_idle(self, pmd: Pmd) -> bool:
+        """Whether no offload provider has per-iteration work on ``pmd``."""
+        return pmd.core_id not in self._contexts
+
     def pmd_exit(self, pmd: Pmd) -> None:
         ctx = self._contexts.pop(pmd.core_id, None)
         if ctx is not None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 
 from ..netdev.provider import EINPROGRESS, Netdev
+from ..observe.ratelimit import RateLimit
 from .flow_table import FlowTable
 from .packet import Packet
 from .perf import PmdPerf, Stat
@@ -36,6 +37,7 @@ from .port import PMD_INTERVAL_MAX, Port, Rxq
 
 if TYPE_CHECKING:
     from ..observe.coverage import Counter
+    from ..observe.vlog import VlogModule
 
 #: core_id of the main-thread pseudo PMD (OVS's NON_PMD_CORE_ID).
 NON_PMD_CORE_ID = 2**32 - 1
@@ -49,6 +51,8 @@ PMD_INTERVAL_LEN_NS = 5_000_000_000
 DPCLS_OPTIMIZATION_INTERVAL_NS = 1_000_000_000
 #: Iterations between two housekeeping passes (OVS's `lc++ > 1024`).
 HOUSEKEEPING_ITERATIONS = 1024
+#: Log messages a minute (and burst) about netdev calls that raised.
+NETDEV_ERROR_LOG_RATE = 5
 #: Longest a PMD that keeps receiving runs without yielding to trio, ns.  A
 #: checkpoint costs several microseconds (a pass of trio's scheduler, with an
 #: epoll syscall), as much as a few dozen EMC hits: yielding after every
@@ -136,6 +140,8 @@ class Pmd:
         sent_counter: Counter,
         received_counter: Counter,
         drop_counter: Counter,
+        netdev_error_counter: Counter | None = None,
+        log: VlogModule | None = None,
         hooks: PmdHooks | None = None,
         on_interval: Callable[[Pmd], None] | None = None,
     ) -> None:
@@ -148,6 +154,9 @@ class Pmd:
         self._sent = sent_counter
         self._received = received_counter
         self._dropped = drop_counter
+        self._netdev_errors = netdev_error_counter
+        self._log = log
+        self._error_rl = RateLimit(NETDEV_ERROR_LOG_RATE, NETDEV_ERROR_LOG_RATE)
         self._on_interval = on_interval
         self.poll_list: list[Rxq] = []
         self.tx_ports: dict[int, TxPort] = {}
@@ -395,7 +404,11 @@ class Pmd:
         received = self._received
         for rxq in self.poll_list:
             t0 = _tsc()
-            batch = rxq.netdev.recv(rxq.qid)
+            try:
+                batch = rxq.netdev.recv(rxq.qid)
+            except Exception as exc:  # a buggy provider must not end the PMD
+                self._netdev_failed(rxq.netdev, "receive", exc, 0)
+                continue
             n = len(batch)
             if not n:
                 continue
@@ -442,6 +455,16 @@ class Pmd:
         else:
             sources.append([rxq, n])
 
+    def _netdev_failed(self, netdev: Netdev, what: str, exc: Exception, dropped: int) -> None:
+        """A netdev call raised: count what it cost, log (rate-limited), carry on."""
+        if self._netdev_errors is not None:
+            self._netdev_errors.total += dropped or 1
+        if self._log is not None:
+            self._log.err(
+                f"{self.name}: {netdev.name}: {what} failed ({exc!r}); {dropped} packets dropped",
+                rl=self._error_rl,
+            )
+
     def flush_output(self, force: bool) -> int:
         """Send every non-empty tx batch whose flush time has come; return packets sent."""
         sent = 0
@@ -458,7 +481,11 @@ class Pmd:
         txport.sources = []
         n = len(batch)
         t0 = _tsc()
-        rc = txport.netdev.send(txport.qid, batch)
+        try:
+            rc = txport.netdev.send(txport.qid, batch)
+        except Exception as exc:  # a buggy provider must not end the PMD
+            self._netdev_failed(txport.netdev, "send", exc, n)
+            return 0
         self._sent.total += 1
         if rc == EINPROGRESS:
             self.hooks.deferred_send(self, txport)

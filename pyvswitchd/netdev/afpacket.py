@@ -487,13 +487,15 @@ class AfPacketNetdev(Netdev):
         vnets = [p.vnet or _ZERO_VNET for p in batch] if self.tso else None
         if ring is None:
             return self._send_checked(None, frames, vnets, txb)
-        sizes = [len(f) for f in frames]
+        lens = list(map(len, frames))
         rc = OK
-        if sizes and min(sizes) >= ETH_HEADER_LEN and max(sizes) <= self.mtu + ETH_HEADER_LEN:
-            placed = ring.put_many(frames, vnets, txb)
+        if lens and min(lens) >= ETH_HEADER_LEN and max(lens) <= self.mtu + ETH_HEADER_LEN:
+            placed = ring.put_many(frames, lens, vnets, txb)
             if placed < len(frames):  # ring full: let the kernel drain it, then try once more
                 self._kick()
-                placed += ring.put_many(frames[placed:], vnets and vnets[placed:], txb)
+                placed += ring.put_many(
+                    frames[placed:], lens[placed:], vnets and vnets[placed:], txb
+                )
                 if placed < len(frames):
                     stats.tx_dropped += len(frames) - placed
                     rc = errno.ENOBUFS
@@ -531,11 +533,11 @@ class AfPacketNetdev(Netdev):
                 rc = self._send_one(data, vnet) or rc
                 continue
             one = None if vnet is None else [vnet]
-            if not ring.put_many([data], one, txb):
+            if not ring.put_many([data], [n], one, txb):
                 if not kicked:
                     kicked = True
                     self._kick()
-                    if ring.put_many([data], one, txb):
+                    if ring.put_many([data], [n], one, txb):
                         continue
                 stats.tx_dropped += len(frames) - k
                 return errno.ENOBUFS

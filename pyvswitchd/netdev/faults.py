@@ -41,6 +41,11 @@ raise     raises :class:`NetdevFault`; frames stay      raises :class:`NetdevFau
                                                         the caller must count it
 ========  ============================================  ===============================
 
+Batches a stalled queue holds stay held when the fault is cleared (a hung
+queue loses what it had); they are dropped at their forced completion.  A
+device whose every receive stalls (``recv=stall every=1``) or that vanished
+never reports itself readable, so an idle PMD does not spin on it.
+
 ``vanish=true`` makes the device behave as an interface that disappeared:
 every call fails with ENODEV.  ``recv`` returns nothing (queued frames stay,
 to be dropped at close), injected frames are dropped (``rx_dropped``), every

@@ -18,9 +18,9 @@ packet, so no packet is lost: the datapath removes the callback from that
 PMD's work list (logging it, coverage ``dpif_offload_work_failed``) until
 the PMD's next reload (a port added or removed, a ``pmd-cpu-mask`` change;
 a ``pmd-rxq-rebalance`` that moves no queue does not reload), and packets
-the simulated hardware holds meanwhile wait on its queues.  ``slow`` holds the daemon's thread ``delay_us``
-(default 1000) before the callback does its work; the time shows in the
-PMD's offload cycles.
+the simulated hardware holds meanwhile wait on its queues.  ``slow``
+holds the daemon's thread ``delay_us`` (default 1000) before the callback
+does its work; the time shows in the PMD's offload cycles.
 
 Hits are logged by the ``dpif_offload_dummy`` module, the first at once and
 then at most once a minute, each line ending in ``[fault injection]``;

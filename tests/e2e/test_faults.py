@@ -124,7 +124,14 @@ class Switch:
         lines = self.d.log_path.read_text(errors="replace").splitlines()
         return [line for line in lines if re.search(pattern, line.split("|", 4)[-1])]
 
+    def figures(self) -> str:
+        """What this daemon went through (``pytest -s`` prints it per test)."""
+        names = ("unixctl_received", "netdev_fault_injected", "offload_fault_injected")
+        counts = {n: self.counter(n) if self.d.proc.poll() is None else "?" for n in names}
+        return " ".join(f"{n}={v}" for n, v in counts.items())
+
     def close(self) -> None:
+        print(f"\n  {self.figures()}")
         self.client.close()
 
 

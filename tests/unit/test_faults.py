@@ -353,11 +353,6 @@ async def test_stalled_pmd_transmit_queue_is_forced_and_every_packet_counted() -
 
 @pytest.mark.parametrize("side", ["recv", "send"])
 @pytest.mark.parametrize("kind", ["dummy-pmd", "dummy"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="a netdev call that raises ends the PMD / main poll task and with it the datapath "
-    "(pmd.py poll_rxqs and _flush_port call recv/send unprotected)",
-)
 async def test_datapath_survives_a_raising_netdev(kind: str, side: str) -> None:
     async with running_datapath(DP_CONFIG.format(t1=kind, t2=kind)) as h:
         p1, p2, p3 = (h.dp.netdev_by_name(n) for n in ("p1", "p2", "p3"))
@@ -477,3 +472,19 @@ async def test_tasks_show_counts_live_tasks() -> None:
 
 def test_live_tasks_outside_trio_is_empty() -> None:
     assert tasks.live_tasks() == []
+
+
+async def test_hardware_output_failures_are_counted_not_blamed_on_the_provider() -> None:
+    cfg = DP_CONFIG.format(t1="dummy-pmd", t2="dummy-pmd")
+    cfg = cfg.replace("[other_config]\n", "[other_config]\nhw-offload = true\n", 1)
+    async with running_datapath(cfg) as h:
+        dummy = h.dp.offload.collection.find("dummy")  # type: ignore[union-attr]
+        assert isinstance(dummy, DummyOffload) and dummy.hw_output is not None
+        p2 = h.dp.netdev_by_name("p2")
+        assert isinstance(p2, DummyNetdev)
+        with_fault(p2, send=FaultMode.RAISE)
+        dummy.hw_output(h.dp.port_numbers()["p2"], frames(1)[0])  # raises inside: caught
+        dummy.hw_output(99, frames(1)[0])  # the output port left meanwhile
+        assert h.coverage.define("datapath_drop_hw_output_error").total == 1
+        assert h.coverage.define("datapath_drop_invalid_port").total == 1
+        assert "p2: hardware output failed (NetdevFault(" in h.log()
