@@ -68,6 +68,8 @@ def tune_gc() -> None:
 
 #: How often the main task polls non-PMD ports and runs housekeeping, s.
 MAIN_POLL_INTERVAL = 0.001
+#: The same when no port is polled by the main task (housekeeping only), s.
+MAIN_IDLE_INTERVAL = 0.02
 
 
 @attrs.define
@@ -192,7 +194,12 @@ class Datapath:
                         self.revalidator.run_once()
                         self.main.flow_table.rerank()
                         next_revalidation = trio.current_time() + REVALIDATE_INTERVAL
-                    await trio.sleep(MAIN_POLL_INTERVAL)
+                    # Without main-thread ports there is nothing to poll: waking
+                    # every millisecond would only take the CPU from the PMDs
+                    # (and from the processes whose packets they forward).
+                    await trio.sleep(
+                        MAIN_POLL_INTERVAL if self.main.poll_list else MAIN_IDLE_INTERVAL
+                    )
             finally:
                 self._nursery = None
 

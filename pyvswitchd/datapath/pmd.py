@@ -60,6 +60,11 @@ NETDEV_ERROR_LOG_RATE = 5
 #: received nothing yields at once, so idle PMDs and the control tasks still
 #: run every iteration.
 PMD_YIELD_INTERVAL_NS = 1_000_000
+#: How long a PMD keeps polling after its queues ran dry before it blocks on
+#: them, ns.  Between packets of a burst or of a request and its reply,
+#: polling a little longer costs less than a wake-up (a pass of trio's
+#: scheduler and of the kernel's): throughput and latency both gain.
+PMD_IDLE_SPIN_NS = 200_000
 #: Longest an idle PMD blocks on its queues' readiness when it has no sleep
 #: bound of its own (pmd-maxsleep 0), us: housekeeping still runs this often.
 PMD_IDLE_WAIT_MAX_US = PMD_SLEEP_MAX_US
@@ -286,6 +291,7 @@ class Pmd:
         perf.polling = True
         self._next_cycle_store = _tsc() + self.interval_ns
         next_yield = 0
+        idle_since = 0
         try:
             while True:
                 start = _tsc()
@@ -298,7 +304,17 @@ class Pmd:
                 hooks.drain(self)
                 offload_cycles = hooks.offload_work(self)
                 slept = 0
-                if not rx and self.can_wait and hooks.idle(self) and not self._tx_pending():
+                if rx:
+                    idle_since = 0
+                elif not idle_since:
+                    idle_since = start
+                if (
+                    not rx
+                    and self.can_wait
+                    and start - idle_since >= PMD_IDLE_SPIN_NS
+                    and hooks.idle(self)
+                    and not self._tx_pending()
+                ):
                     t0 = _tsc()
                     await self._wait_rxqs(self.max_sleep_us or PMD_IDLE_WAIT_MAX_US)
                     slept = _tsc() - t0
@@ -377,7 +393,9 @@ class Pmd:
             try:
                 if epoll is not None:
                     await trio.lowlevel.wait_readable(epoll.fileno())
-                    self._spurious = True  # until the next poll receives something
+                    # Until the next poll receives something (a timeout, which
+                    # cancels the wait, does not get here).
+                    self._spurious = True
                 elif len(rxqs) == 1:
                     await rxqs[0].netdev.wait_readable(rxqs[0].qid)
                 else:

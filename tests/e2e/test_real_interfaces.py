@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,7 +109,8 @@ def topo() -> Iterator[Topo]:
 
 CONFIG = """\
 [daemon]
-metrics-address = "none"
+# The switch namespace has a loopback of its own: no clash with anything.
+metrics-address = "127.0.0.1:9475"
 
 [other_config]
 pmd-cpu-mask = "0x1"
@@ -162,6 +164,17 @@ def test_two_namespaces_ping_through_the_switch(start_daemon, topo: Topo) -> Non
     perf = d.call("dpif-netdev/pmd-perf-show", "-pmd", "0")
     iterations = perf_figure(perf, "Iterations")
     assert perf_figure(perf, "sleep iterations") > iterations // 2, perf
+    # The same port statistics reach Prometheus.
+    scrape = topo.exec(
+        "sw",
+        sys.executable,
+        "-c",
+        "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9475/metrics').read().decode())",
+    ).stdout
+    m = re.search(
+        r'ovs_interface_rx_packets_total\{bridge="br0",port="va",type="system"\} (\S+)', scrape
+    )
+    assert m is not None and float(m.group(1)) >= 10, scrape[-3000:]
 
 
 @pytest.mark.skipif(IPERF3 is None, reason="iperf3 is not installed (apt-get install iperf3)")
