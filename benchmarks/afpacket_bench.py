@@ -16,8 +16,10 @@ that makes runs comparable on a busy machine: each measurement of
 Tests (``--tests``), all with veth offloads off (MTU-sized frames):
 
 * ``rx``: a tx-ring blaster in ns1 sends 60-byte frames to v1, flat out
-  or ``--rx-rate`` frames/s; the forwarder only receives.  CPU per
-  received frame (flat out: full 32-frame batches, the ring's best case).
+  or ``--rx-rate`` frames/s; the forwarder only receives, sleeping
+  ``--rx-poll-ms`` whenever the queue is empty, so that it reads whole
+  batches and the figure is the cost of receiving rather than of waking
+  up (with 0 it waits in epoll, like the forwarding tests).
 * ``tx``: the forwarder sends 32-frame batches of 60 bytes to v2 as fast
   as it can.  CPU per completed frame (Python plus the kernel's veth
   transmit, which runs in the sender's context).
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import resource
@@ -71,15 +74,17 @@ FRAME = (
 )
 ETH_P_ALL = 3
 PACKET_IGNORE_OUTGOING = 23
+_profiles = itertools.count(1)
 SOL_PACKET = 263
 
 
 # -- child processes (run inside a namespace) ----------------------------------------------
 
 
-def _cpu() -> float:
+def _cpu() -> tuple[float, float]:
+    """(user + system, system) CPU seconds of this process."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+    return ru.ru_utime + ru.ru_stime, ru.ru_stime
 
 
 class Counters:
@@ -102,7 +107,11 @@ def _naive_ports(names: list[str]) -> list[socket.socket]:
 
 
 def child(test: str, impl: str, options: dict[str, str]) -> None:
-    """The forwarder: answers ``mark`` on stdin with a JSON line of counters, exits on EOF."""
+    """The forwarder: answers ``mark`` on stdin with a JSON line of counters, exits on EOF.
+
+    ``options`` also carries ``poll-interval`` (seconds, 0: wait in epoll when idle).
+    """
+    interval = float(options.pop("poll-interval", 0))
     from pyvswitchd.datapath.packet import Packet
     from pyvswitchd.netdev.afpacket import AfPacketNetdev
     from pyvswitchd.netdev.provider import EINPROGRESS
@@ -132,7 +141,9 @@ def child(test: str, impl: str, options: dict[str, str]) -> None:
             c.rx = sum(nd.stats.rx_packets for nd in nds)
             c.tx = sum(nd.stats.tx_packets for nd in nds)
             c.dropped = sum(nd.stats.rx_dropped + nd.stats.tx_dropped for nd in nds)
-        line = {"cpu": _cpu(), "t": time.monotonic(), "rx": c.rx, "tx": c.tx, "drop": c.dropped}
+        cpu, sys_cpu = _cpu()
+        line = {"cpu": cpu, "sys": sys_cpu, "t": time.monotonic(), "rx": c.rx, "tx": c.tx}
+        line["drop"] = c.dropped
         line["batches"] = c.batches
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
@@ -212,6 +223,9 @@ def child(test: str, impl: str, options: dict[str, str]) -> None:
         it += 1
         if moved and it & 63:
             continue
+        if interval and not moved:
+            time.sleep(interval)  # let frames pile up: whole batches, few wake-ups
+            moved = 1
         if not control(0 if moved else (0.001 if pending else 0.05)):
             return
 
@@ -269,11 +283,16 @@ def blaster(rate: int) -> None:
 class Child:
     """A child process of this script in ``ns``, talking JSON lines on its stdout."""
 
-    def __init__(self, topo: Topology, ns: str, args: list[str], what: str) -> None:
+    def __init__(
+        self, topo: Topology, ns: str, args: list[str], what: str, tree: str | None = None
+    ) -> None:
         self.topo = topo
         cmd = topo.exec_cmd(ns, sys.executable, str(Path(__file__).resolve()), *args)
+        env = dict(os.environ)
+        if tree:  # another copy of the package, ahead of the editable install
+            env["PYTHONPATH"] = tree
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env
         )
         topo.pids[self.proc.pid] = what
 
@@ -287,7 +306,7 @@ class Child:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            raise BenchError(f"child {self.proc.args} died (exit {self.proc.wait()})")
+            raise BenchError(f"child {self.proc.args!r} died (exit {self.proc.wait()})")
         result: Record = json.loads(line)
         return result
 
@@ -295,10 +314,8 @@ class Child:
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         self.topo.stop(self.proc.pid)
 
 
@@ -324,8 +341,16 @@ def iperf_result(proc: subprocess.Popen[bytes], test: str) -> Record:
 
 def measure(topo: Topology, test: str, impl: str, args: argparse.Namespace) -> Record:
     load = os.getloadavg()[0]
-    opts = json.dumps({"rx-ring": args.rx_ring, "tx-ring": args.tx_ring})
-    fwd = Child(topo, topo.sw, ["--child", test, impl, opts], f"forwarder {impl}")
+    opts = json.dumps(
+        {
+            "rx-ring": args.rx_ring,
+            "tx-ring": args.tx_ring,
+            "poll-interval": str(args.rx_poll_ms / 1e3 if test == "rx" else 0),
+        }
+    )
+    tree = args.alt_tree if impl == "alt" else None
+    kind = "afpacket" if impl == "alt" else impl
+    fwd = Child(topo, topo.sw, ["--child", test, kind, opts], f"forwarder {impl}", tree)
     load_proc: Child | None = None
     client: subprocess.Popen[bytes] | None = None
     rec: Record = {"test": test, "impl": impl, "load1": load}
@@ -338,7 +363,7 @@ def measure(topo: Topology, test: str, impl: str, args: argparse.Namespace) -> R
         time.sleep(args.warmup)
         spy = None
         if args.profile and impl == "afpacket":
-            out = f"{args.profile}.{test}.{rec_id(topo)}.txt"
+            out = f"{args.profile}.{test}.{next(_profiles)}.txt"
             cmd = [
                 str(Path(sys.executable).parent / "py-spy"),
                 "record",
@@ -377,21 +402,17 @@ def measure(topo: Topology, test: str, impl: str, args: argparse.Namespace) -> R
         fps=frames / wall,
         cpu_pct=100 * cpu / wall,
         us_per_frame=1e6 * cpu / frames if frames else float("nan"),
+        sys_us_per_frame=1e6 * (m1["sys"] - m0["sys"]) / frames if frames else float("nan"),
         dropped=m1["drop"] - m0["drop"],
         batch=(m1["rx"] - m0["rx"]) / max(1, m1["batches"] - m0["batches"]),
     )
     return rec
 
 
-def rec_id(topo: Topology) -> int:
-    topo.__dict__.setdefault("_profiles", 0)
-    topo.__dict__["_profiles"] += 1
-    return int(topo.__dict__["_profiles"])
-
-
 def _line(rec: Record) -> str:
     text = (
-        f"{rec['test']:>3} {rec['impl']:>8}: {rec['us_per_frame']:6.3f} us/frame  "
+        f"{rec['test']:>3} {rec['impl']:>8}: {rec['us_per_frame']:6.3f} us/frame "
+        f"(sys {rec['sys_us_per_frame']:5.3f})  "
         f"{rec['fps'] / 1e3:7.1f} kfps  cpu {rec['cpu_pct']:5.1f}%  rx batch {rec['batch']:4.1f}  "
         f"drop {rec['dropped']}"
     )
@@ -403,29 +424,31 @@ def _line(rec: Record) -> str:
 
 
 def summarize(records: list[Record], tests: list[str]) -> None:
-    print("\nmedians (ratio = afpacket / naive in the same run):")
+    print("\nmedians (ratio = impl / naive, pairwise within each run):")
+    med = statistics.median
     for test in tests:
         mine = [r for r in records if r["test"] == test]
-        afp = [r for r in mine if r["impl"] == "afpacket"]
-        base = [r for r in mine if r["impl"] == "naive"]
-        if not afp or not base:
-            continue
-        ratios = [a["us_per_frame"] / b["us_per_frame"] for a, b in zip(afp, base, strict=True)]
-        med = statistics.median
-        text = (
-            f"  {test:>3}: afpacket {med(r['us_per_frame'] for r in afp):.3f} us/frame "
-            f"({med(r['fps'] for r in afp) / 1e3:.1f} kfps), naive "
-            f"{med(r['us_per_frame'] for r in base):.3f} us/frame "
-            f"({med(r['fps'] for r in base) / 1e3:.1f} kfps), ratio {med(ratios):.3f} "
-            f"[{min(ratios):.3f}-{max(ratios):.3f}]"
-        )
-        for key, unit, scale in (("deliv_pps", "kpps", 1e3), ("gbps", "Gbit/s", 1)):
-            if all(key in r for r in mine):
-                text += (
-                    f"; delivered {med(r[key] for r in afp) / scale:.2f} vs "
-                    f"{med(r[key] for r in base) / scale:.2f} {unit}"
-                )
-        print(text + f"; load {med(r['load1'] for r in mine):.2f}")
+        base = {r["run"]: r for r in mine if r["impl"] == "naive"}
+        for impl in sorted({r["impl"] for r in mine}, key=lambda i: i != "naive"):
+            recs = [r for r in mine if r["impl"] == impl]
+            text = (
+                f"  {test:>3} {impl:>8}: {med(r['us_per_frame'] for r in recs):6.3f} us/frame "
+                f"(sys {med(r['sys_us_per_frame'] for r in recs):5.3f}) "
+                f"{med(r['fps'] for r in recs) / 1e3:7.1f} kfps  batch "
+                f"{med(r['batch'] for r in recs):4.1f}"
+            )
+            if impl != "naive" and base:
+                ratios = [
+                    r["us_per_frame"] / base[r["run"]]["us_per_frame"]
+                    for r in recs
+                    if r["run"] in base
+                ]
+                text += f"  ratio {med(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}]"
+            if all("deliv_pps" in r for r in recs):
+                text += f"  delivered {med(r['deliv_pps'] for r in recs) / 1e3:.1f} kpps"
+            if all("gbps" in r for r in recs):
+                text += f"  {med(r['gbps'] for r in recs):.2f} Gbit/s"
+            print(text + f"  load {med(r['load1'] for r in recs):.2f}")
 
 
 def _raise_exit(signum: int, frame: FrameType | None) -> None:
@@ -441,7 +464,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--secs", type=float, default=4.0, help="measured window per test")
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--rx-rate", type=int, default=0, help="rx test's frames/s (0: flat out)")
+    p.add_argument(
+        "--rx-poll-ms",
+        type=float,
+        default=1.0,
+        help="rx test: sleep this long when the queue is empty (0: wait in epoll)",
+    )
     p.add_argument("--json", help="write every record here")
+    p.add_argument(
+        "--alt-tree",
+        metavar="DIR",
+        help="also measure the afpacket netdev of the pyvswitchd package in DIR (impl 'alt')",
+    )
     p.add_argument(
         "--profile",
         metavar="PREFIX",
@@ -480,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.secs:g} s each", flush=True)  # fmt: skip
         for i in range(args.runs):
             for test in tests:
-                for impl in IMPLS:
+                for impl in IMPLS + (("alt",) if args.alt_tree else ()):
                     rec = measure(topo, test, impl, args)
                     rec["run"] = i
                     records.append(rec)

@@ -15,7 +15,7 @@ much latency per frame, in exchange for fewer wake-ups under load.
 
 Transmit, TPACKET_V2 (:class:`TxRing`): user space writes frames into slots
 whose status is TP_STATUS_AVAILABLE, marks them TP_STATUS_SEND_REQUEST and
-"kicks" the kernel with one ``send()``.  The kernel walks the ring strictly
+"kicks" the kernel with one ``write()``.  The kernel walks the ring strictly
 in order from its own head, sets each frame TP_STATUS_SENDING while an skb
 holds it and TP_STATUS_AVAILABLE again when the skb is freed (on a veth that
 is during the kick; on a real NIC at transmit completion).  Because the
@@ -28,15 +28,14 @@ frame, with PACKET_AUXDATA for the VLAN tag.  Needed for GSO super-frames
 of up to 64 KiB (PACKET_VNET_HDR), which do not fit ring frames.
 
 The rings copy every frame out (``bytes``) as soon as they see it, so the
-kernel gets its slot back at once.  The only memoryviews of a ring are the
-word views its owner keeps for strided header access, released by ``close``
-before it unmaps.
+kernel gets its slot back at once; ``close`` releases the ring's memoryviews
+(word views for header fields) before it unmaps.
 
-Speed: receive and transmit run for every frame the switch forwards, and
-the machine's CPUs are shared with the traffic's own endpoints, so the ring
-paths work on whole runs of slots: one strided slice of a word view reads
-(or writes) one header field of up to 32 frames, leaving per-frame Python
-only for the copy itself (one slice each) and the Packet.
+Speed: this runs for every frame the switch forwards, on CPUs shared with
+the traffic's endpoints, so the hot paths were shaped by instruction counts
+(valgrind) and ``benchmarks/afpacket_bench.py``: header fields through word
+views or one unpack, one slice per frame copy, strided stores for whole
+runs of status words where that pays, map() over per-element loops.
 """
 
 from __future__ import annotations
@@ -53,22 +52,14 @@ from .provider import NetdevStats
 
 # -- <linux/if_packet.h> ---------------------------------------------------------
 SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP = 1
 PACKET_RX_RING = 5
-PACKET_STATISTICS = 6
 PACKET_AUXDATA = 8
 PACKET_VERSION = 10
 PACKET_TX_RING = 13
 PACKET_LOSS = 14
 PACKET_VNET_HDR = 15
-PACKET_FANOUT = 18
-PACKET_IGNORE_OUTGOING = 23
-PACKET_MR_PROMISC = 1
-PACKET_FANOUT_HASH = 0
-PACKET_FANOUT_FLAG_UNIQUEID = 0x2000
 TPACKET_V2 = 1
 TPACKET_V3 = 2
-ETH_P_ALL = 3
 
 # Receive status bits.
 TP_STATUS_KERNEL = 0
@@ -94,8 +85,8 @@ V3_RETIRE_MS = 1
 ETH_ALEN2 = 12  # the two MAC addresses, before the EtherType / VLAN tag
 TPID_8021Q = 0x8100
 
-# tpacket2_hdr: tp_status, tp_len, tp_snaplen (u32), tp_mac, tp_net (u16), sec, nsec, vlan
-# tci/tpid (u16).
+# tpacket2_hdr: tp_status, tp_len, tp_snaplen, tp_mac (then tp_net, sec, nsec, vlan tci/tpid).
+_V2_HDR = struct.Struct("=IIIH")
 _V2_VLAN_OFF = 24
 # tpacket3_hdr: tp_next_offset, sec, nsec, tp_snaplen, tp_len, tp_status, tp_mac.
 _V3_HDR = struct.Struct("=I8xIIIH")
@@ -107,17 +98,16 @@ _V3_BLOCK_STATUS_OFF = 8
 _V3_BLOCK = struct.Struct("=III")
 _VLAN = struct.Struct("=HH")
 _TAG = struct.Struct("!HH")
-_U32 = struct.Struct("=I")
-_ZERO32 = b"\0\0\0\0"
-#: Runs of at least this many slots are read or written with strided slices.
+#: Transmit batches of at least this many slots take the strided paths of
+#: put_many and reap (for fewer, slicing a memoryview costs more than it saves).
 _RUN = 8
 #: Status words for a strided store into n slots: ``_ZEROS[n]``, ``_SEND_REQUESTS[n]``.
-_ZEROS = [memoryview(array("I", [TP_STATUS_KERNEL] * n)) for n in range(NETDEV_MAX_BURST + 1)]
-_SEND_REQUESTS = [
-    memoryview(array("I", [TP_STATUS_SEND_REQUEST] * n)) for n in range(NETDEV_MAX_BURST + 1)
-]
-#: Receive statuses that need the per-frame path: drops to report, a VLAN tag to put back.
-_RX_ODD = TP_STATUS_LOSING | TP_STATUS_VLAN_VALID
+_ZEROS, _SEND_REQUESTS = (
+    [memoryview(array("I", [status] * n)) for n in range(NETDEV_MAX_BURST + 1)]
+    for status in (TP_STATUS_KERNEL, TP_STATUS_SEND_REQUEST)
+)
+#: Receive statuses that need RxPath._odd_frame: a VLAN tag to put back.
+_RX_ODD = TP_STATUS_VLAN_VALID
 _AUXDATA = struct.Struct("=IIIHHHH")  # tpacket_auxdata: status, len, snaplen, mac, net, tci, tpid
 _VNET = struct.Struct("<BBHHHH")  # virtio_net_hdr, little endian as the kernel gives it here
 VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
@@ -141,12 +131,6 @@ def rx_frame_size(mtu: int, extra: int = 0) -> int:
     alignment; 128 bytes of room covers that for every header variant.
     """
     return max(2048, _pow2_at_least(128 + extra + mtu + 18))
-
-
-def _vlan_frame(mm: mmap.mmap, start: int, size: int, tpid: int, tci: int) -> bytes:
-    """The frame at ``start`` with the 802.1Q tag the kernel moved to metadata put back."""
-    tag = _TAG.pack(tpid, tci)
-    return mm[start : start + ETH_ALEN2] + tag + mm[start + ETH_ALEN2 : start + size]
 
 
 class RxPath:
@@ -185,20 +169,19 @@ class RxPath:
         self, mm: mmap.mmap, status: int, length: int, snaplen: int, start: int,
         vlan: tuple[struct.Struct, int], frames: list[bytes],
     ) -> None:  # fmt: skip
-        """Take a ring frame that is not plain: truncated (rx_errors), VLAN-tagged, or losing.
+        """Take the ring frame at ``start`` if not truncated (rx_errors), with its VLAN tag.
 
-        The frame starts at ``start``; ``vlan`` unpacks the header's (tci, tpid)
-        at the offset that comes with it.
+        ``vlan``: how to unpack (tci, tpid) from the header, and where.  The tag
+        the kernel moved into metadata goes back after the MAC addresses.
         """
-        if status & TP_STATUS_LOSING:
-            self.losing = True
         if snaplen != length:
             self.stats.rx_errors += 1  # larger than a ring frame: truncated
         elif status & TP_STATUS_VLAN_VALID:
             tci, tpid = vlan[0].unpack_from(mm, vlan[1])
             if not status & TP_STATUS_VLAN_TPID_VALID:
                 tpid = TPID_8021Q
-            frames.append(_vlan_frame(mm, start, snaplen, tpid, tci & 0xFFFF))
+            tag, mid = _TAG.pack(tpid, tci & 0xFFFF), start + ETH_ALEN2
+            frames.append(mm[start:mid] + tag + mm[mid : start + snaplen])
         else:
             frames.append(mm[start : start + snaplen])
 
@@ -232,61 +215,64 @@ class RxRingV2(RxPath):
         sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
         # Blocks are whole multiples of the frame size, so frame i is at i * size.
         mm = self._mm = mmap.mmap(sock.fileno(), nr * size)
-        # Word and half-word views: the header of frame i starts at word
-        # a = i * stride = _hdrs[i]; tp_status, tp_len and tp_snaplen are words
-        # a, a + 1, a + 2, tp_mac is half-word 2 * a + 6.
-        self._views = self._words, self._halves = memoryview(mm).cast("I"), memoryview(mm).cast("H")
-        self._stride = size // 4
-        self._hdrs = list(range(0, nr * self._stride, self._stride))
-        self._nr = nr
+        # tp_status of the frame at byte offset off is word off >> 2 of this view.
+        self._words = memoryview(mm).cast("I")
+        self._views = (self._words,)
+        self._size = size
+        self._bytes = nr * size
         self._next = 0
 
     def ready(self) -> bool:
         # A frame is either the kernel's (status exactly TP_STATUS_KERNEL: the
         # kernel only fills such a frame and sets the status last) or ours.
-        return self._mm is not None and bool(self._words[self._hdrs[self._next]])
+        return self._mm is not None and bool(self._words[self._next * self._size >> 2])
 
     def read(self, want: int = NETDEV_MAX_BURST) -> list[Packet]:
-        # The hot path, shaped for speed: header fields are read through the word
-        # views (an index costs far less than a struct unpack, and less than a
-        # strided slice for all but the longest runs), over precomputed header
-        # positions, so that a plain frame costs a few indexes, one slice (the
-        # copy), one store (the status) and its Packet.
+        # The hot path, shaped for speed: one unpack per header, one slice per
+        # frame to copy it, one strided store to hand the whole run back to the
+        # kernel, map() to make the packets.
         mm = self._mm
         if mm is None:
             return []
-        words, halves, i = self._words, self._halves, self._next
-        if not words[self._hdrs[i]]:
+        size, words = self._size, self._words
+        first = self._next * size
+        if not words[first >> 2]:
             return []
-        hdrs = self._hdrs[i : i + want]  # not past the ring's end: see below
-        end = i + len(hdrs)
+        unpack = _V2_HDR.unpack_from
         frames: list[bytes] = []
         append = frames.append
-        for a in hdrs:
-            status = words[a]
-            if not status:
-                end = a // self._stride
+        end = first + want * size
+        if end > self._bytes:  # a strided store cannot wrap: see below
+            end = self._bytes
+        for off in range(first, end, size):
+            status, length, snaplen, mac = unpack(mm, off)
+            if not status:  # TP_STATUS_KERNEL: the kernel fills frames in ring order
                 break
-            snaplen = words[a + 2]
-            start = 4 * a + halves[2 * a + 6]  # tp_mac
-            if status & _RX_ODD or snaplen != words[a + 1]:
-                vlan = (_VLAN, 4 * a + _V2_VLAN_OFF)
-                self._odd_frame(mm, status, words[a + 1], snaplen, start, vlan, frames)
+            if status & _RX_ODD or snaplen != length:
+                vlan = (_VLAN, off + _V2_VLAN_OFF)
+                self._odd_frame(mm, status, length, snaplen, off + mac, vlan, frames)
             else:
+                start = off + mac
                 append(mm[start : start + snaplen])
-            words[a] = TP_STATUS_KERNEL  # copied out: the slot is the kernel's again
-        self._next = end if end < self._nr else 0
-        out = _packets(frames, self.stats)
-        if end == self._nr and end - i < want:
-            out += self.read(want - (end - i))  # the run goes on at the ring's start
-        return out
+        else:
+            off = end
+        n, stride = (off - first) // size, size >> 2
+        # The kernel flags every frame while it has drops not yet read through
+        # PACKET_STATISTICS, so the run's last frame tells for the whole run.
+        if words[(off - size) >> 2] & TP_STATUS_LOSING:
+            self.losing = True
+        words[first >> 2 : (off >> 2) : stride] = _ZEROS[n]  # TP_STATUS_KERNEL: the kernel's
+        self._next = off // size if off < self._bytes else 0
+        if off == self._bytes and n < want:
+            return _packets(frames, self.stats) + self.read(want - n)  # on from the ring's start
+        return _packets(frames, self.stats)
 
 
 def _packets(frames: list[bytes], stats: NetdevStats) -> list[Packet]:
     """``frames`` as packets, counted in rx_packets and rx_bytes."""
     stats.rx_packets += len(frames)
     stats.rx_bytes += sum(map(len, frames))
-    return [Packet(frame) for frame in frames]
+    return list(map(Packet, frames))
 
 
 class RxRingV3(RxPath):
@@ -309,6 +295,7 @@ class RxRingV3(RxPath):
         )
         sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
         self._mm = mmap.mmap(sock.fileno(), block * self.BLOCK_NR)
+        self._views = (memoryview(self._mm).cast("I"),)  # block_status: word (block * k + 8) / 4
         self._block = block
         self._nr = self.BLOCK_NR
         self._cur = 0  # block being read
@@ -316,19 +303,13 @@ class RxRingV3(RxPath):
         self._off = 0  # offset of the next frame in the mmap
 
     def ready(self) -> bool:
-        mm = self._mm
-        if mm is None:
+        if self._mm is None:
             return False
-        if self._left:
-            return True
-        status = _U32.unpack_from(mm, self._cur * self._block + _V3_BLOCK_STATUS_OFF)[0]
-        return bool(status & TP_STATUS_USER)
+        status = self._views[0][(self._cur * self._block + _V3_BLOCK_STATUS_OFF) >> 2]
+        return bool(self._left or status & TP_STATUS_USER)
 
     def _release(self) -> None:
-        mm = self._mm
-        assert mm is not None
-        base = self._cur * self._block + _V3_BLOCK_STATUS_OFF
-        mm[base : base + 4] = _ZERO32
+        self._views[0][(self._cur * self._block + _V3_BLOCK_STATUS_OFF) >> 2] = TP_STATUS_KERNEL
         self._cur = (self._cur + 1) % self._nr
 
     def read(self) -> list[Packet]:
@@ -488,12 +469,20 @@ class TxRing:
     SLOTS = 512
 
     def __init__(
-        self, sock: socket.socket, mtu: int, stats: NetdevStats, *, vnet: bool = False
+        self, sock: socket.socket, mtu: int, stats: NetdevStats, *, offload: bool = False
     ) -> None:
         self.stats = stats
-        size = rx_frame_size(mtu, VNET_HDR_LEN if vnet else 0)
+        size = rx_frame_size(mtu, VNET_HDR_LEN)
         block = max(size, _PAGE)
         nr = self.SLOTS
+        # Every frame goes after a virtio-net header (tpacket_snd reads it since
+        # Linux 4.12; it must be switched on before the ring exists).  A frame
+        # with nothing to offload gets one whose hdr_len is the frame's length:
+        # the kernel then copies it whole into the skb's linear area instead of
+        # attaching ring pages as fragments, which the receiving stack has to
+        # pull back; on a veth that saved a quarter to a third of the kernel's
+        # transmit time per frame, 60 bytes or 1514.
+        sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
         sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
         # Without PACKET_LOSS the kernel stops its head at a malformed frame for
         # good (TP_STATUS_WRONG_FORMAT); with it, it skips and frees such a frame.
@@ -501,102 +490,84 @@ class TxRing:
         req = struct.pack("=4I", block, nr * size // block, size, nr)
         sock.setsockopt(SOL_PACKET, PACKET_TX_RING, req)
         self._mm: mmap.mmap | None = mmap.mmap(sock.fileno(), nr * size)
-        # tp_status and tp_len of slot i are words i * stride and i * stride + 1.
+        # Slot i's header starts at word a = i * stride: tp_status and tp_len are
+        # words a and a + 1; the virtio-net header's hdr_len is half-word 2 * a + 17.
         self._words = memoryview(self._mm).cast("I")
+        self._halves = memoryview(self._mm).cast("H")
         self._stride = size // 4
-        self._size = size
         self._nr = nr
         self._next = 0
         self._owner: list[TxBatch | None] = [None] * nr
         self._length = [0] * nr
-        #: Where each slot's frame goes.
-        self._data = [i * size + TX_DATA_OFFSET for i in range(nr)]
-        #: Most bytes (virtio-net header included) one slot carries.
-        self.capacity = size - TX_DATA_OFFSET
+        #: Where each slot's frame goes, after the virtio-net header.
+        self._data = [i * size + TX_DATA_OFFSET + VNET_HDR_LEN for i in range(nr)]
+        #: Whether frames come with headers of their own (userspace-tso).  If not,
+        #: only hdr_len is ever written: the rest of each header stays zero.
+        self._offload = offload
+        #: Most bytes of frame one slot carries.
+        self.capacity = size - TX_DATA_OFFSET - VNET_HDR_LEN
 
     def put_many(
         self, frames: list[bytes], lens: list[int], vnets: list[bytes] | None, batch: TxBatch
     ) -> int:
-        """Queue ``frames`` (``lens`` their lengths; each after ``vnets[k]``, if given) in order.
+        """Queue ``frames`` (``lens`` their lengths; ``vnets`` their headers, if offloading).
 
-        Returns how many fit: stops at the first slot the kernel still owns.
+        Returns how many fit, in order: stops at the first slot the kernel still owns.
         """
-        # The hot path, shaped for speed: a run of at least _RUN free slots before
-        # the ring's end gets one slice assignment per frame and one strided store
-        # each for all lengths and all statuses; anything else goes slot by slot.
-        i, n = self._next, len(frames)
-        owner = self._owner
-        if (
-            n < _RUN
-            or vnets is not None
-            or i + n > self._nr
-            or owner[i : i + n].count(None) != n
-            or self._mm is None
-        ):
-            return self._put_each(frames, vnets, batch)
-        mm, words, stride = self._mm, self._words, self._stride
-        for s, k, f in zip(self._data[i : i + n], lens, frames, strict=True):
-            mm[s : s + k] = f
-        a = i * stride
-        b = a + n * stride
-        words[a + 1 : b + 1 : stride] = array("I", lens)
-        words[a:b:stride] = _SEND_REQUESTS[n]  # last, although the kernel reads only when kicked
-        owner[i : i + n] = [batch] * n
-        self._length[i : i + n] = lens
-        batch.slots += range(i, i + n)
-        batch.remaining += n
-        self._next = i + n if i + n < self._nr else 0
-        return n
-
-    def _put_each(self, frames: list[bytes], vnets: list[bytes] | None, batch: TxBatch) -> int:
-        """``put_many`` slot by slot, settling completed slots of earlier batches on the way."""
-        mm = self._mm
+        mm, i, n, owner = self._mm, self._next, len(frames), self._owner
         if mm is None:
             return 0
-        words, stride, nr, owner, lengths = (
-            self._words,
-            self._stride,
-            self._nr,
-            self._owner,
-            self._length,
-        )
-        slots = batch.slots
-        i = self._next
-        n = 0
-        for frame in frames:
+        words, halves, stride = self._words, self._halves, self._stride
+        if n >= _RUN and vnets is None and i + n <= self._nr and owner[i : i + n].count(None) == n:
+            # The hot path, shaped for speed: free slots up to the ring's end get one
+            # slice assignment per frame and one strided store each for all tp_len,
+            # hdr_len and tp_status.  (For fewer than _RUN frames the strided
+            # stores cost more than they save.)
+            for s, k, f in zip(self._data[i : i + n], lens, frames):  # noqa: B905 (slower)
+                mm[s : s + k] = f
+            a, b = i * stride, (i + n) * stride
+            words[a + 1 : b + 1 : stride] = array("I", [k + VNET_HDR_LEN for k in lens])
+            halves[2 * a + 17 : 2 * b + 17 : 2 * stride] = array("H", lens)
+            words[a:b:stride] = _SEND_REQUESTS[n]  # last, though the kernel reads only when kicked
+            owner[i : i + n] = [batch] * n
+            self._length[i : i + n] = lens
+            batch.slots += range(i, i + n)
+            batch.remaining += n
+            self._next = (i + n) % self._nr
+            return n
+        done = 0  # slot by slot, settling completed slots of earlier batches on the way
+        for frame, length in zip(frames, lens, strict=True):
             if owner[i] is not None and not self._settle(i):
                 break
-            a = i * stride
-            start = self._data[i]
-            length = total = len(frame)
-            if vnets is not None:
-                mm[start : start + VNET_HDR_LEN] = vnets[n]
-                start += VNET_HDR_LEN
-                total += VNET_HDR_LEN
+            a, start = i * stride, self._data[i]
+            vnet = vnets[done] if vnets is not None else None
+            if vnet is not None and (vnet[1] or vnet[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM):
+                mm[start - VNET_HDR_LEN : start] = vnet
+            elif self._offload:  # the slot may hold another frame's offload header
+                mm[start - VNET_HDR_LEN : start] = _VNET.pack(0, 0, length, 0, 0, 0)
+            else:
+                halves[2 * a + 17] = length  # hdr_len: a linear copy, see __init__
             mm[start : start + length] = frame
-            words[a + 1] = total
+            words[a + 1] = length + VNET_HDR_LEN
             words[a] = TP_STATUS_SEND_REQUEST
             owner[i] = batch
-            lengths[i] = length
-            slots.append(i)
-            n += 1
-            i += 1
-            if i == nr:
-                i = 0
+            self._length[i] = length
+            batch.slots.append(i)
+            done += 1
+            i = (i + 1) % self._nr
         self._next = i
-        batch.remaining += n
-        return n
+        batch.remaining += done
+        return done
 
     def _settle(self, i: int) -> bool:
         """Account for slot ``i`` if the kernel gave it back; False while the kernel owns it."""
-        words = self._words
         a = i * self._stride
-        status = words[a]
+        status = self._words[a]
         if status & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING):
             return False
         owner = self._owner[i]
         self._owner[i] = None
-        words[a] = TP_STATUS_AVAILABLE  # from TP_STATUS_WRONG_FORMAT, if that
+        self._words[a] = TP_STATUS_AVAILABLE  # from TP_STATUS_WRONG_FORMAT, if that
         if owner is None or owner is ABANDONED:
             return True
         owner.remaining -= 1
@@ -609,47 +580,44 @@ class TxRing:
 
     def reap(self, batch: TxBatch) -> int:
         """Account for ``batch``'s slots the kernel gave back; return how many it still owns."""
-        # The hot path, shaped for speed: a batch of _RUN or more slots in one run
-        # (not wrapping) that are all back is settled with one strided read and a
-        # few slice operations; anything else slot by slot.
-        slots = batch.slots
         n = batch.remaining
         if not n or self._mm is None:
             return n
-        i, stride, owner = slots[0], self._stride, self._owner
+        slots, owner, words, stride, stats = (
+            batch.slots,
+            self._owner,
+            self._words,
+            self._stride,
+            self.stats,
+        )
+        i = slots[0]
         if (
-            n < _RUN
-            or len(slots) != n
-            or slots[-1] - i != n - 1
-            or owner[i : i + n].count(batch) != n
-            or any(self._words[i * stride : (i + n) * stride : stride])
+            n >= _RUN
+            and len(slots) == n
+            and slots[-1] - i == n - 1
+            and owner[i : i + n].count(batch) == n
+            and not any(words[i * stride : (i + n) * stride : stride])
         ):
-            return self._reap_each(batch)
-        owner[i : i + n] = [None] * n
-        stats = self.stats
-        stats.tx_packets += n
-        stats.tx_bytes += sum(self._length[i : i + n])
-        batch.remaining = 0
-        return 0
-
-    def _reap_each(self, batch: TxBatch) -> int:
-        """``reap`` slot by slot."""
-        if self._mm is None:
-            return batch.remaining
-        words, stride, owner, lengths = self._words, self._stride, self._owner, self._length
+            # The hot path, shaped for speed: a batch in one run of slots that are
+            # all back (TP_STATUS_AVAILABLE), settled with a few slice operations.
+            owner[i : i + n] = [None] * n
+            stats.tx_packets += n
+            stats.tx_bytes += sum(self._length[i : i + n])
+            batch.remaining = 0
+            return 0
         done = nbytes = 0
-        for i in batch.slots:
+        for i in slots:
             if owner[i] is batch:
                 status = words[i * stride]
                 if not status:  # the common case, inline: sent and freed
                     owner[i] = None
                     done += 1
-                    nbytes += lengths[i]
+                    nbytes += self._length[i]
                 elif not status & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING):
                     self._settle(i)
         batch.remaining -= done
-        self.stats.tx_packets += done
-        self.stats.tx_bytes += nbytes
+        stats.tx_packets += done
+        stats.tx_bytes += nbytes
         return batch.remaining
 
     def unsent(self, batch: TxBatch) -> bool:
@@ -664,16 +632,13 @@ class TxRing:
     def unwind(self) -> int:
         """Reclaim every frame the kernel has not taken (TP_STATUS_SEND_REQUEST); return how many.
 
-        They are the run of slots just before the cursor, and the first of
-        them is where the kernel's head waits; moving the cursor back there
-        keeps kernel and ring in step.  Each is counted tx_dropped and in
-        its batch's ``dropped``.
+        They are the run of slots just before the cursor, the first of them
+        where the kernel's head waits: moving the cursor back there keeps both
+        in step.  Each counts in tx_dropped and in its batch's ``dropped``.
         """
         if self._mm is None:
             return 0
-        n = 0
-        i = self._next
-        words, owner = self._words, self._owner
+        n, i, words, owner = 0, self._next, self._words, self._owner
         while n < self._nr:
             j = (i - 1) % self._nr
             a = j * self._stride
@@ -692,18 +657,25 @@ class TxRing:
         return n
 
     def abandon(self, batch: TxBatch) -> None:
-        """Give up on ``batch``'s slots the kernel still holds: tx_dropped, reused once freed."""
-        owner = self._owner
+        """Stop tracking ``batch``'s slots the kernel still holds; they are reused once freed.
+
+        The kernel took those frames (TP_STATUS_SENDING: queued in a qdisc or
+        a driver) and will transmit them without us: they count as sent, as
+        every frame handed to the kernel does.  Frames it never took are
+        :meth:`unwind`'s, and those are the drops.
+        """
+        owner, length, stats = self._owner, self._length, self.stats
         for i in batch.slots:
             if owner[i] is batch:
                 owner[i] = ABANDONED
                 batch.remaining -= 1
-                batch.dropped += 1
-                self.stats.tx_dropped += 1
+                stats.tx_packets += 1
+                stats.tx_bytes += length[i]
 
     def close(self) -> None:
         """Unmap the ring (idempotent); the socket is the owner's to close."""
         if self._mm is not None:
             self._words.release()
+            self._halves.release()
             self._mm.close()
             self._mm = None
