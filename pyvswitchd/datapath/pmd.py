@@ -65,10 +65,6 @@ PMD_YIELD_INTERVAL_NS = 1_000_000
 #: polling a little longer costs less than a wake-up (a pass of trio's
 #: scheduler and of the kernel's): throughput and latency both gain.
 PMD_IDLE_SPIN_NS = 200_000
-#: Longest an idle PMD blocks on its queues' readiness when it has no sleep
-#: bound of its own (pmd-maxsleep 0), us: housekeeping still runs this often.
-PMD_IDLE_WAIT_MAX_US = PMD_SLEEP_MAX_US
-
 _tsc = time.perf_counter_ns
 
 
@@ -310,13 +306,14 @@ class Pmd:
                     idle_since = start
                 if (
                     not rx
+                    and self.max_sleep_us
                     and self.can_wait
                     and start - idle_since >= PMD_IDLE_SPIN_NS
                     and hooks.idle(self)
                     and not self._tx_pending()
                 ):
                     t0 = _tsc()
-                    await self._wait_rxqs(self.max_sleep_us or PMD_IDLE_WAIT_MAX_US)
+                    await self._wait_rxqs(self.max_sleep_us)
                     slept = _tsc() - t0
                     self.idle_waits += 1
                     self.sleep_time_us = 0

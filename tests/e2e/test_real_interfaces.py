@@ -114,6 +114,8 @@ metrics-address = "127.0.0.1:9475"
 
 [other_config]
 pmd-cpu-mask = "0x1"
+# A sleep bound: idle PMDs block on their queues instead of busy polling.
+pmd-sleep-max = "10000"
 
 [[bridge]]
 name = "br0"
