@@ -71,7 +71,7 @@ from ..datapath.packet import ETH_HEADER_LEN, NETDEV_MAX_BURST, Packet
 from .compose import compose_packet
 from .faults import VANISHED_ERRNO, NetdevFaults
 from .pcap import PcapError, PcapWriter
-from .provider import EINPROGRESS, OK, Netdev, NetdevError
+from .provider import EINPROGRESS, OK, Netdev, NetdevError, bounded_int
 
 #: Most queues a dummy device may have (OVS's DUMMY_MAX_QUEUES_PER_PORT).
 MAX_QUEUES = 1024
@@ -92,11 +92,8 @@ def int_option(
     text = options.pop(key, None)
     if text is None:
         return default
-    try:
-        value = int(text, 10)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
+    value = bounded_int(text, low, high)
+    if value is None:
         raise NetdevError(f'{name}: bad {key} "{text}" (expected an integer {low}..{high})')
     return value
 

@@ -74,7 +74,7 @@ import attrs
 
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry
 from ..observe.ratelimit import RateLimit
-from .provider import EINPROGRESS, Netdev
+from .provider import EINPROGRESS, Netdev, bounded_int
 
 if TYPE_CHECKING:
     from ..datapath.packet import Packet
@@ -129,11 +129,8 @@ def parse_assignments(what: str, args: Sequence[str], keys: Sequence[str]) -> di
 
 
 def int_value(what: str, key: str, text: str, low: int, high: int) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
+    value = bounded_int(text, low, high)
+    if value is None:
         raise CommandError(f'{what}: bad {key} "{text}" (expected an integer {low}..{high})')
     return value
 
