@@ -15,7 +15,8 @@ from ..config import PortConfig
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from ..netdev.provider import NetdevError
 from . import rxq_show
-from .dp import DP_NAME, DP_TYPE, Datapath
+from .dp import DP_TYPE, Datapath
+from .dp_ports import DP_NAME
 from .flow_commands import check_dp_name, dpctl_error, register_flow_commands
 from .mac_learning import register_fdb_commands
 from .perf import Stat, parse_perf_log_set

@@ -7,7 +7,8 @@ removed, ``pmd-cpu-mask``, ``n_rxq``, affinity, a rebalance — go through
 :meth:`Datapath.reconfigure`, which recomputes the PMD set and the rxq
 assignment and hands every affected PMD its new poll list through the
 reload handshake (see :mod:`.pmd`).  Reconfigurations are serialised by a
-lock; a PMD never sees a half-built poll list.
+lock; a PMD never sees a half-built poll list.  Opening, configuring and
+removing ports (and the bridges' learning switches) is :mod:`.dp_ports`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from __future__ import annotations
 import gc
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import attrs
 import trio
 
-from ..config import BridgeConfig, Config, OtherConfig, PortConfig
+from ..config import BridgeConfig, Config, OtherConfig
 from ..netdev.provider import Netdev, NetdevError
 from ..netdev.registry import NetdevRegistry
 from ..observe.coverage import Coverage
@@ -29,10 +30,10 @@ from . import rxq_sched
 from .actions import Output, compile_actions
 from .defer import DeferHooks, InlineHooks
 from .dp_offload import DatapathOffload
+from .dp_ports import DP_NAME, DatapathPorts
 from .emc import insert_min_for
 from .flow_key import IN_PORT, FlowKey
 from .flow_table import DpFlow, Executor, FlowTable
-from .mac_learning import MacLearning
 from .perf import PerfLogConfig, PmdPerf
 from .pipeline import FlowPipeline
 from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, TxPort
@@ -41,11 +42,7 @@ from .revalidator import REVALIDATE_INTERVAL, Revalidator
 from .sleep import SleepConfig, parse_sleep_max, sleep_log_lines
 from .upcall import NormalBridge
 
-DP_NAME = "ovs-netdev"
 DP_TYPE = "netdev"
-LOCAL_PORT_TYPE = "dummy-internal"
-#: Types backed by a kernel interface (their problems log as ``netdev_linux``).
-REAL_NETDEV_TYPES = frozenset(("afpacket", "system", "tap", "internal"))
 #: Allocations of container objects between two young-generation collections.
 GC_GEN0_THRESHOLD = 20_000
 
@@ -89,7 +86,7 @@ class DatapathSettings:
     userspace_tso: bool = False
 
 
-class Datapath:
+class Datapath(DatapathPorts):
     """The one userspace datapath of the daemon."""
 
     def __init__(
@@ -152,12 +149,6 @@ class Datapath:
     def exists(self) -> bool:
         """OVS has no netdev datapath until a bridge uses it."""
         return bool(self.bridges)
-
-    def port_by_name(self, name: str) -> Port | None:
-        for port in self.ports.values():
-            if port.name == name:
-                return port
-        return None
 
     def port_names(self) -> dict[int, str]:
         return {no: port.name for no, port in self.ports.items()}
@@ -319,55 +310,6 @@ class Datapath:
             rebal_interval=oc.pmd_auto_lb_rebal_interval,
         )
 
-    async def _apply_bridges(self, bridges: tuple[BridgeConfig, ...]) -> None:
-        wanted: dict[str, tuple[str, PortConfig]] = {}
-        for bc in bridges:
-            local_type = self._local_port_type(bc)
-            wanted[bc.name] = (bc.name, PortConfig(name=bc.name, type=local_type))
-            for pc in bc.ports:
-                wanted[pc.name] = (bc.name, pc)
-        self.bridges = {b.name: b for b in bridges}
-        for name in list(self.normal):
-            if name not in self.bridges:
-                del self.normal[name]
-        for bc in bridges:
-            self._configure_normal(bc)
-        if bridges and self.port_by_name(DP_NAME) is None:
-            self._open_port(None, PortConfig(name=DP_NAME, type=LOCAL_PORT_TYPE), port_no=0)
-        for port in list(self.ports.values()):
-            if port.port_no == 0:
-                if not bridges:
-                    self._remove_port(port)
-                continue
-            spec = wanted.get(port.name)
-            if spec is None or spec[1].type != port.type or spec[0] != port.bridge:
-                self._remove_port(port)
-        self.port_errors = {}
-        for name, (bridge_name, pc) in wanted.items():
-            existing = self.port_by_name(name)
-            if existing is None:
-                self._open_port(bridge_name, pc)
-                continue
-            try:
-                existing.netdev.set_config(self._port_options(pc))
-            except NetdevError as exc:
-                self.port_errors[name] = str(exc)
-                self.log.warn(f"{name}: could not set configuration ({exc})")
-            self._set_port_other_config(existing, pc.other_config)
-
-    def _configure_normal(self, bc: BridgeConfig) -> None:
-        """Create or update the bridge's learning switch from its other_config."""
-        aging = _int_or(bc.other_config.get("mac-aging-time"), 300)
-        size = _int_or(bc.other_config.get("mac-table-size"), 8192)
-        bridge = self.normal.get(bc.name)
-        if bridge is None:
-            mac = MacLearning(time.monotonic, self.coverage, idle_time=aging, max_entries=size)
-            bridge = NormalBridge(bc.name, mac, self.vlog.module("bridge"), self.coverage)
-            self.normal[bc.name] = bridge
-        else:
-            bridge.mac_learning.set_idle_time(aging)
-            bridge.mac_learning.set_max_entries(size)
-
     def compile_outputs(self, outputs: tuple[int, ...]) -> tuple[list[Output], Executor]:
         """Actions and executor for an output list, shared by every flow with it."""
         cached = self._executors.get(outputs)
@@ -393,97 +335,6 @@ class Datapath:
             bridge=bridge.name,
         )
         return pmd.flow_table.install(flow)
-
-    def _open_port(
-        self, bridge: str | None, pc: PortConfig, port_no: int | None = None
-    ) -> Port | None:
-        try:
-            netdev = self.netdevs.create(pc.type, pc.name, self._port_options(pc))
-        except NetdevError as exc:
-            self.port_errors[pc.name] = str(exc)
-            self.log.warn(f"could not open network device {pc.name} ({exc})")
-            return None
-        netdev.log = self.vlog.module(
-            "netdev_linux" if pc.type in REAL_NETDEV_TYPES else "netdev_dummy"
-        )
-        if port_no is None:
-            port_no = 1
-            while port_no in self.ports:
-                port_no += 1
-        port = Port(port_no, netdev, bridge)
-        self._set_port_other_config(port, pc.other_config)
-        self.ports[port_no] = port
-        self.offload.port_added(port)
-        self._cov_port_add.inc()
-        self.log.info(f"Port {port_no} ({pc.name}) added to datapath {DP_NAME}")
-        return port
-
-    def _port_options(self, pc: PortConfig) -> dict[str, str]:
-        """The port's options, plus ``userspace-tso`` from other_config where it applies."""
-        options = dict(pc.options)
-        cls = self.netdevs.get(pc.type)
-        if cls is not None and cls.tso_capable:
-            options.setdefault("userspace-tso", "true" if self.settings.userspace_tso else "false")
-        return options
-
-    def _local_port_type(self, bc: BridgeConfig) -> str:
-        """The type of the bridge's own port (OVS's internal interface ``br0``).
-
-        Other_config ``local-port-type`` chooses; by default a bridge with a
-        port on a real interface gets a real TAP device, as OVS's netdev
-        datapath gives it, and a bridge of dummy ports a dummy one (so tests
-        and demos create no kernel devices).
-        """
-        chosen = bc.other_config.get("local-port-type")
-        if chosen:
-            return chosen
-        if any(pc.type in REAL_NETDEV_TYPES for pc in bc.ports):
-            return "internal"
-        return LOCAL_PORT_TYPE
-
-    def _set_port_other_config(self, port: Port, other_config: Mapping[str, str]) -> None:
-        oc = dict(other_config)
-        port.other_config = oc
-        text = oc.get("pmd-rxq-affinity")
-        affinity: dict[int, int] = {}
-        if text:
-            try:
-                affinity = rxq_sched.parse_affinity(text)
-            except ValueError:
-                self.log.err(f"{port.name}: invalid pmd-rxq-affinity '{text}'; keeping the old one")
-                affinity = port.affinity
-        port.affinity = affinity
-        port.apply_affinity()
-
-    def _remove_port(self, port: Port) -> None:
-        # The netdev is closed after the reconfigure that stops every PMD using it.
-        del self.ports[port.port_no]
-        self.offload.port_removed(port.port_no)
-        self._closing.append(port)
-        self._cov_port_del.inc()
-        self.log.info(f"Port {port.port_no} ({port.name}) removed from datapath {DP_NAME}")
-
-    # -- port commands --------------------------------------------------------------
-
-    async def add_port(self, bridge: str, pc: PortConfig) -> Port:
-        async with self._lock:
-            if self.port_by_name(pc.name) is not None:
-                raise NetdevError(f"{pc.name}: port already exists")
-            if bridge not in self.bridges:
-                raise NetdevError(f"{bridge}: no such bridge")
-            port = self._open_port(bridge, pc)
-            if port is None:
-                raise NetdevError(self.port_errors.pop(pc.name))
-            await self._reconfigure_locked()
-            return port
-
-    async def del_port(self, name: str) -> None:
-        async with self._lock:
-            port = self.port_by_name(name)
-            if port is None or port.port_no == 0 or port.name in self.bridges:
-                raise NetdevError(f"{name}: no such port")
-            self._remove_port(port)
-            await self._reconfigure_locked()
 
     async def reconfigure(self) -> None:
         async with self._lock:
@@ -701,10 +552,3 @@ class Datapath:
                     getattr(a, "port", None) in port_nos for a in flow.actions
                 ):
                     table.remove(flow)
-
-
-def _int_or(text: str | None, default: int) -> int:
-    try:
-        return int(text) if text is not None else default
-    except ValueError:
-        return default

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 from .. import PROGRAM_NAME
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from .actions import ActionSyntaxError, compile_actions, format_actions, parse_actions
-from .dp import DP_NAME, DP_TYPE
+from .dp import DP_TYPE
+from .dp_ports import DP_NAME
 from .flow import FlowMatch, FlowSyntaxError, InPortNotExactError, format_flow, parse_match
 from .flow_table import DpFlow
 

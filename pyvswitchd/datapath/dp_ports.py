@@ -1,0 +1,211 @@
+"""The datapath's ports and bridges: opening, configuring and removing ports.
+
+:class:`DatapathPorts` is the part of :class:`~.dp.Datapath` that turns the
+bridges of the configuration into datapath ports (netdevs with port
+numbers), each bridge's local port and learning switch included, and
+serves ``dpctl/add-if`` / ``del-if``.  A removed port's netdev is closed
+only after the reconfigure that stops every PMD polling it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..config import BridgeConfig, PortConfig
+from ..netdev.provider import NetdevError
+from ..netdev.registry import NetdevRegistry
+from ..observe.coverage import Counter, Coverage
+from ..observe.vlog import Vlog, VlogModule
+from . import rxq_sched
+from .mac_learning import MacLearning
+from .port import Port
+from .upcall import NormalBridge
+
+if TYPE_CHECKING:
+    from .dp import DatapathSettings
+    from .dp_offload import DatapathOffload
+
+DP_NAME = "ovs-netdev"
+LOCAL_PORT_TYPE = "dummy-internal"
+#: Types backed by a kernel interface (their problems log as ``netdev_linux``).
+REAL_NETDEV_TYPES = frozenset(("afpacket", "system", "tap", "internal"))
+
+
+class DatapathPorts:
+    """Port and bridge management, mixed into :class:`~.dp.Datapath`."""
+
+    # Provided by Datapath.__init__.
+    log: VlogModule
+    vlog: Vlog
+    netdevs: NetdevRegistry
+    coverage: Coverage
+    settings: DatapathSettings
+    offload: DatapathOffload
+    ports: dict[int, Port]
+    bridges: dict[str, BridgeConfig]
+    port_errors: dict[str, str]
+    normal: dict[str, NormalBridge]
+    _closing: list[Port]
+    _cov_port_add: Counter
+    _cov_port_del: Counter
+    _lock: trio.Lock
+
+    async def _reconfigure_locked(self) -> None:
+        raise NotImplementedError  # Datapath's
+
+    def port_by_name(self, name: str) -> Port | None:
+        for port in self.ports.values():
+            if port.name == name:
+                return port
+        return None
+
+    async def _apply_bridges(self, bridges: tuple[BridgeConfig, ...]) -> None:
+        wanted: dict[str, tuple[str, PortConfig]] = {}
+        for bc in bridges:
+            local_type = self._local_port_type(bc)
+            wanted[bc.name] = (bc.name, PortConfig(name=bc.name, type=local_type))
+            for pc in bc.ports:
+                wanted[pc.name] = (bc.name, pc)
+        self.bridges = {b.name: b for b in bridges}
+        for name in list(self.normal):
+            if name not in self.bridges:
+                del self.normal[name]
+        for bc in bridges:
+            self._configure_normal(bc)
+        if bridges and self.port_by_name(DP_NAME) is None:
+            self._open_port(None, PortConfig(name=DP_NAME, type=LOCAL_PORT_TYPE), port_no=0)
+        for port in list(self.ports.values()):
+            if port.port_no == 0:
+                if not bridges:
+                    self._remove_port(port)
+                continue
+            spec = wanted.get(port.name)
+            if spec is None or spec[1].type != port.type or spec[0] != port.bridge:
+                self._remove_port(port)
+        self.port_errors = {}
+        for name, (bridge_name, pc) in wanted.items():
+            existing = self.port_by_name(name)
+            if existing is None:
+                self._open_port(bridge_name, pc)
+                continue
+            try:
+                existing.netdev.set_config(self._port_options(pc))
+            except NetdevError as exc:
+                self.port_errors[name] = str(exc)
+                self.log.warn(f"{name}: could not set configuration ({exc})")
+            self._set_port_other_config(existing, pc.other_config)
+
+    def _configure_normal(self, bc: BridgeConfig) -> None:
+        """Create or update the bridge's learning switch from its other_config."""
+        aging = _int_or(bc.other_config.get("mac-aging-time"), 300)
+        size = _int_or(bc.other_config.get("mac-table-size"), 8192)
+        bridge = self.normal.get(bc.name)
+        if bridge is None:
+            mac = MacLearning(time.monotonic, self.coverage, idle_time=aging, max_entries=size)
+            bridge = NormalBridge(bc.name, mac, self.vlog.module("bridge"), self.coverage)
+            self.normal[bc.name] = bridge
+        else:
+            bridge.mac_learning.set_idle_time(aging)
+            bridge.mac_learning.set_max_entries(size)
+
+    def _open_port(
+        self, bridge: str | None, pc: PortConfig, port_no: int | None = None
+    ) -> Port | None:
+        try:
+            netdev = self.netdevs.create(pc.type, pc.name, self._port_options(pc))
+        except NetdevError as exc:
+            self.port_errors[pc.name] = str(exc)
+            self.log.warn(f"could not open network device {pc.name} ({exc})")
+            return None
+        netdev.log = self.vlog.module(
+            "netdev_linux" if pc.type in REAL_NETDEV_TYPES else "netdev_dummy"
+        )
+        if port_no is None:
+            port_no = 1
+            while port_no in self.ports:
+                port_no += 1
+        port = Port(port_no, netdev, bridge)
+        self._set_port_other_config(port, pc.other_config)
+        self.ports[port_no] = port
+        self.offload.port_added(port)
+        self._cov_port_add.inc()
+        self.log.info(f"Port {port_no} ({pc.name}) added to datapath {DP_NAME}")
+        return port
+
+    def _port_options(self, pc: PortConfig) -> dict[str, str]:
+        """The port's options, plus ``userspace-tso`` from other_config where it applies."""
+        options = dict(pc.options)
+        cls = self.netdevs.get(pc.type)
+        if cls is not None and cls.tso_capable:
+            options.setdefault("userspace-tso", "true" if self.settings.userspace_tso else "false")
+        return options
+
+    def _local_port_type(self, bc: BridgeConfig) -> str:
+        """The type of the bridge's own port (OVS's internal interface ``br0``).
+
+        Other_config ``local-port-type`` chooses; by default a bridge with a
+        port on a real interface gets a real TAP device, as OVS's netdev
+        datapath gives it, and a bridge of dummy ports a dummy one (so tests
+        and demos create no kernel devices).
+        """
+        chosen = bc.other_config.get("local-port-type")
+        if chosen:
+            return chosen
+        if any(pc.type in REAL_NETDEV_TYPES for pc in bc.ports):
+            return "internal"
+        return LOCAL_PORT_TYPE
+
+    def _set_port_other_config(self, port: Port, other_config: Mapping[str, str]) -> None:
+        oc = dict(other_config)
+        port.other_config = oc
+        text = oc.get("pmd-rxq-affinity")
+        affinity: dict[int, int] = {}
+        if text:
+            try:
+                affinity = rxq_sched.parse_affinity(text)
+            except ValueError:
+                self.log.err(f"{port.name}: invalid pmd-rxq-affinity '{text}'; keeping the old one")
+                affinity = port.affinity
+        port.affinity = affinity
+        port.apply_affinity()
+
+    def _remove_port(self, port: Port) -> None:
+        # The netdev is closed after the reconfigure that stops every PMD using it.
+        del self.ports[port.port_no]
+        self.offload.port_removed(port.port_no)
+        self._closing.append(port)
+        self._cov_port_del.inc()
+        self.log.info(f"Port {port.port_no} ({port.name}) removed from datapath {DP_NAME}")
+
+    # -- port commands --------------------------------------------------------------
+
+    async def add_port(self, bridge: str, pc: PortConfig) -> Port:
+        async with self._lock:
+            if self.port_by_name(pc.name) is not None:
+                raise NetdevError(f"{pc.name}: port already exists")
+            if bridge not in self.bridges:
+                raise NetdevError(f"{bridge}: no such bridge")
+            port = self._open_port(bridge, pc)
+            if port is None:
+                raise NetdevError(self.port_errors.pop(pc.name))
+            await self._reconfigure_locked()
+            return port
+
+    async def del_port(self, name: str) -> None:
+        async with self._lock:
+            port = self.port_by_name(name)
+            if port is None or port.port_no == 0 or port.name in self.bridges:
+                raise NetdevError(f"{name}: no such port")
+            self._remove_port(port)
+            await self._reconfigure_locked()
+
+
+def _int_or(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
