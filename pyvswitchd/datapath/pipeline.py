@@ -128,18 +128,16 @@ class FlowPipeline:
         sizes = list(map(len, datas))
         # What the shape check at insertion could not fix: the frame covers the
         # IP packet (its total length is in the signature) with < 64 KiB padding.
-        if (
-            min(map(sub, sizes, map(_TOT, sigs))) < ETH_HEADER_LEN
-            or max(sizes) > _FAST_MAX_LEN
-            or any(map(_DEAD, flows))
-        ):
+        if min(map(sub, sizes, map(_TOT, sigs))) < ETH_HEADER_LEN or max(sizes) > _FAST_MAX_LEN:
+            return False
+        distinct = dict.fromkeys(flows)
+        if any(map(_DEAD, distinct)):
             return False
         pmd.perf.n[Stat.EXACT_HIT] += len(batch)
         for flow, size in zip(flows, sizes, strict=True):
             flow.packets += 1
             flow.bytes += size
         now = _monotonic()
-        distinct = dict.fromkeys(flows)
         for flow in distinct:
             flow.used = now
         executors = dict.fromkeys(map(_EXECUTE, distinct))
