@@ -62,6 +62,9 @@ _TOT = itemgetter(SIG_TOT)
 _FAST_MAX_LEN = 0x1000D
 #: Signature functions the fast path tries, in order (a port remembers its last).
 _BATCH_SIGNATURES = (udp_signature, tcp_signature)
+#: Smallest batch worth the fast path's fixed cost (a few maps and dicts):
+#: the per-packet path is as quick for a lone ping or a TCP ACK.
+FAST_PATH_MIN_BATCH = 4
 #: Batches a port skips the fast path for after it did not apply.
 FAST_PATH_BACKOFF = 8
 
@@ -78,7 +81,7 @@ class FlowPipeline:
     def process(self, pmd: Pmd, batch: list[Packet], in_port: int) -> None:
         """Run a received batch through the caches, the classifier and the actions."""
         emc = pmd.flow_table.emc
-        if emc.insert_min:
+        if emc.insert_min and len(batch) >= FAST_PATH_MIN_BATCH:
             backoff = emc.fast_backoff
             if backoff.get(in_port, 0) == 0:
                 if self.mark_lookup is None or not any(map(_MARK, batch)):
