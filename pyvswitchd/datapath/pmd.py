@@ -185,8 +185,6 @@ class Pmd:
         self._pending: tuple[list[Rxq], dict[int, TxPort]] | None = None
         #: Whether every polled queue can be waited on (see Netdev.waitable).
         self.can_wait = False
-        #: Iterations that blocked on queue readiness (``idle_waits``).
-        self.idle_waits = 0
         self._idle_scope: trio.CancelScope | None = None
         #: All polled queues' descriptors, when each has one (see Netdev.rx_fd).
         self._rx_epoll: select.epoll | None = None
@@ -315,7 +313,6 @@ class Pmd:
                     t0 = _tsc()
                     await self._wait_rxqs(self.max_sleep_us)
                     slept = _tsc() - t0
-                    self.idle_waits += 1
                     self.sleep_time_us = 0
                 elif self.max_sleep_us:
                     if self.sleep_time_us:
