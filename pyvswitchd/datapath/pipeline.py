@@ -16,9 +16,12 @@ Packets are then grouped by flow, in arrival order within each flow, and
 each group runs through its flow's precompiled actions once, with the
 flow's statistics updated per group rather than per packet.
 
-:meth:`FlowPipeline.process` is the hottest function of the daemon: locals
-are bound up front and the common path (EMC hit on a fast-signature frame,
-same flow as the previous packet) touches as few objects as possible.
+This is the hottest code of the daemon, so it has two shapes.  A batch
+of at least 4 packets that are all UDP (or all TCP) exact-match hits takes
+the batch fast path, :meth:`FlowPipeline._all_emc_hits`: a few ``map``
+calls over the whole batch and one action call, with the same counters and
+statistics as the per-packet path.  Everything else goes packet by packet
+through :meth:`FlowPipeline._process`, with locals bound up front.
 """
 
 from __future__ import annotations
