@@ -116,40 +116,27 @@ class Topology:
             run(["ip", "netns", "add", ns])
             self._made.append(ns)
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        run(
-            [
-                "ip",
-                "-n",
-                self.sw,
-                "link",
-                "add",
-                "v1",
-                "type",
-                "veth",
-                "peer",
-                "eth1",
-                "netns",
-                self.ns1,
-            ]
-        )
-        run(
-            [
-                "ip",
-                "-n",
-                self.sw,
-                "link",
-                "add",
-                "v2",
-                "type",
-                "veth",
-                "peer",
-                "eth2",
-                "netns",
-                self.ns2,
-            ]
-        )
-        run(["ip", "-n", self.ns1, "addr", "add", f"{NS1_ADDR}/24", "dev", "eth1"])
-        run(["ip", "-n", self.ns2, "addr", "add", f"{NS2_ADDR}/24", "dev", "eth2"])
+        for port, host, ns, addr in (
+            ("v1", "eth1", self.ns1, NS1_ADDR),
+            ("v2", "eth2", self.ns2, NS2_ADDR),
+        ):
+            run(
+                [
+                    "ip",
+                    "-n",
+                    self.sw,
+                    "link",
+                    "add",
+                    port,
+                    "type",
+                    "veth",
+                    "peer",
+                    host,
+                    "netns",
+                    ns,
+                ]
+            )
+            run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", host])
         for ns, dev in ((self.ns1, "eth1"), (self.ns2, "eth2"), (self.sw, "v1"), (self.sw, "v2")):
             run(["ip", "-n", ns, "link", "set", dev, "up"])
         # Keep IPv6 autoconfiguration and MLD chatter off the measured links.
