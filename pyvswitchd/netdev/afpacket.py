@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..datapath.packet import ETH_HEADER_LEN, Packet
+from ..observe.ratelimit import RateLimit
 from .dummy import queue_options, reject_unknown
 from .pktring import (
     LINK_ERRNOS,
@@ -181,6 +182,9 @@ class AfPacketNetdev(Netdev):
         self.requested_numa_id = 0
         self._log: VlogModule | None = None
         self._unlogged: list[str] = []
+        #: Times an rx ring was found out of step with the kernel and re-aligned.
+        self.ring_resyncs = 0
+        self._resync_rl = RateLimit(1, 5)
         self._wanted: tuple[str, bool, bool] = ("v2", True, False)
         self._applied: tuple[object, ...] = ()
         self._open = False
@@ -377,6 +381,8 @@ class AfPacketNetdev(Netdev):
             text += ", userspace_tso=on"
         if self.n_rxq > 1:
             text += f", rx_queues={self.n_rxq}"
+        if self.ring_resyncs:
+            text += f", rx_ring_resyncs={self.ring_resyncs}"
         return text
 
     # -- device state -------------------------------------------------------
@@ -459,6 +465,15 @@ class AfPacketNetdev(Netdev):
             if path.empty_polls >= _ERROR_POLL_EVERY:
                 path.empty_polls = 0
                 self._check_rx_error(path)
+                skipped = path.check_step()
+                if skipped:
+                    self.ring_resyncs += 1
+                    if self._log is not None:
+                        self._log.warn(
+                            f"{self.name}: rx queue {qid}: ring out of step with the kernel, "
+                            f"skipped {skipped} empty frames to catch up",
+                            rl=self._resync_rl,
+                        )
         return batch
 
     def rx_fd(self, qid: int) -> int | None:

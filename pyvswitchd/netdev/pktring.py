@@ -165,6 +165,10 @@ class RxPath:
         """True when ``read`` would return at least one frame (rings only)."""
         return False
 
+    def check_step(self) -> int:
+        """Called now and then while reads come back empty; see :meth:`RxRingV2.check_step`."""
+        return 0
+
     def _odd_frame(
         self, mm: mmap.mmap, status: int, length: int, snaplen: int, start: int,
         vlan: tuple[struct.Struct, int], frames: list[bytes],
@@ -221,11 +225,46 @@ class RxRingV2(RxPath):
         self._size = size
         self._bytes = nr * size
         self._next = 0
+        #: ``_next`` at the last check_step that found the ring out of step.
+        self._stuck_at: int | None = None
 
     def ready(self) -> bool:
         # A frame is either the kernel's (status exactly TP_STATUS_KERNEL: the
         # kernel only fills such a frame and sets the status last) or ours.
         return self._mm is not None and bool(self._words[self._next * self._size >> 2])
+
+    def check_step(self) -> int:
+        """Re-align with the kernel if our next frame stays empty while others fill.
+
+        The kernel fills frames strictly in ring order and we read them in
+        the same order, so an empty frame at our position with filled ones
+        elsewhere is normal only for the moment another CPU is still copying
+        into ours.  Seen twice in a row (the owner calls this only after
+        many empty reads, a millisecond or more apart), the two positions
+        have come apart: the kernel waits for us to free a frame we will
+        never reach, and drops everything.  Under heavy TCP through veths
+        this was seen after a few minutes, cause not found.  We then move to
+        the oldest filled frame, the first one after the run of empty frames
+        at our position, and return how many frames that skipped (all empty:
+        nothing is lost that was not lost already).  0 when in step.
+        """
+        if self._mm is None:
+            return 0
+        statuses = self._words[:: self._size >> 2].tolist()
+        nxt = self._next
+        if statuses[nxt] or not any(statuses):
+            self._stuck_at = None
+            return 0
+        if self._stuck_at != nxt:
+            self._stuck_at = nxt  # maybe a copy in progress: look again next time
+            return 0
+        self._stuck_at = None
+        n = len(statuses)
+        skipped = 1
+        while not statuses[(nxt + skipped) % n]:
+            skipped += 1
+        self._next = (nxt + skipped) % n
+        return skipped
 
     def read(self, want: int = NETDEV_MAX_BURST) -> list[Packet]:
         # The hot path, shaped for speed: one unpack per header, one slice per

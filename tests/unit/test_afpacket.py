@@ -352,6 +352,43 @@ def test_rx_ring_overflow_counts_drops(
         nd.close()
 
 
+def test_rx_ring_out_of_step_is_realigned(
+    make_pair: Callable[..., Pair], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Put the reader's position among empty frames while the kernel fills
+    # others, as seen once under heavy TCP: without re-alignment the port
+    # would never receive again.
+    monkeypatch.setattr(afpacket.RxRingV2, "RING_BYTES", 0)
+    monkeypatch.setattr(afpacket.RxRingV2, "MIN_FRAMES", 32)
+    monkeypatch.setattr(afpacket, "_ERROR_POLL_EVERY", 4)
+    pair = make_pair()
+    nd = AfPacketNetdev(pair.host)
+    try:
+        ring = nd._rxqs[0]
+        assert isinstance(ring, afpacket.RxRingV2)
+        assert ring.check_step() == 0  # empty ring: in step
+        sock = pair.peer_socket()
+        sent = [frame(i) for i in range(10)]
+        for data in sent:
+            sock.send(data)
+        time.sleep(0.05)
+        assert ring.check_step() == ring.check_step() == 0  # our frame is filled: in step
+        ring._next = 20  # frames 20..31 empty, 0.. filled: out of step
+        assert nd.recv(0) == []
+        got = recv_frames(nd, len(sent))
+        assert got == sent
+        assert nd.ring_resyncs == 1 and "rx_ring_resyncs=1" in nd.status()
+        # In step again: later frames arrive in order, with no further skips.
+        for chunk in range(1, 5):
+            more = [frame(chunk * 10 + k) for k in range(10)]
+            for data in more:
+                sock.send(data)
+            assert recv_frames(nd, len(more)) == more
+        assert nd.ring_resyncs == 1 and nd.stats.rx_dropped == 0
+    finally:
+        nd.close()
+
+
 def test_rx_fanout_over_two_queues(make_pair: Callable[..., Pair]) -> None:
     pair = make_pair()
     nd = AfPacketNetdev(pair.host, {"n_rxq": "2"})

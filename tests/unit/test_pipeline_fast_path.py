@@ -147,3 +147,31 @@ async def test_mixed_flows_are_grouped_by_actions(fast_calls: list[bool]) -> Non
         # One megaflow (NORMAL matches on MACs only) with exact byte counts.
         dump = await h.call("dpctl/dump-flows")
         assert f" packets:18, bytes:{9 * 64 + 9 * 80}," in dump, dump
+
+
+async def test_flows_with_different_actions_get_exact_per_flow_counts(
+    fast_calls: list[bool],
+) -> None:
+    """Two flows, two action sets, two frame sizes in one batch: the fast path's
+    per-flow packet counting and non-uniform byte counting, flow by flow."""
+    async with running_datapath(CONFIG) as h:
+        kept = frame(UDP, 64)
+        dropped = frame(UDP.replace("udp(src=1,dst=2)", "udp(src=3,dst=4)"), 90)
+        base = "in_port(2),eth_type(0x0800),ipv4(proto=17,frag=no),"
+        assert await h.call("dpctl/add-flow", base + "udp(src=1)", "3") == ""
+        assert await h.call("dpctl/add-flow", base + "udp(src=3)", "drop") == ""
+        p1 = h.dp.port_by_name("p1").netdev
+        p1.inject([kept, dropped])  # type: ignore[union-attr]  # megaflow hits fill the EMC
+        await h.wait_for(lambda: len(sent(h, "p2")) == 1)
+        h.dp.pmds[0].flow_table.emc.fast_backoff.clear()
+        fast_calls.clear()
+        before = stats(h)
+        p1.inject([kept, dropped, dropped] * 5 + [kept])  # type: ignore[union-attr]
+        await h.wait_for(lambda: len(sent(h, "p2")) == 7)
+        assert fast_calls == [True]
+        after = stats(h)
+        assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (16, 0, 0)
+        assert sent(h, "p2") == [kept] * 7
+        dump = await h.call("dpctl/dump-flows")
+        assert "udp(src=1), packets:7, bytes:448, " in dump, dump
+        assert "udp(src=3), packets:11, bytes:990, " in dump, dump
