@@ -305,13 +305,18 @@ def test_rx_exactly_the_injected_frames(make_pair: Callable[..., Pair], ring: st
         nd.close()
 
 
+def small_v2_ring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make TPACKET_V2 rx rings 32 frames long, so tests can fill and wrap them."""
+    monkeypatch.setattr(afpacket.RxRingV2, "RING_BYTES", 0)
+    monkeypatch.setattr(afpacket.RxRingV2, "MIN_FRAMES", 32)
+
+
 def test_rx_ring_wraps_around_in_order(
     make_pair: Callable[..., Pair], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A 32-frame ring, filled 25 frames at a time: runs cross the ring's end
     # (read in two pieces), and a VLAN-tagged frame sits inside a run.
-    monkeypatch.setattr(afpacket.RxRingV2, "RING_BYTES", 0)
-    monkeypatch.setattr(afpacket.RxRingV2, "MIN_FRAMES", 32)
+    small_v2_ring(monkeypatch)
     pair = make_pair()
     nd = AfPacketNetdev(pair.host)
     try:
@@ -333,8 +338,7 @@ def test_rx_ring_wraps_around_in_order(
 def test_rx_ring_overflow_counts_drops(
     make_pair: Callable[..., Pair], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(afpacket.RxRingV2, "RING_BYTES", 0)
-    monkeypatch.setattr(afpacket.RxRingV2, "MIN_FRAMES", 32)
+    small_v2_ring(monkeypatch)
     pair = make_pair()
     nd = AfPacketNetdev(pair.host)
     try:
@@ -358,8 +362,7 @@ def test_rx_ring_out_of_step_is_realigned(
     # Put the reader's position among empty frames while the kernel fills
     # others, as seen once under heavy TCP: without re-alignment the port
     # would never receive again.
-    monkeypatch.setattr(afpacket.RxRingV2, "RING_BYTES", 0)
-    monkeypatch.setattr(afpacket.RxRingV2, "MIN_FRAMES", 32)
+    small_v2_ring(monkeypatch)
     monkeypatch.setattr(afpacket, "_ERROR_POLL_EVERY", 4)
     pair = make_pair()
     nd = AfPacketNetdev(pair.host)
