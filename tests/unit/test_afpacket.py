@@ -131,6 +131,21 @@ def make_pair() -> Iterator[Callable[..., Pair]]:
         run("ip", "netns", "del", pair.ns, check=False)
 
 
+@pytest.fixture
+def make_netdev(make_pair: Callable[..., Pair]) -> Iterator[Callable[..., AfPacketNetdev]]:
+    """Open AfPacketNetdevs, closed at teardown (before their veth pairs go)."""
+    opened: list[AfPacketNetdev] = []
+
+    def make(name: str, options: dict[str, str] | None = None) -> AfPacketNetdev:
+        nd = AfPacketNetdev(name, options)
+        opened.append(nd)
+        return nd
+
+    yield make
+    for nd in opened:
+        nd.close()
+
+
 def frame(i: int, size: int = 64, *, vlan: int | None = None) -> bytes:
     """A test frame numbered ``i`` (EtherType ETH_TYPE_TEST), ``size`` bytes in all."""
     head = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01"
@@ -243,66 +258,62 @@ def test_reconfigure_switches_ring_and_mtu_promisc(make_pair: Callable[..., Pair
 
 
 def test_ring_setup_failure_falls_back_and_is_logged(
-    make_pair: Callable[..., Pair], monkeypatch: pytest.MonkeyPatch
+    make_pair: Callable[..., Pair],
+    make_netdev: Callable[..., AfPacketNetdev],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def no_ring(*args: object) -> None:
         raise OSError(errno.ENOMEM, "Cannot allocate memory")
 
     monkeypatch.setitem(afpacket._RX_RINGS, "v2", no_ring)
     pair = make_pair()
-    nd = AfPacketNetdev(pair.host)
-    try:
-        assert "rx_ring=none" in nd.status()
-        log = FakeLog()
-        nd.log = log  # type: ignore[assignment]
-        assert log.warnings == [
-            f"{pair.host}: v2 rx ring setup failed (Cannot allocate memory), "
-            "receiving without a ring"
-        ]
-        pair.peer_socket().send(frame(1))
-        assert recv_frames(nd, 1) == [frame(1)]
-    finally:
-        nd.close()
+    nd = make_netdev(pair.host)
+    assert "rx_ring=none" in nd.status()
+    log = FakeLog()
+    nd.log = log  # type: ignore[assignment]
+    assert log.warnings == [
+        f"{pair.host}: v2 rx ring setup failed (Cannot allocate memory), receiving without a ring"
+    ]
+    pair.peer_socket().send(frame(1))
+    assert recv_frames(nd, 1) == [frame(1)]
 
 
-def test_reconfigure_keeps_or_fails_quietly(make_pair: Callable[..., Pair]) -> None:
+def test_reconfigure_keeps_or_fails_quietly(
+    make_pair: Callable[..., Pair], make_netdev: Callable[..., AfPacketNetdev]
+) -> None:
     pair = make_pair()
-    nd = AfPacketNetdev(pair.host)
-    try:
-        rx_sock = nd._rxqs[0].sock
-        nd.set_config({})  # unchanged: nothing to do
-        assert not nd.reconfigure_required
-        nd.reconfigure()
-        assert nd._rxqs[0].sock is rx_sock  # the sockets (and ring contents) were kept
-        nd.set_config({"n_rxq": "2"})
-        run("ip", "link", "del", pair.host)
-        nd.reconfigure()  # the device is gone: error state, no exception
-        assert nd.error is not None and "No such device" in nd.error
-        assert nd.recv(0) == [] and nd.send(0, [Packet(frame(1))]) == errno.ENODEV
-    finally:
-        nd.close()
+    nd = make_netdev(pair.host)
+    rx_sock = nd._rxqs[0].sock
+    nd.set_config({})  # unchanged: nothing to do
+    assert not nd.reconfigure_required
+    nd.reconfigure()
+    assert nd._rxqs[0].sock is rx_sock  # the sockets (and ring contents) were kept
+    nd.set_config({"n_rxq": "2"})
+    run("ip", "link", "del", pair.host)
+    nd.reconfigure()  # the device is gone: error state, no exception
+    assert nd.error is not None and "No such device" in nd.error
+    assert nd.recv(0) == [] and nd.send(0, [Packet(frame(1))]) == errno.ENODEV
 
 
 # -- receive ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("ring", ["v2", "v3", "none"])
-def test_rx_exactly_the_injected_frames(make_pair: Callable[..., Pair], ring: str) -> None:
+def test_rx_exactly_the_injected_frames(
+    make_pair: Callable[..., Pair], make_netdev: Callable[..., AfPacketNetdev], ring: str
+) -> None:
     pair = make_pair()
-    nd = AfPacketNetdev(pair.host, {"rx-ring": ring})
-    try:
-        sock = pair.peer_socket()
-        sent = [frame(i, 60 + i * 7) for i in range(100)]
-        sent.append(frame(100, vlan=0x2005))  # the kernel strips the tag; it must come back
-        for data in sent:
-            sock.send(data)
-        got = recv_frames(nd, len(sent))
-        assert got == sent
-        assert nd.stats.rx_packets >= len(sent)
-        assert nd.stats.rx_errors == 0 and nd.stats.rx_dropped == 0
-        assert f"rx_ring={ring}" in nd.status()
-    finally:
-        nd.close()
+    nd = make_netdev(pair.host, {"rx-ring": ring})
+    sock = pair.peer_socket()
+    sent = [frame(i, 60 + i * 7) for i in range(100)]
+    sent.append(frame(100, vlan=0x2005))  # the kernel strips the tag; it must come back
+    for data in sent:
+        sock.send(data)
+    got = recv_frames(nd, len(sent))
+    assert got == sent
+    assert nd.stats.rx_packets >= len(sent)
+    assert nd.stats.rx_errors == 0 and nd.stats.rx_dropped == 0
+    assert f"rx_ring={ring}" in nd.status()
 
 
 def small_v2_ring(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -312,52 +323,52 @@ def small_v2_ring(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_rx_ring_wraps_around_in_order(
-    make_pair: Callable[..., Pair], monkeypatch: pytest.MonkeyPatch
+    make_pair: Callable[..., Pair],
+    make_netdev: Callable[..., AfPacketNetdev],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A 32-frame ring, filled 25 frames at a time: runs cross the ring's end
     # (read in two pieces), and a VLAN-tagged frame sits inside a run.
     small_v2_ring(monkeypatch)
     pair = make_pair()
-    nd = AfPacketNetdev(pair.host)
-    try:
-        sock = pair.peer_socket()
-        total = 0
-        for round_ in range(5):
-            sent = [frame(round_ * 25 + k, 60 + (k * 53) % 1400) for k in range(25)]
-            sent[11] = frame(round_ * 25 + 11, 100, vlan=7)
-            for data in sent:
-                sock.send(data)
-            assert recv_frames(nd, len(sent)) == sent
-            total += sum(map(len, sent))
-        assert nd.stats.rx_packets == 125 and nd.stats.rx_bytes == total
-        assert nd.stats.rx_errors == nd.stats.rx_dropped == 0
-    finally:
-        nd.close()
+    nd = make_netdev(pair.host)
+    sock = pair.peer_socket()
+    total = 0
+    for round_ in range(5):
+        sent = [frame(round_ * 25 + k, 60 + (k * 53) % 1400) for k in range(25)]
+        sent[11] = frame(round_ * 25 + 11, 100, vlan=7)
+        for data in sent:
+            sock.send(data)
+        assert recv_frames(nd, len(sent)) == sent
+        total += sum(map(len, sent))
+    assert nd.stats.rx_packets == 125 and nd.stats.rx_bytes == total
+    assert nd.stats.rx_errors == nd.stats.rx_dropped == 0
 
 
 def test_rx_ring_overflow_counts_drops(
-    make_pair: Callable[..., Pair], monkeypatch: pytest.MonkeyPatch
+    make_pair: Callable[..., Pair],
+    make_netdev: Callable[..., AfPacketNetdev],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     small_v2_ring(monkeypatch)
     pair = make_pair()
-    nd = AfPacketNetdev(pair.host)
-    try:
-        sock = pair.peer_socket()
-        sent = [frame(i) for i in range(100)]
-        for data in sent:
-            sock.send(data)
-        assert recv_frames(nd, 32) == sent[:32]  # the ring held the first 32
-        # Frames written while drops are unread carry TP_STATUS_LOSING: the next
-        # receive reads the kernel's count.
-        sock.send(frame(100))
-        assert recv_frames(nd, 1) == [frame(100)]
-        assert nd.stats.rx_dropped == 68
-    finally:
-        nd.close()
+    nd = make_netdev(pair.host)
+    sock = pair.peer_socket()
+    sent = [frame(i) for i in range(100)]
+    for data in sent:
+        sock.send(data)
+    assert recv_frames(nd, 32) == sent[:32]  # the ring held the first 32
+    # Frames written while drops are unread carry TP_STATUS_LOSING: the next
+    # receive reads the kernel's count.
+    sock.send(frame(100))
+    assert recv_frames(nd, 1) == [frame(100)]
+    assert nd.stats.rx_dropped == 68
 
 
 def test_rx_ring_out_of_step_is_realigned(
-    make_pair: Callable[..., Pair], monkeypatch: pytest.MonkeyPatch
+    make_pair: Callable[..., Pair],
+    make_netdev: Callable[..., AfPacketNetdev],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Put the reader's position among empty frames while the kernel fills
     # others, as seen once under heavy TCP: without re-alignment the port
@@ -365,56 +376,52 @@ def test_rx_ring_out_of_step_is_realigned(
     small_v2_ring(monkeypatch)
     monkeypatch.setattr(afpacket, "_ERROR_POLL_EVERY", 4)
     pair = make_pair()
-    nd = AfPacketNetdev(pair.host)
-    try:
-        ring = nd._rxqs[0]
-        assert isinstance(ring, afpacket.RxRingV2)
-        assert ring.check_step() == 0  # empty ring: in step
-        sock = pair.peer_socket()
-        sent = [frame(i) for i in range(10)]
-        for data in sent:
+    nd = make_netdev(pair.host)
+    ring = nd._rxqs[0]
+    assert isinstance(ring, afpacket.RxRingV2)
+    assert ring.check_step() == 0  # empty ring: in step
+    sock = pair.peer_socket()
+    sent = [frame(i) for i in range(10)]
+    for data in sent:
+        sock.send(data)
+    time.sleep(0.05)
+    assert ring.check_step() == ring.check_step() == 0  # our frame is filled: in step
+    ring._next = 20  # frames 20..31 empty, 0.. filled: out of step
+    assert nd.recv(0) == []
+    got = recv_frames(nd, len(sent))
+    assert got == sent
+    assert nd.ring_resyncs == 1 and "rx_ring_resyncs=1" in nd.status()
+    # In step again: later frames arrive in order, with no further skips.
+    for chunk in range(1, 5):
+        more = [frame(chunk * 10 + k) for k in range(10)]
+        for data in more:
             sock.send(data)
-        time.sleep(0.05)
-        assert ring.check_step() == ring.check_step() == 0  # our frame is filled: in step
-        ring._next = 20  # frames 20..31 empty, 0.. filled: out of step
-        assert nd.recv(0) == []
-        got = recv_frames(nd, len(sent))
-        assert got == sent
-        assert nd.ring_resyncs == 1 and "rx_ring_resyncs=1" in nd.status()
-        # In step again: later frames arrive in order, with no further skips.
-        for chunk in range(1, 5):
-            more = [frame(chunk * 10 + k) for k in range(10)]
-            for data in more:
-                sock.send(data)
-            assert recv_frames(nd, len(more)) == more
-        assert nd.ring_resyncs == 1 and nd.stats.rx_dropped == 0
-    finally:
-        nd.close()
+        assert recv_frames(nd, len(more)) == more
+    assert nd.ring_resyncs == 1 and nd.stats.rx_dropped == 0
 
 
-def test_rx_fanout_over_two_queues(make_pair: Callable[..., Pair]) -> None:
+def test_rx_fanout_over_two_queues(
+    make_pair: Callable[..., Pair], make_netdev: Callable[..., AfPacketNetdev]
+) -> None:
     pair = make_pair()
-    nd = AfPacketNetdev(pair.host, {"n_rxq": "2"})
-    try:
-        assert nd.n_rxq == 2 and "rx_queues=2" in nd.status()
-        sock = pair.peer_socket()
-        sent = []
-        for i in range(64):  # IPv4/UDP, one flow each, so the fanout hash spreads them
-            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0,
-                             bytes([10, 0, 0, 1]), bytes([10, 0, 1, i]))  # fmt: skip
-            udp = struct.pack("!HHHH", 1000 + i, 2000 + i * 3, 8, 0)
-            sent.append(b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + udp)
-        for data in sent:
-            sock.send(data)
-        got: list[bytes] = []
-        deadline = time.monotonic() + 2
-        while len(got) < len(sent) and time.monotonic() < deadline:
-            for qid in (0, 1):
-                got += [p.data for p in nd.recv(qid) if p.data in sent]
-            time.sleep(0.001)
-        assert sorted(got) == sorted(sent)
-    finally:
-        nd.close()
+    nd = make_netdev(pair.host, {"n_rxq": "2"})
+    assert nd.n_rxq == 2 and "rx_queues=2" in nd.status()
+    sock = pair.peer_socket()
+    sent = []
+    for i in range(64):  # IPv4/UDP, one flow each, so the fanout hash spreads them
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0,
+                         bytes([10, 0, 0, 1]), bytes([10, 0, 1, i]))  # fmt: skip
+        udp = struct.pack("!HHHH", 1000 + i, 2000 + i * 3, 8, 0)
+        sent.append(b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + udp)
+    for data in sent:
+        sock.send(data)
+    got: list[bytes] = []
+    deadline = time.monotonic() + 2
+    while len(got) < len(sent) and time.monotonic() < deadline:
+        for qid in (0, 1):
+            got += [p.data for p in nd.recv(qid) if p.data in sent]
+        time.sleep(0.001)
+    assert sorted(got) == sorted(sent)
 
 
 def test_own_frames_are_not_received(make_pair: Callable[..., Pair]) -> None:
@@ -434,145 +441,140 @@ def test_own_frames_are_not_received(make_pair: Callable[..., Pair]) -> None:
 
 
 @pytest.mark.parametrize("ring", ["v2", "v3"])
-async def test_wait_readable_wakes_for_a_frame(make_pair: Callable[..., Pair], ring: str) -> None:
+async def test_wait_readable_wakes_for_a_frame(
+    make_pair: Callable[..., Pair], make_netdev: Callable[..., AfPacketNetdev], ring: str
+) -> None:
     pair = make_pair()
-    nd = AfPacketNetdev(pair.host, {"rx-ring": ring})
-    try:
-        sock = pair.peer_socket()
-        with trio.move_on_after(0.05) as idle:
-            await nd.wait_readable(0)  # nothing there: it must sleep
-        assert idle.cancelled_caught
-        start = trio.current_time()
-        with trio.fail_after(1):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(nd.wait_readable, 0)
-                await trio.sleep(0.01)
-                sock.send(frame(1))
-        # v3 hands a block over when its 1 ms timer retires it: allow generous slack.
-        assert trio.current_time() - start < 0.5
-        assert [p.data for p in nd.recv(0) if is_test(p.data)] == [frame(1)]
-    finally:
-        nd.close()
+    nd = make_netdev(pair.host, {"rx-ring": ring})
+    sock = pair.peer_socket()
+    with trio.move_on_after(0.05) as idle:
+        await nd.wait_readable(0)  # nothing there: it must sleep
+    assert idle.cancelled_caught
+    start = trio.current_time()
+    with trio.fail_after(1):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(nd.wait_readable, 0)
+            await trio.sleep(0.01)
+            sock.send(frame(1))
+    # v3 hands a block over when its 1 ms timer retires it: allow generous slack.
+    assert trio.current_time() - start < 0.5
+    assert [p.data for p in nd.recv(0) if is_test(p.data)] == [frame(1)]
 
 
 # -- transmit -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("tx_ring", ["true", "false"])
-def test_tx_arrives_once_and_identical(make_pair: Callable[..., Pair], tx_ring: str) -> None:
+def test_tx_arrives_once_and_identical(
+    make_pair: Callable[..., Pair], make_netdev: Callable[..., AfPacketNetdev], tx_ring: str
+) -> None:
     pair = make_pair()
-    nd = AfPacketNetdev(pair.host, {"tx-ring": tx_ring})
-    try:
-        peer = pair.peer_socket()
-        sent = [frame(i, 60 + (i * 37) % 1400) for i in range(96)]
-        for k in range(0, 96, 32):
-            assert nd.send(k // 32, [Packet(d) for d in sent[k : k + 32]]) == OK
-        assert peer_frames(peer, len(sent)) == sent
-        assert nd.stats.tx_packets == 96 and nd.stats.tx_bytes == sum(map(len, sent))
-        assert nd.stats.tx_dropped == nd.stats.tx_errors == 0
-        # Longer than the MTU: not sent, counted; 4 bytes more are allowed for a VLAN tag.
-        too_long, tagged = frame(200, 1515), frame(201, 1518, vlan=5)
-        assert nd.send(0, [Packet(too_long), Packet(tagged)]) == errno.EMSGSIZE
-        # The peer's plain socket gets the tag as metadata, like any receiver.
-        assert peer_frames(peer, 1) == [tagged[:12] + tagged[16:]]
-        assert nd.stats.tx_errors == 1 and nd.stats.tx_packets == 97
-    finally:
-        nd.close()
+    nd = make_netdev(pair.host, {"tx-ring": tx_ring})
+    peer = pair.peer_socket()
+    sent = [frame(i, 60 + (i * 37) % 1400) for i in range(96)]
+    for k in range(0, 96, 32):
+        assert nd.send(k // 32, [Packet(d) for d in sent[k : k + 32]]) == OK
+    assert peer_frames(peer, len(sent)) == sent
+    assert nd.stats.tx_packets == 96 and nd.stats.tx_bytes == sum(map(len, sent))
+    assert nd.stats.tx_dropped == nd.stats.tx_errors == 0
+    # Longer than the MTU: not sent, counted; 4 bytes more are allowed for a VLAN tag.
+    too_long, tagged = frame(200, 1515), frame(201, 1518, vlan=5)
+    assert nd.send(0, [Packet(too_long), Packet(tagged)]) == errno.EMSGSIZE
+    # The peer's plain socket gets the tag as metadata, like any receiver.
+    assert peer_frames(peer, 1) == [tagged[:12] + tagged[16:]]
+    assert nd.stats.tx_errors == 1 and nd.stats.tx_packets == 97
 
 
 def test_tx_ring_wraps_around_in_order(
-    make_pair: Callable[..., Pair], monkeypatch: pytest.MonkeyPatch
+    make_pair: Callable[..., Pair],
+    make_netdev: Callable[..., AfPacketNetdev],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # 40 slots: batches of 32 and 5 start anywhere, and some cross the ring's end.
     monkeypatch.setattr(afpacket.TxRing, "SLOTS", 40)
     pair = make_pair()
-    nd = AfPacketNetdev(pair.host)
-    try:
-        peer = pair.peer_socket()
-        sent: list[bytes] = []
-        for q in range(8):
-            batch = [frame(len(sent) + k, 60 + (k * 97) % 1440) for k in range(32 if q % 3 else 5)]
-            assert nd.send(q % 2, [Packet(d) for d in batch]) == OK
-            assert peer_frames(peer, len(batch)) == batch  # (read often: the peer's buffer)
-            sent += batch
-        assert nd.stats.tx_packets == len(sent) and nd.stats.tx_bytes == sum(map(len, sent))
-        assert nd.stats.tx_dropped == nd.stats.tx_errors == 0
-    finally:
-        nd.close()
+    nd = make_netdev(pair.host)
+    peer = pair.peer_socket()
+    sent: list[bytes] = []
+    for q in range(8):
+        batch = [frame(len(sent) + k, 60 + (k * 97) % 1440) for k in range(32 if q % 3 else 5)]
+        assert nd.send(q % 2, [Packet(d) for d in batch]) == OK
+        assert peer_frames(peer, len(batch)) == batch  # (read often: the peer's buffer)
+        sent += batch
+    assert nd.stats.tx_packets == len(sent) and nd.stats.tx_bytes == sum(map(len, sent))
+    assert nd.stats.tx_dropped == nd.stats.tx_errors == 0
 
 
-def test_tx_async_completion_force_and_ring_full(make_pair: Callable[..., Pair]) -> None:
+def test_tx_async_completion_force_and_ring_full(
+    make_pair: Callable[..., Pair], make_netdev: Callable[..., AfPacketNetdev]
+) -> None:
     pair = make_pair()
     # A slow token bucket holds the frames in the qdisc: their slots stay the kernel's.
     if run("tc", "qdisc", "add", "dev", pair.host, "root", "tbf", "rate", "400kbit",
            "burst", "1600", "limit", "200000", check=False).returncode:  # fmt: skip
         pytest.skip("needs tc with the tbf qdisc")
-    nd = AfPacketNetdev(pair.host)
-    try:
-        peer = pair.peer_socket()
-        sent = [frame(i, 100) for i in range(32)]  # 25.6 kbit: about 64 ms at 400 kbit/s
-        assert nd.send(0, [Packet(d) for d in sent]) == EINPROGRESS
-        assert nd.stats.tx_packets < 32  # counted at completion
-        deadline = time.monotonic() + 2
-        while (rc := nd.process_async(0, False)) == EINPROGRESS and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert rc == OK and nd.stats.tx_packets == 32 and nd.process_async(0, False) == OK
-        assert peer_frames(peer, 32) == sent
+    nd = make_netdev(pair.host)
+    peer = pair.peer_socket()
+    sent = [frame(i, 100) for i in range(32)]  # 25.6 kbit: about 64 ms at 400 kbit/s
+    assert nd.send(0, [Packet(d) for d in sent]) == EINPROGRESS
+    assert nd.stats.tx_packets < 32  # counted at completion
+    deadline = time.monotonic() + 2
+    while (rc := nd.process_async(0, False)) == EINPROGRESS and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert rc == OK and nd.stats.tx_packets == 32 and nd.process_async(0, False) == OK
+    assert peer_frames(peer, 32) == sent
 
-        # Forced while still in the qdisc: the kernel took the frames and will send
-        # them, so they count as sent; the slots stay the kernel's until then.
-        assert nd.send(1, [Packet(frame(i, 100)) for i in range(32, 64)]) == EINPROGRESS
-        assert nd.process_async(1, True) == OK
-        assert nd.stats.tx_packets == 64 and nd.stats.tx_dropped == 0
+    # Forced while still in the qdisc: the kernel took the frames and will send
+    # them, so they count as sent; the slots stay the kernel's until then.
+    assert nd.send(1, [Packet(frame(i, 100)) for i in range(32, 64)]) == EINPROGRESS
+    assert nd.process_async(1, True) == OK
+    assert nd.stats.tx_packets == 64 and nd.stats.tx_dropped == 0
 
-        # 20 batches into a 512-slot ring behind a slow qdisc: the ring fills up.
-        results = [nd.send(q % 4, [Packet(frame(64 + q * 32 + i, 100)) for i in range(32)])
-                   for q in range(20)]  # fmt: skip
-        assert errno.ENOBUFS in results and nd.stats.tx_dropped > 0
-        for q in range(20):
-            if results[q] == EINPROGRESS:  # each deferred batch gets its own completion
-                assert nd.process_async(q % 4, True) in (OK, errno.ETIMEDOUT)
-        for q in range(4):
-            assert nd.process_async(q, False) == OK  # nothing left pending
-        stats = nd.stats
-        assert stats.tx_packets + stats.tx_dropped + stats.tx_errors == 64 + 640
-        run("tc", "qdisc", "del", "dev", pair.host, "root")
-        # The abandoned slots come back; later sends go through and count normally.
-        time.sleep(0.05)
-        before = stats.tx_packets
-        for _ in range(200):
-            rc = nd.send(0, [Packet(frame(5000))])
-            if rc == OK:
-                break
-            time.sleep(0.01)
-        assert rc == OK and stats.tx_packets == before + 1
-    finally:
-        nd.close()
+    # 20 batches into a 512-slot ring behind a slow qdisc: the ring fills up.
+    results = [nd.send(q % 4, [Packet(frame(64 + q * 32 + i, 100)) for i in range(32)])
+               for q in range(20)]  # fmt: skip
+    assert errno.ENOBUFS in results and nd.stats.tx_dropped > 0
+    for q in range(20):
+        if results[q] == EINPROGRESS:  # each deferred batch gets its own completion
+            assert nd.process_async(q % 4, True) in (OK, errno.ETIMEDOUT)
+    for q in range(4):
+        assert nd.process_async(q, False) == OK  # nothing left pending
+    stats = nd.stats
+    assert stats.tx_packets + stats.tx_dropped + stats.tx_errors == 64 + 640
+    run("tc", "qdisc", "del", "dev", pair.host, "root")
+    # The abandoned slots come back; later sends go through and count normally.
+    time.sleep(0.05)
+    before = stats.tx_packets
+    for _ in range(200):
+        rc = nd.send(0, [Packet(frame(5000))])
+        if rc == OK:
+            break
+        time.sleep(0.01)
+    assert rc == OK and stats.tx_packets == before + 1
 
 
 # -- link state and errors ----------------------------------------------------------
 
 
-def test_link_down_drops_then_recovers(make_pair: Callable[..., Pair]) -> None:
+def test_link_down_drops_then_recovers(
+    make_pair: Callable[..., Pair], make_netdev: Callable[..., AfPacketNetdev]
+) -> None:
     pair = make_pair()
-    nd = AfPacketNetdev(pair.host)
-    try:
-        peer = pair.peer_socket()
-        run("ip", "link", "set", pair.host, "down")
-        assert nd.send(0, [Packet(frame(1)), Packet(frame(2))]) == errno.ENETDOWN
-        assert nd.stats.tx_dropped == 2 and nd.error is None
-        assert nd.send(0, [Packet(frame(3))]) == errno.ENETDOWN
-        assert nd.stats.tx_dropped == 3
-        assert nd.recv(0) == [] and "link=down" in nd.status()
-        run("ip", "link", "set", pair.host, "up")
-        time.sleep(0.12)  # a down link is re-read at most every 100 ms
-        deadline = time.monotonic() + 2
-        while (rc := nd.send(0, [Packet(frame(4))])) != OK and time.monotonic() < deadline:
-            time.sleep(0.02)  # carrier comes back a moment after "up"
-        assert rc == OK and "link=up" in nd.status()
-        assert frame(4) in peer_frames(peer, 1)
-    finally:
-        nd.close()
+    nd = make_netdev(pair.host)
+    peer = pair.peer_socket()
+    run("ip", "link", "set", pair.host, "down")
+    assert nd.send(0, [Packet(frame(1)), Packet(frame(2))]) == errno.ENETDOWN
+    assert nd.stats.tx_dropped == 2 and nd.error is None
+    assert nd.send(0, [Packet(frame(3))]) == errno.ENETDOWN
+    assert nd.stats.tx_dropped == 3
+    assert nd.recv(0) == [] and "link=down" in nd.status()
+    run("ip", "link", "set", pair.host, "up")
+    time.sleep(0.12)  # a down link is re-read at most every 100 ms
+    deadline = time.monotonic() + 2
+    while (rc := nd.send(0, [Packet(frame(4))])) != OK and time.monotonic() < deadline:
+        time.sleep(0.02)  # carrier comes back a moment after "up"
+    assert rc == OK and "link=up" in nd.status()
+    assert frame(4) in peer_frames(peer, 1)
 
 
 @pytest.mark.parametrize("ring", ["v2", "none"])
@@ -602,16 +604,15 @@ async def test_deleted_interface_error_state(make_pair: Callable[..., Pair], rin
         nd.close()
 
 
-def test_deleted_interface_seen_by_send(make_pair: Callable[..., Pair]) -> None:
+def test_deleted_interface_seen_by_send(
+    make_pair: Callable[..., Pair], make_netdev: Callable[..., AfPacketNetdev]
+) -> None:
     pair = make_pair()
-    nd = AfPacketNetdev(pair.host)
-    try:
-        run("ip", "link", "del", pair.host)
-        assert nd.send(0, [Packet(frame(1)), Packet(frame(2))]) in (errno.ENODEV, errno.ENXIO)
-        assert nd.error is not None and nd.stats.tx_dropped == 2
-        assert nd.send(0, [Packet(frame(3))]) == errno.ENODEV and nd.stats.tx_dropped == 3
-    finally:
-        nd.close()
+    nd = make_netdev(pair.host)
+    run("ip", "link", "del", pair.host)
+    assert nd.send(0, [Packet(frame(1)), Packet(frame(2))]) in (errno.ENODEV, errno.ENXIO)
+    assert nd.error is not None and nd.stats.tx_dropped == 2
+    assert nd.send(0, [Packet(frame(3))]) == errno.ENODEV and nd.stats.tx_dropped == 3
 
 
 # -- userspace TSO ------------------------------------------------------------------
