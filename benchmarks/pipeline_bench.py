@@ -57,16 +57,20 @@ KINDS = {
 }
 #: Options of the sink port, by kind.
 SINK_OPTIONS = {"emc-async": 'tx_async_polls = "1"'}
-CONFIG = """
+BRIDGE = """
 [other_config]
 pmd-cpu-mask = "0x1"
 max-idle = 60000
 [[bridge]]
 name = "br0"
+"""
+SOURCE_PORT = """
 [[bridge.port]]
 name = "src0"
 type = "traffic-source"
 options = {{ {source} }}
+"""
+SINK_PORT = """
 [[bridge.port]]
 name = "sink0"
 type = "dummy-pmd"
@@ -87,10 +91,9 @@ async def measure_kind(kind: str, seconds: float) -> float:
         # The bridge learns the sink's MAC before the source exists: traffic
         # that started first would be flooded (to br0 as well) until the
         # revalidator's next pass turned its flows into unicast ones.
-        text = CONFIG.format(source=KINDS[kind], sink=SINK_OPTIONS.get(kind, ""))
-        sink_only = text[: text.index('name = "src0"')].rsplit("[[bridge.port]]", 1)[0]
-        sink_only += text[text.index('[[bridge.port]]\nname = "sink0"') :]
-        await dp.apply_config(config.loads(sink_only))
+        sink_text = SINK_PORT.format(sink=SINK_OPTIONS.get(kind, ""))
+        text = BRIDGE + SOURCE_PORT.format(source=KINDS[kind]) + sink_text
+        await dp.apply_config(config.loads(BRIDGE + sink_text))
         sink = dp.port_by_name("sink0").netdev
         sink.inject([sink_learning_frame()])  # type: ignore[attr-defined]
         sink_port = dp.port_by_name("sink0").port_no
