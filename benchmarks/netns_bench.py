@@ -300,11 +300,7 @@ class OvsSwitch(Switch):
                 "ovsdb-server",
                 f"{d}/conf.db",
                 f"--remote=punix:{d}/db.sock",
-                f"--pidfile={d}/ovsdb-server.pid",
-                f"--unixctl={d}/ovsdb-server.ctl",
-                f"--log-file={d}/ovsdb-server.log",
-                "--detach",
-                "--no-chdir",
+                *self._daemon_flags("ovsdb-server"),
             ],
             env=env,
         )
@@ -321,11 +317,7 @@ class OvsSwitch(Switch):
                 "ovs-vswitchd",
                 self.db,
                 "--disable-system",
-                f"--pidfile={d}/ovs-vswitchd.pid",
-                f"--unixctl={d}/ovs-vswitchd.ctl",
-                f"--log-file={d}/ovs-vswitchd.log",
-                "--detach",
-                "--no-chdir",
+                *self._daemon_flags("ovs-vswitchd"),
             ),
             env=env,
         )
@@ -341,6 +333,12 @@ class OvsSwitch(Switch):
             "fail_mode=standalone",
         )
         self.vsctl("add-port", self.BRIDGE, "v1", "--", "add-port", self.BRIDGE, "v2")
+
+    def _daemon_flags(self, prog: str) -> list[str]:
+        """Detach ``prog`` with its pidfile, control socket and log in our directory."""
+        d = self.dir
+        flags = [f"--pidfile={d}/{prog}.pid", f"--unixctl={d}/{prog}.ctl"]
+        return [*flags, f"--log-file={d}/{prog}.log", "--detach", "--no-chdir"]
 
     def _track(self, pid: int, what: str) -> None:
         self._pids.append(pid)
