@@ -102,6 +102,12 @@ class Switch:
         self.call("netdev-dummy/receive", port, *[flow(src, dst)] * n)
         self.injected[port] = self.injected.get(port, 0) + n
 
+    def inject_bursts(self, bursts: int, port: str, src: int, dst: int, n: int) -> None:
+        """``bursts`` injections of ``n`` frames, 5 ms apart, so that PMD batches see them."""
+        for _ in range(bursts):
+            self.inject(port, src, dst, n)
+            time.sleep(0.005)
+
     def learn(self, port: str, host: int) -> None:
         """Teach the bridge that ``host`` is on ``port`` (one broadcast frame)."""
         self.inject(port, host, 0xFF)
@@ -170,9 +176,7 @@ def test_send_error(switch) -> None:  # type: ignore[no-untyped-def]
     s.learn("dst", 2)
     reply = s.text("netdev-dummy/fault", "dst", "send=error", "every=2")
     assert reply == "dst: recv=none send=error every=2 delay_us=1000 vanish=false\n"
-    for _ in range(20):
-        s.inject("src", 1, 2, 15)
-        time.sleep(0.005)
+    s.inject_bursts(20, "src", 1, 2, 15)
     stats = s.stats()
 
     def balanced() -> bool:
@@ -197,9 +201,7 @@ def test_send_stall(switch) -> None:  # type: ignore[no-untyped-def]
     s = switch(config(THREE))
     s.learn("dst", 2)
     s.text("netdev-dummy/fault", "dst", "send=stall")
-    for _ in range(20):
-        s.inject("src", 1, 2, 10)
-        time.sleep(0.005)
+    s.inject_bursts(20, "src", 1, 2, 10)
     # Held batches are forced out of the PMD's deferred work ring and dropped.
     wait(lambda: s.stats()["dst"]["tx_dropped"] == 200)
     stats = s.stats()
@@ -221,9 +223,7 @@ def test_recv_error(switch) -> None:  # type: ignore[no-untyped-def]
     s = switch(config(THREE))
     s.learn("dst", 2)
     s.text("netdev-dummy/fault", "src", "recv=error", "every=3")
-    for _ in range(30):
-        s.inject("src", 1, 2, 10)
-        time.sleep(0.005)
+    s.inject_bursts(30, "src", 1, 2, 10)
     src_in = 300
 
     def balanced() -> bool:
