@@ -8,8 +8,10 @@ the common header shapes.  Equal signatures guarantee equal flow keys, so a
 hit is exactly as safe as OVS's, and a hit never parses the packet.  Shapes
 without a fast signature use their full key tuple as the EMC key.  Entries
 are per in_port, at most EMC_ENTRIES in all, inserted with probability
-1/``emc-insert-inv-prob`` like OVS, and an entry whose flow was deleted is
-a miss (and is dropped when seen).
+1/``emc-insert-inv-prob`` like OVS.  An entry whose flow was deleted is a
+miss for the per-packet path; the pipeline's batch fast path does not look
+at each hit's flow, so it first sweeps such entries out when a flow of the
+PMD died since its last batch (:attr:`Emc.stale`).
 
 **Signature-match cache** (``smc-enable``): a larger cache from a hash of
 the full key to a flow, verified against the flow's mask on every hit, as
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import random
 from typing import Any
+
+from .packet import SIG_MAX_ITEMS, signature_tot
 
 #: EMC capacity (OVS: 8192 entries per PMD).
 EMC_ENTRIES = 8192
@@ -39,7 +43,16 @@ def insert_min_for(inv_prob: int) -> int:
 class Emc:
     """Exact-match cache of one PMD."""
 
-    __slots__ = ("_rand", "fast_backoff", "fast_kind", "insert_min", "n_entries", "ports")
+    __slots__ = (
+        "_rand",
+        "fast_backoff",
+        "fast_kind",
+        "insert_min",
+        "max_tot",
+        "n_entries",
+        "ports",
+        "stale",
+    )
 
     def __init__(self, insert_min: int = UINT32_MAX // DEFAULT_EMC_INSERT_INV_PROB) -> None:
         self.ports: dict[int, dict[Any, Any]] = {}
@@ -49,6 +62,12 @@ class Emc:
         self.fast_kind: dict[int, int] = {}
         self.n_entries = 0
         self.insert_min = insert_min
+        #: Set when a flow of the PMD dies: entries may point to dead flows.
+        self.stale = False
+        #: The largest IPv4 total length of a signature ever inserted (never
+        #: lowered, so an upper bound): a frame of at least this plus 14 bytes
+        #: covers the IP packet of any signature in the cache.
+        self.max_tot = 0
         self._rand = random.Random().getrandbits
 
     def table(self, in_port: int) -> dict[Any, Any]:
@@ -64,6 +83,8 @@ class Emc:
             self.insert(table, sig, flow)
 
     def insert(self, table: dict[Any, Any], sig: Any, flow: Any) -> None:
+        if len(sig) <= SIG_MAX_ITEMS:  # a signature, not a flow key
+            self.max_tot = max(self.max_tot, signature_tot(sig))
         if sig not in table:
             if self.n_entries >= EMC_ENTRIES:
                 self._evict()
@@ -89,11 +110,14 @@ class Emc:
                 del table[sig]
             removed += len(dead)
         self.n_entries -= removed
+        self.stale = False
         return removed
 
     def clear(self) -> None:
         self.ports.clear()
         self.n_entries = 0
+        self.stale = False
+        self.max_tot = 0
 
 
 class Smc:

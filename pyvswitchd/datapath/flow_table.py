@@ -158,6 +158,7 @@ class FlowTable:
         if self.flows.pop((flow.key, flow.mask), None) is None:
             return
         flow.dead = True
+        self.emc.stale = True
         if self.on_remove is not None:
             self.on_remove(flow)
         cls = self.classifiers.get(flow.key[IN_PORT])

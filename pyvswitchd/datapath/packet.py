@@ -19,6 +19,7 @@ frames without parsing them.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from .flow_key import (
     ETH_TYPE_ARP,
@@ -342,16 +343,18 @@ def _parse_nd(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
 
 #: fast_signature's header view: EtherType, version/IHL, total length, frag word, protocol.
 _SIG_HEAD = struct.Struct("!HBxHxxHxB")
-# The signatures: bytes 0-15 (MACs, EtherType, version/IHL, TOS), 16-17 (total
-# length), 20-23 (frag word, TTL, protocol), 26-33 (addresses), then the ports,
-# or the ICMP type and code, or the TCP ports and data offset/flags (46-47).
-# Byte strings where no field is needed apart: fewer objects than ints, so a
-# faster unpack and hash.  UDP keys have 4 items, TCP and ICMP keys 5 (they
+# The signatures: bytes 0-17 (MACs, EtherType, version/IHL, TOS, total
+# length), 20-23 (frag word, TTL, protocol), 26-33 (addresses), then the
+# ports, or the ICMP type and code, or the TCP ports and data offset/flags
+# (46-47).  Byte strings where no field is needed apart: fewer objects than
+# ints, so a faster unpack and hash (the total length rides in the first
+# string for that reason).  UDP keys have 3 items, TCP and ICMP keys 4 (they
 # differ in the protocol), flow keys N_FIELDS: no two kinds can be equal, so
 # all share one dict.
-_SIG_UDP = struct.Struct("!16sH2xI2x12s")
-_SIG_TCP = struct.Struct("!16sH2xI2x12s8xH")
-_SIG_ICMP = struct.Struct("!16sH2xI2x8sH")
+_SIG_UDP = struct.Struct("!18s2xI2x12s")
+_SIG_TCP = struct.Struct("!18s2xI2x12s8xH")
+_SIG_ICMP = struct.Struct("!18s2xI2x8sH")
+_TOT = struct.Struct("!16xH")
 
 #: The UDP (TCP) signature of any frame of at least 38 (48) bytes, shape
 #: unchecked: the batch fast path computes one for a whole batch with one
@@ -359,13 +362,20 @@ _SIG_ICMP = struct.Struct("!16sH2xI2x8sH")
 #: shape was checked.
 udp_signature = _SIG_UDP.unpack_from
 tcp_signature = _SIG_TCP.unpack_from
-#: Where the IPv4 total length sits in a signature.
-SIG_TOT = 1
+#: The IPv4 total length field of a frame of at least 18 bytes, as a 1-tuple.
+frame_tot = _TOT.unpack_from
+#: Items in the longest signature (TCP, ICMP); a flow key has more.
+SIG_MAX_ITEMS = 4
 #: Bytes a frame needs for :data:`udp_signature`.
 UDP_SIGNATURE_LEN = _SIG_UDP.size
 
 
-def fast_signature(data: bytes) -> tuple[int, ...] | None:
+def signature_tot(sig: tuple[Any, ...]) -> int:
+    """The IPv4 total length recorded in a :func:`fast_signature`."""
+    return int.from_bytes(sig[0][16:18], "big")
+
+
+def fast_signature(data: bytes) -> tuple[Any, ...] | None:
     """The exact-match-cache key of a frame of the commonest shape; None for others.
 
     The shape: untagged Ethernet; IPv4 with IHL 5, neither MF nor a fragment
@@ -383,11 +393,12 @@ def fast_signature(data: bytes) -> tuple[int, ...] | None:
     signatures always mean equal parse_key results (for one in_port).
 
     The total length is in the signature although the key does not depend
-    on it, so that the shape check that involves the frame's length
+    on it, so that the one shape check that involves the frame's length
     (``tot <= len - 14``) can be redone for a whole batch of cache hits
-    without a per-packet call: every other part of the shape is fixed by
-    the signature itself.  A flow whose packet sizes vary takes one cache
-    entry per size.
+    cheaply: every other part of the shape is fixed by the signature, and
+    the cache keeps the largest total length it holds, which settles the
+    check at once for most batches of one frame size.  A flow whose packet
+    sizes vary takes one cache entry per size.
     """
     n = len(data)
     # 42 = Ethernet + IPv4 + 8 bytes of UDP or ICMP, the shortest such frame.
@@ -408,7 +419,7 @@ def fast_signature(data: bytes) -> tuple[int, ...] | None:
     elif proto == IPPROTO_TCP:
         if tot >= 40:
             sig = _SIG_TCP.unpack_from(data)
-            if 20 <= sig[4] >> 12 << 2 <= tot - 20:  # the data offset
+            if 20 <= sig[3] >> 12 << 2 <= tot - 20:  # the data offset
                 return sig
     elif proto == IPPROTO_ICMP and tot >= 28:
         return _SIG_ICMP.unpack_from(data)

@@ -347,10 +347,16 @@ class DummyNetdev(Netdev):
     def _transmit(self, batch: list[Packet]) -> int:
         """Count, capture and keep ``batch``'s frames; EMSGSIZE if some had a bad size."""
         # Per batch, not per packet: this is the sink of the pipeline benchmark.
-        sizes = list(map(len, map(_DATA, batch)))
+        sizes = [len(packet.data) for packet in batch]
         rc = OK
         max_size = self.mtu + ETH_HEADER_LEN
-        if sizes and (min(sizes) < ETH_HEADER_LEN or max(sizes) > max_size):
+        # One frame size (steady traffic): count() compares by identity first,
+        # far cheaper than min() and max().
+        if sizes and (
+            not ETH_HEADER_LEN <= sizes[0] <= max_size
+            if sizes.count(sizes[0]) == len(sizes)
+            else min(sizes) < ETH_HEADER_LEN or max(sizes) > max_size
+        ):
             # Rare: re-check each frame, allowing 4 more bytes for an 802.1Q tag as OVS does.
             good = [
                 p

@@ -27,9 +27,9 @@ from pyvswitchd.datapath.flow_key import (
 from pyvswitchd.datapath.odp_key import parse_odp_key
 from pyvswitchd.datapath.packet import (
     ETH_TYPE_NONE,
-    SIG_TOT,
     fast_signature,
     parse_key,
+    signature_tot,
     udp_signature,
 )
 from pyvswitchd.netdev.compose import compose_packet
@@ -544,7 +544,7 @@ def test_signature_keeps_total_length_and_df() -> None:
     assert fast_signature(bytes(df)) != fast_signature(base)
     assert parse_key(bytes(df), 1) == parse_key(base, 1)
     sig = fast_signature(base)
-    assert sig is not None and sig[SIG_TOT] == len(base) - 14
+    assert sig is not None and signature_tot(sig) == len(base) - 14
     assert udp_signature(base) == sig
 
 

@@ -51,8 +51,8 @@ def fast_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
     calls: list[bool] = []
     real = pipeline.FlowPipeline._all_emc_hits
 
-    def spy(self, pmd, batch, in_port, signature):  # type: ignore[no-untyped-def]
-        result = real(self, pmd, batch, in_port, signature)
+    def spy(self, pmd, emc, batch, in_port, signature):  # type: ignore[no-untyped-def]
+        result = real(self, pmd, emc, batch, in_port, signature)
         calls.append(result)
         return result
 
@@ -115,6 +115,60 @@ async def test_a_truncated_frame_with_a_cached_signature_takes_the_slow_path(
         assert after[0] - before[0] == 3  # the three whole frames hit the EMC, one by one
         # The short one (an L2-only key) is classified, not taken for a cache hit.
         assert (after[1] - before[1]) + (after[2] - before[2]) == 1
+
+
+async def test_a_batch_of_truncated_frames_of_one_size_takes_the_slow_path(
+    fast_calls: list[bool],
+) -> None:
+    """One frame size: the check that reads the cache's largest total length."""
+    async with running_datapath(CONFIG) as h:
+        data = frame(UDP, 64)  # IPv4 total length 50
+        await learn(h, data)
+        short = data[:60]  # a signature's worth of bytes, 4 short of the IP packet
+        before = stats(h)
+        fast_calls.clear()
+        h.dp.port_by_name("p1").netdev.inject([short] * 8)  # type: ignore[union-attr]
+        await h.wait_for(lambda: len(sent(h, "p2")) == 9)
+        assert fast_calls and not any(fast_calls)
+        after = stats(h)
+        # Classified as an L2-only key once, then cache hits under that key.
+        assert after[0] - before[0] == 7
+        assert (after[1] - before[1]) + (after[2] - before[2]) == 1
+
+
+async def test_a_long_frame_in_the_cache_does_not_stop_short_ones(fast_calls: list[bool]) -> None:
+    async with running_datapath(CONFIG) as h:
+        data = frame(UDP, 64)
+        await learn(h, data)
+        # A second flow's 1000-byte frames raise the cache's largest total length.
+        big = frame(UDP.replace("udp(src=1,dst=2)", "udp(src=3,dst=4)"), 1000)
+        h.dp.port_by_name("p1").netdev.inject([big])  # type: ignore[union-attr]
+        await h.wait_for(lambda: len(sent(h, "p2")) == 2)
+        h.dp.pmds[0].flow_table.emc.fast_backoff.clear()
+        fast_calls.clear()
+        h.dp.port_by_name("p1").netdev.inject([data] * 8)  # type: ignore[union-attr]
+        await h.wait_for(lambda: len(sent(h, "p2")) == 10)
+        assert fast_calls == [True]
+
+
+async def test_a_flow_deleted_alone_is_not_hit(fast_calls: list[bool]) -> None:
+    """dpctl/del-flow removes one flow and leaves the cache: the fast path must
+    not hit the dead flow's entries (it sweeps them out first)."""
+    async with running_datapath(CONFIG) as h:
+        data = frame(UDP, 64)
+        await learn(h, data)
+        dump = (await h.call("dpctl/dump-flows")).splitlines()
+        (line,) = [flow for flow in dump if "src=50:54:00:00:00:05" in flow]
+        assert await h.call("dpctl/del-flow", line.split(", packets:")[0]) == ""
+        before = stats(h)
+        fast_calls.clear()
+        h.dp.port_by_name("p1").netdev.inject([data] * 8)  # type: ignore[union-attr]
+        await h.wait_for(lambda: len(sent(h, "p2")) == 9)
+        after = stats(h)
+        assert fast_calls and not any(fast_calls)
+        assert after[0] - before[0] == 7 and after[2] - before[2] == 1  # re-installed once
+        assert "src=50:54:00:00:00:05" in (await h.call("dpctl/dump-flows"))
+        assert " packets:8, bytes:512," in await h.call("dpctl/dump-flows")
 
 
 async def test_deleted_flows_are_not_hit(fast_calls: list[bool]) -> None:
