@@ -67,7 +67,7 @@ except ImportError:  # pragma: no cover - another interpreter
 _tsc = time.perf_counter_ns
 _monotonic = time.monotonic
 
-# C-level accessors for the batch fast path: ``map`` over them runs the loop in C.
+# Whether a batch holds a flow-marked packet: any(map(...)) stops at the first.
 _MARK = attrgetter("mark")
 #: Longest frame whose signature check is the fast path's: with a total length
 #: of at least 28 (checked at insertion), 64 KiB of padding cannot be exceeded.

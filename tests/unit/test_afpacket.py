@@ -316,23 +316,26 @@ def test_rx_exactly_the_injected_frames(
     assert f"rx_ring={ring}" in nd.status()
 
 
-def small_v2_ring(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make TPACKET_V2 rx rings 32 frames long, so tests can fill and wrap them."""
-    monkeypatch.setattr(afpacket.RxRingV2, "RING_BYTES", 0)
-    monkeypatch.setattr(afpacket.RxRingV2, "MIN_FRAMES", 32)
-
-
-def test_rx_ring_wraps_around_in_order(
+@pytest.fixture
+def small_ring_port(
     make_pair: Callable[..., Pair],
     make_netdev: Callable[..., AfPacketNetdev],
     monkeypatch: pytest.MonkeyPatch,
+) -> tuple[AfPacketNetdev, socket.socket]:
+    """A netdev whose TPACKET_V2 rx ring is 32 frames long, so tests can fill
+    and wrap it, and the socket that sends into it from the peer end."""
+    monkeypatch.setattr(afpacket.RxRingV2, "RING_BYTES", 0)
+    monkeypatch.setattr(afpacket.RxRingV2, "MIN_FRAMES", 32)
+    pair = make_pair()
+    return make_netdev(pair.host), pair.peer_socket()
+
+
+def test_rx_ring_wraps_around_in_order(
+    small_ring_port: tuple[AfPacketNetdev, socket.socket],
 ) -> None:
     # A 32-frame ring, filled 25 frames at a time: runs cross the ring's end
     # (read in two pieces), and a VLAN-tagged frame sits inside a run.
-    small_v2_ring(monkeypatch)
-    pair = make_pair()
-    nd = make_netdev(pair.host)
-    sock = pair.peer_socket()
+    nd, sock = small_ring_port
     total = 0
     for round_ in range(5):
         sent = [frame(round_ * 25 + k, 60 + (k * 53) % 1400) for k in range(25)]
@@ -346,14 +349,9 @@ def test_rx_ring_wraps_around_in_order(
 
 
 def test_rx_ring_overflow_counts_drops(
-    make_pair: Callable[..., Pair],
-    make_netdev: Callable[..., AfPacketNetdev],
-    monkeypatch: pytest.MonkeyPatch,
+    small_ring_port: tuple[AfPacketNetdev, socket.socket],
 ) -> None:
-    small_v2_ring(monkeypatch)
-    pair = make_pair()
-    nd = make_netdev(pair.host)
-    sock = pair.peer_socket()
+    nd, sock = small_ring_port
     sent = [frame(i) for i in range(100)]
     for data in sent:
         sock.send(data)
@@ -366,21 +364,17 @@ def test_rx_ring_overflow_counts_drops(
 
 
 def test_rx_ring_out_of_step_is_realigned(
-    make_pair: Callable[..., Pair],
-    make_netdev: Callable[..., AfPacketNetdev],
+    small_ring_port: tuple[AfPacketNetdev, socket.socket],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Put the reader's position among empty frames while the kernel fills
     # others, as seen once under heavy TCP: without re-alignment the port
     # would never receive again.
-    small_v2_ring(monkeypatch)
     monkeypatch.setattr(afpacket, "_ERROR_POLL_EVERY", 4)
-    pair = make_pair()
-    nd = make_netdev(pair.host)
+    nd, sock = small_ring_port
     ring = nd._rxqs[0]
     assert isinstance(ring, afpacket.RxRingV2)
     assert ring.check_step() == 0  # empty ring: in step
-    sock = pair.peer_socket()
     sent = [frame(i) for i in range(10)]
     for data in sent:
         sock.send(data)
