@@ -381,12 +381,14 @@ class Pyvswitchd(Switch):
         bindir: Path,
         pmd_cpu_mask: str,
         extra_other_config: dict[str, str],
+        port_options: dict[str, str] | None = None,
     ) -> None:
         super().__init__(topo, workdir)
         self.dir = workdir / "pyvswitchd"
         self.bindir = bindir
         self.pmd_cpu_mask = pmd_cpu_mask
         self.extra = extra_other_config
+        self.port_options = port_options or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def netdev_types(self) -> list[str]:
@@ -406,6 +408,10 @@ class Pyvswitchd(Switch):
         lines += ["", "[[bridge]]", 'name = "br0"']
         for port in ("v1", "v2"):
             lines += ["", "  [[bridge.port]]", f'  name = "{port}"', '  type = "system"']
+            if self.port_options:
+                pairs = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}"
+                                  for k, v in self.port_options.items())  # fmt: skip
+                lines.append(f"  options = {{ {pairs} }}")
         return "\n".join(lines) + "\n"
 
     def start(self, tso: bool) -> None:
@@ -830,12 +836,12 @@ def missing_tools() -> list[str]:
     return [t for t in ("ip", "iperf3", "ethtool", "ping") if shutil.which(t) is None]
 
 
-def parse_other_config(items: list[str]) -> dict[str, str]:
+def parse_other_config(items: list[str], flag: str = "--pyvswitchd-other-config") -> dict[str, str]:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--pyvswitchd-other-config: expected KEY=VALUE, got {item!r}")
+            raise SystemExit(f"{flag}: expected KEY=VALUE, got {item!r}")
         out[key] = value
     return out
 
@@ -881,6 +887,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="KEY=VALUE",
         help="extra [other_config] key for pyvswitchd (repeatable), e.g. pmd-sleep-max=100",
+    )
+    parser.add_argument(
+        "--pyvswitchd-port-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option for both pyvswitchd system ports (repeatable), e.g. tx-kick=sync",
     )
     parser.add_argument(
         "--bindir",
@@ -974,6 +987,7 @@ def main(argv: list[str] | None = None) -> int:
                     Path(args.bindir),
                     args.pmd_cpu_mask,
                     parse_other_config(args.pyvswitchd_other_config),
+                    parse_other_config(args.pyvswitchd_port_option, "--pyvswitchd-port-option"),
                 )
             results[label] = measure_switch(topo, switch, tso, args)
     except KeyboardInterrupt:

@@ -20,9 +20,12 @@ membership makes the interface promiscuous until the socket closes.
 
 Transmit: a TPACKET_V2 PACKET_TX_RING (``tx-ring=false``: one synchronous
 ``send()`` per frame).  ``send`` copies the batch into free slots, kicks the
-kernel with one ``write()`` and returns OK if every slot is back by then (a
-veth transmits during the kick), else EINPROGRESS for
-:meth:`AfPacketNetdev.process_async` to finish.  Ring frames always go after
+kernel with one zero-length write and returns OK if every slot is back by
+then (a veth transmits during a synchronous kick), else EINPROGRESS for
+:meth:`AfPacketNetdev.process_async` to finish.  Option ``tx-kick``
+(``auto``, ``async``, ``sync``; see :mod:`.txkick`) says whether that write
+runs in the daemon's thread or in an io_uring kernel worker on another CPU:
+``auto`` uses the worker while the port is busy.  Ring frames always go after
 a virtio-net header, which for a plain frame asks the kernel for a linear
 copy: cheaper for it than ring pages (see ``TxRing``).  tx_packets and tx_bytes
 count at completion, when a slot comes back; a frame the kernel never took
@@ -58,7 +61,6 @@ import contextlib
 import errno
 import fcntl
 import operator
-import os
 import socket
 import struct
 import time
@@ -85,6 +87,8 @@ from .pktring import (
     TxRing,
 )
 from .provider import EINPROGRESS, OK, Netdev, NetdevError
+from .txkick import MODES as TX_KICK_MODES
+from .txkick import TxKick
 
 if TYPE_CHECKING:
     from ..observe.vlog import VlogModule
@@ -110,7 +114,6 @@ _IFREQ = struct.Struct("=16si20x")  # ifr_name, then an int (ifindex / mtu) of t
 _IFREQ_FLAGS = struct.Struct("=16sh22x")
 _ZERO_VNET = bytes(VNET_HDR_LEN)
 _DATA = operator.attrgetter("data")
-_write = os.write
 _VLAN_LEN = 4
 _TPID_8021Q_BYTES = b"\x81\x00"
 _GONE_ERRNOS = frozenset((errno.ENODEV, errno.ENXIO))
@@ -185,7 +188,8 @@ class AfPacketNetdev(Netdev):
         #: Times an rx ring was found out of step with the kernel and re-aligned.
         self.ring_resyncs = 0
         self._resync_rl = RateLimit(1, 5)
-        self._wanted: tuple[str, bool, bool] = ("v2", True, False)
+        self.tx_kick = "auto"
+        self._wanted: tuple[str, bool, bool, str] = ("v2", True, False, "auto")
         self._applied: tuple[object, ...] = ()
         self._open = False
         self._rxqs: list[RxPath] = []
@@ -193,10 +197,16 @@ class AfPacketNetdev(Netdev):
         self._tx_fd = -1  # _tx_sock's, for the kick
         self._tx_plain: socket.socket | None = None  # tx-ring=false, or oversize GSO frames
         self._tx: TxRing | None = None
+        self._kicker: TxKick | None = None  # with _tx
         self._pending: dict[int, deque[TxBatch]] = {}
         self._link_checked = 0.0
         super().__init__(name, options)
         self._open = True
+
+    @property
+    def kicker(self) -> TxKick | None:
+        """How the TX ring is kicked (None without one): mode in use, kicks made each way."""
+        return self._kicker
 
     @property
     def log(self) -> VlogModule | None:
@@ -228,8 +238,11 @@ class AfPacketNetdev(Netdev):
             raise NetdevError(f'{name}: bad rx-ring "{rx_ring}" (expected v2, v3 or none)')
         tx_ring = _bool_option(name, opts, "tx-ring", True)
         tso = _bool_option(name, opts, "userspace-tso", False)
+        tx_kick = opts.pop("tx-kick", "auto")
+        if tx_kick not in TX_KICK_MODES:
+            raise NetdevError(f'{name}: bad tx-kick "{tx_kick}" (expected auto, async or sync)')
         reject_unknown(name, opts)
-        self._wanted = (rx_ring, tx_ring, tso)
+        self._wanted = (rx_ring, tx_ring, tso, tx_kick)
         self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id = requested
         if not self._open:
             self._setup()
@@ -279,7 +292,7 @@ class AfPacketNetdev(Netdev):
         self.link_up = True
 
     def _open_rx(self) -> None:
-        rx_kind, _, tso = self._wanted
+        rx_kind, _, tso, _ = self._wanted
         self.rx_ring = "none" if tso else rx_kind
         fanout = 0
         for q in range(self.n_rxq):
@@ -319,7 +332,7 @@ class AfPacketNetdev(Netdev):
         return PlainRx(sock, self.stats, vnet=self._wanted[2])
 
     def _open_tx(self) -> None:
-        _, use_ring, tso = self._wanted
+        _, use_ring, tso, kick_mode = self._wanted
         self.tso = tso
         sock = self._tx_sock = _packet_socket(tso)
         _set_buf(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE)
@@ -335,6 +348,13 @@ class AfPacketNetdev(Netdev):
                 sock = self._tx_sock = _packet_socket(tso)
         sock.bind((self.name, 0))  # protocol 0: this socket never receives
         self._tx_fd = sock.fileno()
+        self.tx_kick = "sync"
+        if self.tx_ring:
+            kicker = self._kicker = TxKick(self._tx_fd, kick_mode)
+            self.tx_kick = kicker.effective
+            if kicker.unavailable:
+                self._warn(f"{self.name}: io_uring unavailable ({kicker.unavailable}), "
+                           "tx ring kicked synchronously")  # fmt: skip
         if not self.tx_ring:
             self._tx_plain = sock
         elif tso:
@@ -343,6 +363,8 @@ class AfPacketNetdev(Netdev):
 
     def _teardown(self) -> None:
         """Close every socket and ring; pending transmits are given up (tx_dropped)."""
+        if self._kicker is not None:
+            self._kicker.settle()
         for pending in self._pending.values():
             for batch in pending:
                 self._give_up(batch)
@@ -352,6 +374,9 @@ class AfPacketNetdev(Netdev):
             path.close()
             path.sock.close()
         self._rxqs = []
+        if self._kicker is not None:
+            self._kicker.close()
+            self._kicker = None
         if self._tx is not None:
             self._tx.close()
             self._tx = None
@@ -377,6 +402,8 @@ class AfPacketNetdev(Netdev):
             f"ifindex={self.ifindex}, link={state}, mtu={self.mtu}, rx_ring={self.rx_ring}, "
             f"tx_ring={'on' if self.tx_ring else 'off'}"
         )
+        if self.tx_ring:
+            text += f", tx_kick={self.tx_kick}"
         if self.tso:
             text += ", userspace_tso=on"
         if self.n_rxq > 1:
@@ -424,8 +451,7 @@ class AfPacketNetdev(Netdev):
         self.error = reason
         self.link_up = False
         self._warn(f"{self.name}: {reason}; port disabled until it is re-added")
-        if self._tx is not None:
-            self._tx.unwind()
+        self._unwind()
 
     def _fold_drops(self, path: RxPath) -> None:
         """Add the kernel's drop count of ``path`` (reset by each read) to rx_dropped."""
@@ -518,7 +544,7 @@ class AfPacketNetdev(Netdev):
         if lens and min(lens) >= ETH_HEADER_LEN and max(lens) <= self.mtu + ETH_HEADER_LEN:
             placed = ring.put_many(frames, lens, vnets, txb)
             if placed < len(frames):  # ring full: let the kernel drain it, then try once more
-                self._kick()
+                self._kick_now()
                 placed += ring.put_many(
                     frames[placed:], lens[placed:], vnets and vnets[placed:], txb
                 )
@@ -529,7 +555,7 @@ class AfPacketNetdev(Netdev):
             rc = self._send_checked(ring, frames, vnets, txb)
         if not txb.slots:
             return rc
-        err = self._kick()
+        err = self._kick(len(frames))
         if ring.reap(txb):
             self._pending.setdefault(qid, deque()).append(txb)
             return EINPROGRESS
@@ -555,14 +581,14 @@ class AfPacketNetdev(Netdev):
                 continue
             if ring is None or n > capacity:
                 if ring is not None and txb.remaining:
-                    self._kick()  # a GSO frame too big for a slot: ring frames go first
+                    self._kick_now()  # a GSO frame too big for a slot: ring frames go first
                 rc = self._send_one(data, vnet) or rc
                 continue
             one = None if vnet is None else [vnet]
             if not ring.put_many([data], [n], one, txb):
                 if not kicked:
                     kicked = True
-                    self._kick()
+                    self._kick_now()
                     if ring.put_many([data], [n], one, txb):
                         continue
                 stats.tx_dropped += len(frames) - k
@@ -579,27 +605,43 @@ class AfPacketNetdev(Netdev):
         limit = self.mtu + ETH_HEADER_LEN
         return n <= limit + _VLAN_LEN and data[12:14] == _TPID_8021Q_BYTES
 
-    def _kick(self) -> int:
-        """Ask the kernel to transmit the ring's queued frames; 0 or the errno it gave.
+    def _kick(self, frames: int = 0) -> int:
+        """Ask the kernel to transmit the ring's queued frames; 0 or an errno it gave.
 
-        A zero-length write() is the cheapest way into tpacket_snd.  On this
-        non-blocking socket the kernel does not wait for completions: a veth
-        completes frames during the call anyway, a NIC's reach ``reap`` later.
+        ``frames``: how many were just queued.  The kick may run in a kernel
+        worker (``tx-kick``, see :mod:`.txkick`); on this non-blocking socket
+        the kernel never waits for completions: a veth completes frames
+        during the kick, a NIC's reach ``reap`` later.
         """
-        try:
-            _write(self._tx_fd, b"")
-            return OK
-        except OSError as exc:
-            if self._tx_sock is None:
-                return errno.EBADF
-            err = exc.errno or errno.EIO
+        kicker = self._kicker
+        if kicker is None:
+            return errno.EBADF
+        err = kicker.kick(frames)
+        return self._kick_failed(err) if err else OK
+
+    def _kick_now(self) -> int:
+        """:meth:`_kick`, but the kernel's pass over the ring is over on return."""
+        kicker = self._kicker
+        if kicker is None:
+            return errno.EBADF
+        err = kicker.kick_now()
+        return self._kick_failed(err) if err else OK
+
+    def _kick_failed(self, err: int) -> int:
         if err in (errno.EAGAIN, errno.ENOBUFS):
             # Congestion: the kernel keeps the rest queued and retries at the next kick.
             return err
         self._link_error(err)
-        if self._tx is not None and (self.error is not None or not self.link_up):
-            self._tx.unwind()
+        if self.error is not None or not self.link_up:
+            self._unwind()
         return err
+
+    def _unwind(self) -> None:
+        """Take back the frames the kernel has not taken (tx_dropped)."""
+        if self._tx is not None:
+            if self._kicker is not None:
+                self._kicker.settle()  # a kick in flight could be taking them
+            self._tx.unwind()
 
     def _link_back(self) -> bool:
         """While the link is down: whether it is up again (re-read at most every 100 ms)."""
@@ -652,7 +694,10 @@ class AfPacketNetdev(Netdev):
         txb = pending[0]
         if ring.reap(txb):
             if self.error is None and (force or ring.unsent(txb)):
-                self._kick()
+                if force:
+                    self._kick_now()
+                else:
+                    self._kick()
                 ring.reap(txb)
             if txb.remaining:
                 if not force and self.error is None:
@@ -669,7 +714,7 @@ class AfPacketNetdev(Netdev):
         if ring is None or not ring.reap(txb):
             return
         if ring.unsent(txb):
-            ring.unwind()
+            self._unwind()
         ring.abandon(txb)
 
 

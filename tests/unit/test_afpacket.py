@@ -1,29 +1,21 @@
-"""The ``afpacket`` / ``system`` netdev on real veth pairs.
+"""The ``afpacket`` / ``system`` netdev on real veth pairs: opening, receive, link state, TSO.
 
-Every test builds its own veth pair: the netdev binds the end in this
-namespace, the other end lives in a private namespace where the test sends
-and receives through raw sockets.  Those sockets are created inside the
-namespace by switching this thread there with setns(2) for a moment (a
-socket stays in the namespace it was created in), which is much faster
-than a helper process per operation.  Needs CAP_NET_ADMIN and iproute2.
+Every test builds its own veth pair (``make_pair``, see veth.py): the netdev
+binds the end in this namespace, the other end lives in a private namespace
+where the test sends and receives through raw sockets.  Transmit is in
+test_afpacket_tx.py.  Needs CAP_NET_ADMIN and iproute2.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import hashlib
-import itertools
-import os
 import shutil
 import socket
 import struct
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import attrs
 import pytest
 import trio
 import trio.lowlevel
@@ -34,177 +26,20 @@ from pyvswitchd.netdev.afpacket import AfPacketNetdev, SystemNetdev
 from pyvswitchd.netdev.provider import EINPROGRESS, OK, NetdevError
 from pyvswitchd.netdev.registry import default_registry
 
+from .veth import (
+    IFF_PROMISC,
+    FakeLog,
+    Pair,
+    frame,
+    iface_flags,
+    is_test,
+    netns,
+    peer_frames,
+    recv_frames,
+    run,
+)
+
 pytestmark = pytest.mark.needs_root
-
-CLONE_NEWNET = 0x40000000
-ETH_P_ALL = 3
-ETH_TYPE_TEST = 0x88B5  # IEEE local experimental: nothing else on the link uses it
-IFF_PROMISC = 0x100
-_libc = ctypes.CDLL(None, use_errno=True)
-_ids = itertools.count()
-
-
-def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(args, check=check, capture_output=True)
-
-
-@contextlib.contextmanager
-def netns(name: str) -> Iterator[None]:
-    """Run this thread in network namespace ``name`` for the block."""
-    back = os.open("/proc/self/ns/net", os.O_RDONLY)
-    target = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns")
-        try:
-            yield
-        finally:
-            if _libc.setns(back, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back")
-    finally:
-        os.close(target)
-        os.close(back)
-
-
-def disable_ipv6(ifname: str) -> None:
-    # Keeps router solicitations and DAD probes off the link; the path resolves
-    # in the namespace of whoever opens it.
-    with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
-        f.write("1")
-
-
-@attrs.define
-class Pair:
-    """A veth pair: ``host`` here, ``peer`` in namespace ``ns``."""
-
-    host: str
-    peer: str
-    ns: str
-    sockets: list[socket.socket] = attrs.Factory(list)
-
-    def peer_socket(self) -> socket.socket:
-        """A non-blocking raw socket on the peer end, seeing everything but what it sends."""
-        with netns(self.ns):
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        sock.setsockopt(263, 23, 1)  # PACKET_IGNORE_OUTGOING
-        sock.bind((self.peer, ETH_P_ALL))
-        sock.setblocking(False)
-        self.sockets.append(sock)
-        return sock
-
-    def in_ns(self, *args: str) -> None:
-        run("ip", "netns", "exec", self.ns, *args)
-
-
-@pytest.fixture
-def make_pair() -> Iterator[Callable[..., Pair]]:
-    if shutil.which("ip") is None:
-        pytest.skip("needs iproute2 (ip)")
-    pairs: list[Pair] = []
-
-    def make(mtu: int | None = None, addr: str | None = None) -> Pair:
-        n = next(_ids)
-        tag = f"pv{os.getpid() % 10000}"
-        pair = Pair(f"{tag}h{n}", f"{tag}p{n}", f"pvt-{os.getpid()}-{n}")
-        if run("ip", "netns", "add", pair.ns, check=False).returncode:
-            pytest.skip("needs CAP_NET_ADMIN (could not create a network namespace)")
-        pairs.append(pair)
-        run("ip", "link", "add", pair.host, "type", "veth", "peer", "name", pair.peer,
-            "netns", pair.ns)  # fmt: skip
-        disable_ipv6(pair.host)
-        with netns(pair.ns):
-            disable_ipv6(pair.peer)
-        if mtu is not None:
-            run("ip", "link", "set", pair.host, "mtu", str(mtu))
-            run("ip", "-n", pair.ns, "link", "set", pair.peer, "mtu", str(mtu))
-        if addr is not None:
-            run("ip", "-n", pair.ns, "addr", "add", addr, "dev", pair.peer)
-        run("ip", "link", "set", pair.host, "up")
-        run("ip", "-n", pair.ns, "link", "set", pair.peer, "up")
-        return pair
-
-    yield make
-    for pair in pairs:
-        for sock in pair.sockets:
-            sock.close()
-        run("ip", "link", "del", pair.host, check=False)
-        run("ip", "netns", "del", pair.ns, check=False)
-
-
-@pytest.fixture
-def make_netdev(make_pair: Callable[..., Pair]) -> Iterator[Callable[..., AfPacketNetdev]]:
-    """Open AfPacketNetdevs, closed at teardown (before their veth pairs go)."""
-    opened: list[AfPacketNetdev] = []
-
-    def make(name: str, options: dict[str, str] | None = None) -> AfPacketNetdev:
-        nd = AfPacketNetdev(name, options)
-        opened.append(nd)
-        return nd
-
-    yield make
-    for nd in opened:
-        nd.close()
-
-
-def frame(i: int, size: int = 64, *, vlan: int | None = None) -> bytes:
-    """A test frame numbered ``i`` (EtherType ETH_TYPE_TEST), ``size`` bytes in all."""
-    head = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01"
-    if vlan is not None:
-        head += struct.pack("!HH", 0x8100, vlan)
-    head += struct.pack("!HI", ETH_TYPE_TEST, i)
-    return head + bytes((i + k) & 0xFF for k in range(size - len(head)))
-
-
-def iface_flags(ifname: str) -> int:
-    with open(f"/sys/class/net/{ifname}/flags") as f:
-        return int(f.read(), 16)
-
-
-def is_test(data: bytes) -> bool:
-    return data[12:14] == b"\x88\xb5" or data[16:18] == b"\x88\xb5"
-
-
-def recv_frames(nd: AfPacketNetdev, n: int, timeout: float = 2.0, qid: int = 0) -> list[bytes]:
-    """Test frames from ``nd``: ``n`` of them, then whatever else comes within 30 ms."""
-    got: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < n and time.monotonic() < deadline:
-        batch = nd.recv(qid)
-        assert len(batch) <= 32
-        got += [p.data for p in batch if is_test(p.data)]
-        if not batch:
-            time.sleep(0.001)
-    settle = time.monotonic() + 0.03
-    while time.monotonic() < settle:
-        got += [p.data for p in nd.recv(qid) if is_test(p.data)]
-        time.sleep(0.002)
-    return got
-
-
-def peer_frames(sock: socket.socket, n: int, timeout: float = 2.0) -> list[bytes]:
-    """Test frames arriving on ``sock``: ``n`` of them, then whatever else comes in 30 ms."""
-    got: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    settle: float | None = None
-    while time.monotonic() < (settle or deadline):
-        try:
-            data = sock.recv(70000)
-        except BlockingIOError:
-            time.sleep(0.001)
-            continue
-        if is_test(data):
-            got.append(data)
-            if len(got) >= n and settle is None:
-                settle = time.monotonic() + 0.03
-    return got
-
-
-class FakeLog:
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warn(self, msg: str, *, rl: object = None) -> None:
-        self.warnings.append(msg)
 
 
 # -- opening and configuration ------------------------------------------------------
@@ -225,7 +60,8 @@ def test_registry_types_and_bad_options(make_pair: Callable[..., Pair]) -> None:
     try:
         assert type(nd) is SystemNetdev and nd.pmd and registry.get("afpacket") is AfPacketNetdev
         assert nd.status() == (
-            f"ifindex={socket.if_nametoindex(pair.host)}, link=up, mtu=1500, rx_ring=v2, tx_ring=on"
+            f"ifindex={socket.if_nametoindex(pair.host)}, link=up, mtu=1500, rx_ring=v2, "
+            "tx_ring=on, tx_kick=auto"
         )
     finally:
         nd.close()
@@ -233,6 +69,7 @@ def test_registry_types_and_bad_options(make_pair: Callable[..., Pair]) -> None:
         ({"rx-ring": "v4"}, 'bad rx-ring "v4"'),
         ({"tx-ring": "yes"}, 'bad tx-ring "yes"'),
         ({"userspace-tso": "1"}, 'bad userspace-tso "1"'),
+        ({"tx-kick": "later"}, 'bad tx-kick "later"'),
         ({"bogus": "x"}, 'unknown option "bogus"'),
     ]:
         with pytest.raises(NetdevError, match=text):
@@ -455,98 +292,6 @@ async def test_wait_readable_wakes_for_a_frame(
     assert [p.data for p in nd.recv(0) if is_test(p.data)] == [frame(1)]
 
 
-# -- transmit -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("tx_ring", ["true", "false"])
-def test_tx_arrives_once_and_identical(
-    make_pair: Callable[..., Pair], make_netdev: Callable[..., AfPacketNetdev], tx_ring: str
-) -> None:
-    pair = make_pair()
-    nd = make_netdev(pair.host, {"tx-ring": tx_ring})
-    peer = pair.peer_socket()
-    sent = [frame(i, 60 + (i * 37) % 1400) for i in range(96)]
-    for k in range(0, 96, 32):
-        assert nd.send(k // 32, [Packet(d) for d in sent[k : k + 32]]) == OK
-    assert peer_frames(peer, len(sent)) == sent
-    assert nd.stats.tx_packets == 96 and nd.stats.tx_bytes == sum(map(len, sent))
-    assert nd.stats.tx_dropped == nd.stats.tx_errors == 0
-    # Longer than the MTU: not sent, counted; 4 bytes more are allowed for a VLAN tag.
-    too_long, tagged = frame(200, 1515), frame(201, 1518, vlan=5)
-    assert nd.send(0, [Packet(too_long), Packet(tagged)]) == errno.EMSGSIZE
-    # The peer's plain socket gets the tag as metadata, like any receiver.
-    assert peer_frames(peer, 1) == [tagged[:12] + tagged[16:]]
-    assert nd.stats.tx_errors == 1 and nd.stats.tx_packets == 97
-
-
-def test_tx_ring_wraps_around_in_order(
-    make_pair: Callable[..., Pair],
-    make_netdev: Callable[..., AfPacketNetdev],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # 40 slots: batches of 32 and 5 start anywhere, and some cross the ring's end.
-    monkeypatch.setattr(afpacket.TxRing, "SLOTS", 40)
-    pair = make_pair()
-    nd = make_netdev(pair.host)
-    peer = pair.peer_socket()
-    sent: list[bytes] = []
-    for q in range(8):
-        batch = [frame(len(sent) + k, 60 + (k * 97) % 1440) for k in range(32 if q % 3 else 5)]
-        assert nd.send(q % 2, [Packet(d) for d in batch]) == OK
-        assert peer_frames(peer, len(batch)) == batch  # (read often: the peer's buffer)
-        sent += batch
-    assert nd.stats.tx_packets == len(sent) and nd.stats.tx_bytes == sum(map(len, sent))
-    assert nd.stats.tx_dropped == nd.stats.tx_errors == 0
-
-
-def test_tx_async_completion_force_and_ring_full(
-    make_pair: Callable[..., Pair], make_netdev: Callable[..., AfPacketNetdev]
-) -> None:
-    pair = make_pair()
-    # A slow token bucket holds the frames in the qdisc: their slots stay the kernel's.
-    if run("tc", "qdisc", "add", "dev", pair.host, "root", "tbf", "rate", "400kbit",
-           "burst", "1600", "limit", "200000", check=False).returncode:  # fmt: skip
-        pytest.skip("needs tc with the tbf qdisc")
-    nd = make_netdev(pair.host)
-    peer = pair.peer_socket()
-    sent = [frame(i, 100) for i in range(32)]  # 25.6 kbit: about 64 ms at 400 kbit/s
-    assert nd.send(0, [Packet(d) for d in sent]) == EINPROGRESS
-    assert nd.stats.tx_packets < 32  # counted at completion
-    deadline = time.monotonic() + 2
-    while (rc := nd.process_async(0, False)) == EINPROGRESS and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert rc == OK and nd.stats.tx_packets == 32 and nd.process_async(0, False) == OK
-    assert peer_frames(peer, 32) == sent
-
-    # Forced while still in the qdisc: the kernel took the frames and will send
-    # them, so they count as sent; the slots stay the kernel's until then.
-    assert nd.send(1, [Packet(frame(i, 100)) for i in range(32, 64)]) == EINPROGRESS
-    assert nd.process_async(1, True) == OK
-    assert nd.stats.tx_packets == 64 and nd.stats.tx_dropped == 0
-
-    # 20 batches into a 512-slot ring behind a slow qdisc: the ring fills up.
-    results = [nd.send(q % 4, [Packet(frame(64 + q * 32 + i, 100)) for i in range(32)])
-               for q in range(20)]  # fmt: skip
-    assert errno.ENOBUFS in results and nd.stats.tx_dropped > 0
-    for q in range(20):
-        if results[q] == EINPROGRESS:  # each deferred batch gets its own completion
-            assert nd.process_async(q % 4, True) in (OK, errno.ETIMEDOUT)
-    for q in range(4):
-        assert nd.process_async(q, False) == OK  # nothing left pending
-    stats = nd.stats
-    assert stats.tx_packets + stats.tx_dropped + stats.tx_errors == 64 + 640
-    run("tc", "qdisc", "del", "dev", pair.host, "root")
-    # The abandoned slots come back; later sends go through and count normally.
-    time.sleep(0.05)
-    before = stats.tx_packets
-    for _ in range(200):
-        rc = nd.send(0, [Packet(frame(5000))])
-        if rc == OK:
-            break
-        time.sleep(0.01)
-    assert rc == OK and stats.tx_packets == before + 1
-
-
 # -- link state and errors ----------------------------------------------------------
 
 
@@ -658,7 +403,7 @@ async def test_userspace_tso_forwards_tcp_with_offloads_on(
     left.sockets.append(client)
     right.sockets.append(listener)
     try:
-        assert "rx_ring=none, tx_ring=on, userspace_tso=on" in a.status()
+        assert "rx_ring=none, tx_ring=on, tx_kick=auto, userspace_tso=on" in a.status()
         listener.bind(("10.199.0.2", 5001))
         listener.listen()
         tlisten = trio.socket.from_stdlib_socket(listener)

@@ -1,0 +1,152 @@
+"""The transmit kick of a PACKET_TX_RING: in the daemon's thread, or in a kernel worker.
+
+Frames queued in a TX ring leave when the socket is written to (zero
+bytes).  That write runs the kernel's transmit path in the caller's thread;
+on a veth it also runs the receiving namespace's stack (for TCP: the
+receiver's ACK processing, then the sender's next segments).  Measured with
+one TCP stream between namespaces, that kernel work was 40 % of the
+daemon's single thread while the machine's other CPU sat mostly idle.
+
+:class:`TxKick` can hand the write to an io_uring worker instead
+(:mod:`.uring`), which the scheduler runs on an idle CPU.  The cost is a
+thread wake-up in the kernel -- tens of microseconds on a VM -- added to
+every packet's latency, which a lone ping would notice.  Hence the modes
+(the afpacket option ``tx-kick``):
+
+``sync``
+    Always write in the daemon's thread (the lowest latency, and what every
+    kick needing its result at once does anyway: see :meth:`TxKick.kick_now`).
+``async``
+    Always through io_uring, when available.
+``auto`` (default)
+    Through io_uring while the port is busy -- at least
+    :data:`BUSY_FRAMES` frames queued in the previous :data:`WINDOW_NS` --
+    and synchronously otherwise, so an idle port answers at once and a
+    loaded one spreads its kernel work.
+
+At most one asynchronous kick is in flight per ring.  A kick asked for
+while one runs is skipped: the running one may already have passed the
+newest frames, which the netdev's ``process_async`` notices (frames still
+TP_STATUS_SEND_REQUEST) and kicks for again.  Where io_uring is unavailable
+every mode works as ``sync``; :attr:`TxKick.unavailable` says why.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from .uring import WriteRing, open_write_ring
+
+MODES = ("auto", "async", "sync")
+#: ``auto``: the window over which a port's queued frames are counted, ns.
+WINDOW_NS = 1_000_000
+#: ``auto``: frames per window from which a port counts as busy (16 kpps).
+BUSY_FRAMES = 16
+
+_write = os.write
+_now = time.monotonic_ns
+
+
+class TxKick:
+    """Kicks for the TX ring of socket ``fd`` (the caller keeps ``fd`` open while this lives).
+
+    ``mode`` is what was asked for; ``unavailable`` is "" or why io_uring
+    could not be set up (then every kick is synchronous).  ``async_kicks``
+    and ``sync_kicks`` count kicks made each way.
+    """
+
+    def __init__(self, fd: int, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"bad tx kick mode {mode!r}")
+        self.mode = mode
+        self.unavailable = ""
+        self._fd = fd
+        self._ring: WriteRing | None = None
+        if mode != "sync":
+            self._ring, self.unavailable = open_write_ring(fd)
+        self.async_kicks = 0
+        self.sync_kicks = 0
+        self._auto = mode == "auto"
+        self._busy = mode == "async"
+        self._window_start = 0
+        self._window_frames = 0
+
+    @property
+    def effective(self) -> str:
+        """The mode in use: ``sync`` when io_uring is unavailable."""
+        return self.mode if self._ring is not None else "sync"
+
+    def kick(self, frames: int = 0) -> int:
+        """Get the kernel transmitting the ring's queued frames; 0 or an errno.
+
+        ``frames`` is how many the caller just queued (for ``auto``).  The
+        errno may be that of an earlier asynchronous kick, reported now.
+        """
+        ring = self._ring
+        if ring is None:
+            return self._write()
+        if ring.busy:
+            result = ring.poll()
+            if result is None:
+                return 0
+            if result:  # report before starting another: the caller may unwind the ring
+                return -result
+        if self._auto:
+            now = _now()
+            self._window_frames += frames
+            elapsed = now - self._window_start
+            if elapsed >= WINDOW_NS:
+                # A window that ended long ago says nothing about now: idle.
+                self._busy = self._window_frames >= BUSY_FRAMES and elapsed < 2 * WINDOW_NS
+                self._window_start = now
+                self._window_frames = 0
+        if not self._busy:
+            return self._write()
+        try:
+            ring.submit()
+        except OSError:  # io_uring out of resources for now: do it here
+            return self._write()
+        self.async_kicks += 1
+        return 0
+
+    def kick_now(self) -> int:
+        """Kick synchronously, after any kick in flight finished; 0 or an errno.
+
+        For callers that need the kernel's pass over the ring done on return:
+        a full ring, frames that must leave before a plain send, a forced
+        completion.
+        """
+        err = self.settle()
+        return self._write() or err
+
+    def settle(self) -> int:
+        """Wait for the kick in flight, if any; 0 or its errno.
+
+        Needed before the caller takes back frames the kernel has not taken
+        (``TxRing.unwind``): a running kick could be taking them.
+        """
+        ring = self._ring
+        if ring is None or not ring.busy:
+            return 0
+        try:
+            result = ring.wait()
+        except OSError as exc:
+            return exc.errno or errno.EIO
+        return -result if result else 0
+
+    def close(self) -> None:
+        """Wait for the kick in flight and release io_uring (idempotent)."""
+        if self._ring is not None:
+            self.settle()
+            self._ring.close()
+            self._ring = None
+
+    def _write(self) -> int:
+        self.sync_kicks += 1
+        try:
+            _write(self._fd, b"")
+        except OSError as exc:
+            return exc.errno or errno.EIO
+        return 0
