@@ -483,6 +483,9 @@ class AfPacketNetdev(Netdev):
             self._link_error(exc.errno or errno.ENETDOWN)
             return []
         if batch:
+            kicker = self._kicker
+            if kicker is not None:
+                kicker.frames += len(batch)  # for tx-kick=auto: see txkick
             if path.losing:
                 self._fold_drops(path)
         elif path.mmapped:

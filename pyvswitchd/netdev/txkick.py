@@ -19,10 +19,16 @@ every packet's latency, which a lone ping would notice.  Hence the modes
 ``async``
     Always through io_uring, when available.
 ``auto`` (default)
-    Through io_uring while the port is busy -- at least
-    :data:`BUSY_FRAMES` frames queued in the previous :data:`WINDOW_NS` --
-    and synchronously otherwise, so an idle port answers at once and a
-    loaded one spreads its kernel work.
+    Through io_uring while the port is busy -- frames received or queued
+    for transmit at :data:`BUSY_FRAMES` per :data:`WINDOW_NS` or faster
+    over the last window (which lasts from one kick to the first kick a
+    window later) -- and synchronously otherwise, so an idle port answers
+    at once and a loaded one spreads its kernel work.  Received frames
+    count because of TCP: the port that carries a stream's ACKs transmits
+    only a few frames per millisecond (a receiver acknowledges dozens of
+    segments at once), yet a synchronous kick there runs the sender's
+    stack -- the ACK's processing, then its next segments -- in the
+    daemon's thread.
 
 At most one asynchronous kick is in flight per ring.  A kick asked for
 while one runs is skipped: the running one may already have passed the
@@ -40,10 +46,10 @@ import time
 from .uring import WriteRing, open_write_ring
 
 MODES = ("auto", "async", "sync")
-#: ``auto``: the window over which a port's queued frames are counted, ns.
+#: ``auto``: the least time over which a port's queued frames are counted, ns.
 WINDOW_NS = 1_000_000
-#: ``auto``: frames per window from which a port counts as busy (16 kpps).
-BUSY_FRAMES = 16
+#: ``auto``: frames per WINDOW_NS from which a port counts as busy (4 kpps).
+BUSY_FRAMES = 4
 
 _write = os.write
 _now = time.monotonic_ns
@@ -54,7 +60,9 @@ class TxKick:
 
     ``mode`` is what was asked for; ``unavailable`` is "" or why io_uring
     could not be set up (then every kick is synchronous).  ``async_kicks``
-    and ``sync_kicks`` count kicks made each way.
+    and ``sync_kicks`` count kicks made each way.  ``frames`` counts the
+    port's frames in the current ``auto`` window: :meth:`kick` adds those
+    queued for transmit, the owner adds those it received.
     """
 
     def __init__(self, fd: int, mode: str) -> None:
@@ -71,7 +79,7 @@ class TxKick:
         self._auto = mode == "auto"
         self._busy = mode == "async"
         self._window_start = 0
-        self._window_frames = 0
+        self.frames = 0
 
     @property
     def effective(self) -> str:
@@ -91,17 +99,18 @@ class TxKick:
             result = ring.poll()
             if result is None:
                 return 0
-            if result:  # report before starting another: the caller may unwind the ring
+            if result < 0:  # report before starting another: the caller may unwind the ring
                 return -result
         if self._auto:
             now = _now()
-            self._window_frames += frames
             elapsed = now - self._window_start
             if elapsed >= WINDOW_NS:
-                # A window that ended long ago says nothing about now: idle.
-                self._busy = self._window_frames >= BUSY_FRAMES and elapsed < 2 * WINDOW_NS
+                # A rate, not a count: windows stretch when kicks come seldom, and
+                # in-thread kicks that take long must not make a busy port look idle.
+                self._busy = self.frames * WINDOW_NS >= BUSY_FRAMES * elapsed
                 self._window_start = now
-                self._window_frames = 0
+                self.frames = 0
+            self.frames += frames
         if not self._busy:
             return self._write()
         try:
@@ -134,7 +143,7 @@ class TxKick:
             result = ring.wait()
         except OSError as exc:
             return exc.errno or errno.EIO
-        return -result if result else 0
+        return -result if result is not None and result < 0 else 0
 
     def close(self) -> None:
         """Wait for the kick in flight and release io_uring (idempotent)."""

@@ -77,9 +77,10 @@ class WriteRing:
     """An io_uring whose only request is ``write(fd, b"")``, run by a kernel worker.
 
     :meth:`submit` starts one (``busy`` becomes True); :meth:`poll` returns its
-    result once it finished -- 0 or a negative errno, like the syscall's --
-    and None before; :meth:`wait` blocks until it finished.  Not thread-safe:
-    one owner, the daemon's thread.
+    result once it finished -- what write(2) would return, or a negative
+    errno (a packet socket returns the bytes its ring sent) -- and None
+    before; :meth:`wait` blocks until it finished.  Not thread-safe: one
+    owner, the daemon's thread.
     """
 
     def __init__(self, fd: int) -> None:
@@ -146,7 +147,7 @@ class WriteRing:
         self.busy = True
 
     def poll(self) -> int | None:
-        """The in-flight write's result (0 or -errno) if it finished, else None."""
+        """The in-flight write's result (bytes written, or -errno) if it finished, else None."""
         head = self._cq_head
         if self._cq_words[self._cq_tail_at] == head:
             return None

@@ -89,12 +89,17 @@ def test_auto_follows_the_load(wfd: int, clock: Clock) -> None:
     clock.ns += WINDOW_NS // 2  # that window held 2 frames: idle again
     k.kick(1)
     assert (k.sync_kicks, k.async_kicks) == (5, 2)
-    # A busy window that ended long ago does not count.
-    for _ in range(BUSY_FRAMES):
-        k.kick(1)
+    # Busy is a rate: BUSY_FRAMES per window, over a window stretched to three
+    # (in-thread kicks that took long, say), is still busy ...
+    k.kick(3 * BUSY_FRAMES - 1)
     clock.ns += 3 * WINDOW_NS
     k.kick(1)
-    assert k.async_kicks == 2
+    k.settle()
+    assert (k.sync_kicks, k.async_kicks) == (6, 3)
+    # ... and a frame after ten windows of silence is not.
+    clock.ns += 10 * WINDOW_NS
+    k.kick(1)
+    assert (k.sync_kicks, k.async_kicks) == (7, 3)
     k.close()
 
 
