@@ -350,7 +350,7 @@ class AfPacketNetdev(Netdev):
         self._tx_fd = sock.fileno()
         self.tx_kick = "sync"
         if self.tx_ring:
-            kicker = self._kicker = TxKick(self._tx_fd, kick_mode)
+            kicker = self._kicker = TxKick(self._tx_fd, kick_mode, self.stats)
             self.tx_kick = kicker.effective
             if kicker.unavailable:
                 self._warn(f"{self.name}: io_uring unavailable ({kicker.unavailable}), "
@@ -483,9 +483,6 @@ class AfPacketNetdev(Netdev):
             self._link_error(exc.errno or errno.ENETDOWN)
             return []
         if batch:
-            kicker = self._kicker
-            if kicker is not None:
-                kicker.frames += len(batch)  # for tx-kick=auto: see txkick
             if path.losing:
                 self._fold_drops(path)
         elif path.mmapped:
@@ -558,7 +555,7 @@ class AfPacketNetdev(Netdev):
             rc = self._send_checked(ring, frames, vnets, txb)
         if not txb.slots:
             return rc
-        err = self._kick(len(frames))
+        err = self._kick()
         if ring.reap(txb):
             self._pending.setdefault(qid, deque()).append(txb)
             return EINPROGRESS
@@ -608,10 +605,10 @@ class AfPacketNetdev(Netdev):
         limit = self.mtu + ETH_HEADER_LEN
         return n <= limit + _VLAN_LEN and data[12:14] == _TPID_8021Q_BYTES
 
-    def _kick(self, frames: int = 0) -> int:
+    def _kick(self) -> int:
         """Ask the kernel to transmit the ring's queued frames; 0 or an errno it gave.
 
-        ``frames``: how many were just queued.  The kick may run in a kernel
+        The kick may run in a kernel
         worker (``tx-kick``, see :mod:`.txkick`); on this non-blocking socket
         the kernel never waits for completions: a veth completes frames
         during the kick, a NIC's reach ``reap`` later.
@@ -619,7 +616,7 @@ class AfPacketNetdev(Netdev):
         kicker = self._kicker
         if kicker is None:
             return errno.EBADF
-        err = kicker.kick(frames)
+        err = kicker.kick()
         return self._kick_failed(err) if err else OK
 
     def _kick_now(self) -> int:

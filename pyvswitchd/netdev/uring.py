@@ -189,6 +189,35 @@ class WriteRing:
         self.busy = False
 
 
+def batch_workers(tasks: str = "/proc/self/task") -> int:
+    """Put this process's io-wq worker threads under SCHED_BATCH; how many were changed.
+
+    A worker woken for a write is owed CPU time, so the scheduler lets it
+    preempt whatever runs on the CPU it lands on -- often the daemon's own,
+    which puts the kernel's work right back on the daemon's thread.
+    SCHED_BATCH threads never preempt on wake-up: the worker takes a free
+    CPU or waits for the next tick.  Workers come and go (the kernel ends
+    them after seconds idle), so callers repeat this now and then.
+    """
+    changed = 0
+    try:
+        tids = os.listdir(tasks)
+    except OSError:
+        return 0
+    for name in tids:
+        try:
+            with open(f"{tasks}/{name}/comm", "rb") as f:
+                if not f.read().startswith(b"iou-wrk"):
+                    continue
+            tid = int(name)
+            if os.sched_getscheduler(tid) != os.SCHED_BATCH:
+                os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
+                changed += 1
+        except (OSError, ValueError):  # gone meanwhile, or not ours to change
+            continue
+    return changed
+
+
 def open_write_ring(fd: int) -> tuple[WriteRing | None, str]:
     """A :class:`WriteRing` on ``fd``, or None and why io_uring cannot be used."""
     try:

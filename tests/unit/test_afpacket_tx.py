@@ -173,17 +173,17 @@ def test_auto_kicks_here_when_idle_and_in_a_worker_when_busy(
     peer = pair.peer_socket()
     # A lone frame on an idle port: kicked at once, in this thread.
     assert nd.send(0, [Packet(frame(0))]) == OK and kicker.sync_kicks == 1
-    # 32 frames about every 100 us, 60 times: hundreds of frames per ms, far
-    # past BUSY_FRAMES, for several windows.
+    # 32 frames of 1000 bytes about every 100 us, 60 times: some 200 kB per
+    # ms, far past BUSY_BYTES, for several windows.
     n = 60 * 32
-    for k in range(1, n + 1, 32):
-        complete(nd, 0, nd.send(0, [Packet(frame(i)) for i in range(k, k + 32)]))
+    sent = [frame(i, 1000) for i in range(1, n + 1)]  # made first: making them is slow
+    for k in range(0, n, 32):
+        complete(nd, 0, nd.send(0, [Packet(d) for d in sent[k : k + 32]]))
         time.sleep(0.0001)
     assert kicker.async_kicks > 0
-    got = peer_frames(peer, n + 1)
-    assert got == [frame(i) for i in range(n + 1)]  # in order, none lost
-    # Idle again for more than two windows: the next lone frame goes out here.
-    time.sleep(3 * txkick.WINDOW_NS / 1e9)
+    assert peer_frames(peer, n + 1) == [frame(0), *sent]  # in order, none lost
+    # Idle for a while: the next lone frame goes out here.
+    time.sleep(20 * txkick.WINDOW_NS / 1e9)
     before = kicker.sync_kicks
     assert complete(nd, 0, nd.send(0, [Packet(frame(n + 1))])) == OK
     assert kicker.sync_kicks == before + 1

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from pyvswitchd.netdev import txkick
-from pyvswitchd.netdev.txkick import BUSY_FRAMES, WINDOW_NS, TxKick
+from pyvswitchd.netdev.provider import NetdevStats
+from pyvswitchd.netdev.txkick import BUSY_BYTES, WINDOW_NS, TxKick
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_bad_mode() -> None:
 def test_sync_never_sets_up_io_uring(wfd: int) -> None:
     k = TxKick(wfd, "sync")
     assert k.effective == "sync" and k.unavailable == ""
-    assert [k.kick(32), k.kick(32), k.kick_now(), k.settle()] == [0, 0, 0, 0]
+    assert [k.kick(), k.kick(), k.kick_now(), k.settle()] == [0, 0, 0, 0]
     assert (k.sync_kicks, k.async_kicks) == (3, 0)
     k.close()
 
@@ -72,34 +73,54 @@ def test_async_one_in_flight_then_settle(wfd: int) -> None:
     assert k.effective == "sync" and k.kick() == 0  # closed: plain writes
 
 
-def test_auto_follows_the_load(wfd: int, clock: Clock) -> None:
-    k = kicker(wfd, "auto")
-    # Idle: every kick here, however many frames, until a window has ended.
+def test_auto_follows_the_port_byte_rate(wfd: int, clock: Clock) -> None:
+    stats = NetdevStats()
+    k = TxKick(wfd, "auto", stats)
+    if k.unavailable:
+        pytest.skip(f"io_uring unavailable here ({k.unavailable})")
+
+    def traffic(rx: int, tx: int = 0) -> None:
+        stats.rx_bytes += rx
+        stats.tx_bytes += tx
+
+    # Idle: kicks here, whatever the traffic, until a window has ended.
     for _ in range(4):
-        k.kick(BUSY_FRAMES)
+        traffic(BUSY_BYTES)
+        k.kick()
     assert (k.sync_kicks, k.async_kicks) == (4, 0)
-    clock.ns += WINDOW_NS  # that window held 4 * BUSY_FRAMES: busy from now on
-    k.kick(1)
+    clock.ns += WINDOW_NS  # that window moved 4 * BUSY_BYTES: busy from now on
+    k.kick()
     k.settle()
     assert k.async_kicks == 1
     clock.ns += WINDOW_NS // 2
-    k.kick(1)
+    k.kick()  # mid-window: unchanged
     k.settle()
     assert k.async_kicks == 2
-    clock.ns += WINDOW_NS // 2  # that window held 2 frames: idle again
-    k.kick(1)
+    traffic(BUSY_BYTES // 4, BUSY_BYTES // 4)
+    clock.ns += WINDOW_NS // 2  # that window moved half of BUSY_BYTES: idle again
+    k.kick()
     assert (k.sync_kicks, k.async_kicks) == (5, 2)
-    # Busy is a rate: BUSY_FRAMES per window, over a window stretched to three
-    # (in-thread kicks that took long, say), is still busy ...
-    k.kick(3 * BUSY_FRAMES - 1)
+    # Received and sent bytes both count, and busy is a rate: BUSY_BYTES per
+    # window over a window stretched to three (slow kicks, say) is busy ...
+    traffic(2 * BUSY_BYTES, BUSY_BYTES)
     clock.ns += 3 * WINDOW_NS
-    k.kick(1)
+    k.kick()
     k.settle()
-    assert (k.sync_kicks, k.async_kicks) == (6, 3)
-    # ... and a frame after ten windows of silence is not.
+    assert (k.sync_kicks, k.async_kicks) == (5, 3)
+    # ... and a ping after ten windows of silence is not.
+    traffic(98, 98)
     clock.ns += 10 * WINDOW_NS
-    k.kick(1)
-    assert (k.sync_kicks, k.async_kicks) == (7, 3)
+    k.kick()
+    assert (k.sync_kicks, k.async_kicks) == (6, 3)
+    k.close()
+
+
+def test_auto_without_stats_stays_in_thread(wfd: int, clock: Clock) -> None:
+    k = kicker(wfd, "auto")
+    for _ in range(3):
+        clock.ns += 2 * WINDOW_NS
+        k.kick()
+    assert (k.sync_kicks, k.async_kicks) == (3, 0)
     k.close()
 
 
@@ -118,4 +139,4 @@ def test_unavailable_falls_back(wfd: int, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(txkick, "open_write_ring", lambda fd: (None, "Function not implemented"))
     k = TxKick(wfd, "auto")
     assert k.effective == "sync" and k.unavailable == "Function not implemented"
-    assert k.kick(100) == 0 and k.sync_kicks == 1
+    assert k.kick() == 0 and k.sync_kicks == 1

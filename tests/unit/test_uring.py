@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from pyvswitchd.netdev import uring
-from pyvswitchd.netdev.uring import WriteRing, open_write_ring
+from pyvswitchd.netdev.uring import WriteRing, batch_workers, open_write_ring
 
 
 @pytest.fixture
@@ -73,3 +73,35 @@ def test_unavailable_is_reported_not_raised(
     monkeypatch.setattr(uring, "_syscall", refuse)
     ring, why = open_write_ring(pipe[1])
     assert ring is None and why == os.strerror(errno.EPERM)
+
+
+def worker_tids() -> list[int]:
+    tids = []
+    for name in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{name}/comm", "rb") as f:
+                if f.read().startswith(b"iou-wrk"):
+                    tids.append(int(name))
+        except OSError:
+            continue
+    return tids
+
+
+def test_batch_workers_demotes_io_wq_threads(pipe: tuple[int, int]) -> None:
+    ring = ring_on(pipe[1])
+    try:
+        ring.submit()  # IOSQE_ASYNC: an io-wq worker thread of this process runs it
+        assert ring.wait() == 0
+        tids = worker_tids()
+        if not tids:
+            pytest.skip("no io-wq worker thread visible in /proc/self/task")
+        for tid in tids:  # an earlier test may have demoted a worker still alive
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        assert batch_workers() == len(tids)
+        # Only the workers: this (the main) thread keeps its policy.
+        assert {os.sched_getscheduler(t) for t in worker_tids()} == {os.SCHED_BATCH}
+        assert os.sched_getscheduler(0) != os.SCHED_BATCH
+        assert batch_workers() == 0  # already done
+    finally:
+        ring.close()
+    assert batch_workers("/nonexistent") == 0
