@@ -691,6 +691,11 @@ class AfPacketNetdev(Netdev):
         ring = self._tx
         if not pending or ring is None:
             return OK
+        kicker = self._kicker
+        if not force and kicker is not None and kicker.running:
+            # Reading slot statuses the worker is writing costs cache misses
+            # for little: look once the kick is over.
+            return EINPROGRESS
         txb = pending[0]
         if ring.reap(txb):
             if self.error is None and (force or ring.unsent(txb)):

@@ -146,6 +146,11 @@ class TxKick:
                 self._worker_check = now + WORKER_FIRST_CHECK_NS
         return 0
 
+    @property
+    def running(self) -> bool:
+        """Whether an asynchronous kick is still at work (the ring's frames are moving)."""
+        return self._ring is not None and self._ring.running
+
     def kick_now(self) -> int:
         """Kick synchronously, after any kick in flight finished; 0 or an errno.
 

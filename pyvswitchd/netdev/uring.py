@@ -146,6 +146,11 @@ class WriteRing:
             raise
         self.busy = True
 
+    @property
+    def running(self) -> bool:
+        """Whether a write is in flight and not finished yet."""
+        return self.busy and self._cq_words[self._cq_tail_at] == self._cq_head
+
     def poll(self) -> int | None:
         """The in-flight write's result (bytes written, or -errno) if it finished, else None."""
         head = self._cq_head
