@@ -541,6 +541,7 @@ class AfPacketNetdev(Netdev):
             return self._send_checked(None, frames, vnets, txb)
         lens = list(map(len, frames))
         rc = OK
+        nbytes = 0
         if lens and min(lens) >= ETH_HEADER_LEN and max(lens) <= self.mtu + ETH_HEADER_LEN:
             placed = ring.put_many(frames, lens, vnets, txb)
             if placed < len(frames):  # ring full: let the kernel drain it, then try once more
@@ -551,11 +552,12 @@ class AfPacketNetdev(Netdev):
                 if placed < len(frames):
                     stats.tx_dropped += len(frames) - placed
                     rc = errno.ENOBUFS
+            nbytes = sum(lens)
         else:
             rc = self._send_checked(ring, frames, vnets, txb)
         if not txb.slots:
             return rc
-        err = self._kick()
+        err = self._kick(nbytes)
         if ring.reap(txb):
             self._pending.setdefault(qid, deque()).append(txb)
             return EINPROGRESS
@@ -605,10 +607,10 @@ class AfPacketNetdev(Netdev):
         limit = self.mtu + ETH_HEADER_LEN
         return n <= limit + _VLAN_LEN and data[12:14] == _TPID_8021Q_BYTES
 
-    def _kick(self) -> int:
+    def _kick(self, queued: int = 0) -> int:
         """Ask the kernel to transmit the ring's queued frames; 0 or an errno it gave.
 
-        The kick may run in a kernel
+        ``queued``: bytes just queued (for ``tx-kick=auto``).  The kick may run in a kernel
         worker (``tx-kick``, see :mod:`.txkick`); on this non-blocking socket
         the kernel never waits for completions: a veth completes frames
         during the kick, a NIC's reach ``reap`` later.
@@ -616,7 +618,7 @@ class AfPacketNetdev(Netdev):
         kicker = self._kicker
         if kicker is None:
             return errno.EBADF
-        err = kicker.kick()
+        err = kicker.kick(queued)
         return self._kick_failed(err) if err else OK
 
     def _kick_now(self) -> int:

@@ -78,17 +78,11 @@ def test_auto_follows_the_port_byte_rate(wfd: int, clock: Clock) -> None:
     k = TxKick(wfd, "auto", stats)
     if k.unavailable:
         pytest.skip(f"io_uring unavailable here ({k.unavailable})")
-
-    def traffic(rx: int, tx: int = 0) -> None:
-        stats.rx_bytes += rx
-        stats.tx_bytes += tx
-
     # Idle: kicks here, whatever the traffic, until a window has ended.
     for _ in range(4):
-        traffic(BUSY_BYTES)
-        k.kick()
+        k.kick(BUSY_BYTES)
     assert (k.sync_kicks, k.async_kicks) == (4, 0)
-    clock.ns += WINDOW_NS  # that window moved 4 * BUSY_BYTES: busy from now on
+    clock.ns += WINDOW_NS  # that window queued 4 * BUSY_BYTES: busy from now on
     k.kick()
     k.settle()
     assert k.async_kicks == 1
@@ -96,22 +90,24 @@ def test_auto_follows_the_port_byte_rate(wfd: int, clock: Clock) -> None:
     k.kick()  # mid-window: unchanged
     k.settle()
     assert k.async_kicks == 2
-    traffic(BUSY_BYTES // 4, BUSY_BYTES // 4)
-    clock.ns += WINDOW_NS // 2  # that window moved half of BUSY_BYTES: idle again
-    k.kick()
+    stats.rx_bytes += BUSY_BYTES // 4
+    stats.tx_bytes += 10 * BUSY_BYTES  # completions do not count: they lag
+    clock.ns += WINDOW_NS // 2
+    k.kick(BUSY_BYTES // 4)  # the window closing here moved half of BUSY_BYTES: idle
     assert (k.sync_kicks, k.async_kicks) == (5, 2)
-    # Received and sent bytes both count, and busy is a rate: BUSY_BYTES per
-    # window over a window stretched to three (slow kicks, say) is busy ...
-    traffic(2 * BUSY_BYTES, BUSY_BYTES)
+    # Received bytes count too, and busy is a rate: BUSY_BYTES per window over
+    # a window stretched to three (slow kicks, say) is busy ...
+    stats.rx_bytes += 2 * BUSY_BYTES
+    k.kick(BUSY_BYTES)  # mid-window, still idle: here
     clock.ns += 3 * WINDOW_NS
     k.kick()
     k.settle()
-    assert (k.sync_kicks, k.async_kicks) == (5, 3)
-    # ... and a ping after ten windows of silence is not.
-    traffic(98, 98)
-    clock.ns += 10 * WINDOW_NS
-    k.kick()
     assert (k.sync_kicks, k.async_kicks) == (6, 3)
+    # ... and a ping after ten windows of silence is not.
+    stats.rx_bytes += 98
+    clock.ns += 10 * WINDOW_NS
+    k.kick(98)
+    assert (k.sync_kicks, k.async_kicks) == (7, 3)
     k.close()
 
 
