@@ -34,7 +34,10 @@ Offload modes:
   "offloads on").
 
 Tests, each ``--runs`` times per switch (the table shows the median and
-[min-max]):
+[min-max]); ``--rounds N`` repeats the whole plan N times, interleaved
+(switch A, switch B, switch A, ...; each restarted every round), so that a
+VM whose speed drifts over minutes weighs on every switch alike, and the
+medians are taken over all rounds' runs:
 
 * TCP: ``iperf3 -c 10.0.0.2 -t TCP_SECS``, one stream, Gbit/s received;
 * UDP-64: ``iperf3 -u -l 64 -b 0 -t UDP_SECS``, delivered packets/s =
@@ -868,6 +871,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per switch (median) [3]")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat the plan, interleaved (see above) [1]"
+    )
     parser.add_argument("--tcp-secs", type=int, default=10, help="iperf3 TCP duration [10]")
     parser.add_argument("--udp-secs", type=int, default=5, help="iperf3 UDP duration [5]")
     parser.add_argument(
@@ -911,7 +917,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(
             f"--switches: unknown {', '.join(bad) or '(none given)'}; choose from {SWITCHES}"
         )
-    if args.runs < 1 or args.tcp_secs < 1 or args.udp_secs < 1:
+    if args.runs < 1 or args.rounds < 1 or args.tcp_secs < 1 or args.udp_secs < 1:
         parser.error("--runs, --tcp-secs and --udp-secs must be at least 1")
     if args.ovs_baseline_json and not args.tso:
         parser.error("--ovs-baseline-json only makes sense with --tso")
@@ -972,9 +978,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in busy:
             print(f"warning: busy process (skews results): {line}", flush=True)
         topo.up()
-        for name, tso in plan:
+        for rnd, (name, tso) in enumerate(plan * args.rounds):
             label = name + ("+tso" if tso else "")
-            print(f"== {label} (offloads {'on' if tso else 'off'})", flush=True)
+            rounds = f", round {rnd // len(plan) + 1}/{args.rounds}" if args.rounds > 1 else ""
+            print(f"== {label} (offloads {'on' if tso else 'off'}{rounds})", flush=True)
             switch: Switch
             if name == "bridge":
                 switch = LinuxBridge(topo, workdir)
@@ -989,7 +996,14 @@ def main(argv: list[str] | None = None) -> int:
                     parse_other_config(args.pyvswitchd_other_config),
                     parse_other_config(args.pyvswitchd_port_option, "--pyvswitchd-port-option"),
                 )
-            results[label] = measure_switch(topo, switch, tso, args)
+            record = measure_switch(topo, switch, tso, args)
+            if label in results:  # a later round: one record over every round's runs
+                earlier = results[label]
+                record["runs"] = earlier["runs"] + record["runs"]
+                record["summary"] = summarize(record["runs"])
+                if "error" in earlier:
+                    record.setdefault("error", earlier["error"])
+            results[label] = record
     except KeyboardInterrupt:
         print("interrupted; cleaning up", file=sys.stderr)
         status = 130
@@ -1006,7 +1020,8 @@ def main(argv: list[str] | None = None) -> int:
     if ovs_off_tcp is None:
         ovs_off_tcp = median_of(results, "ovs", "tcp_gbps")
     print()
-    print(f"medians [min-max] of {args.runs} run(s); TCP {args.tcp_secs} s, UDP {args.udp_secs} s")
+    runs = args.runs * args.rounds
+    print(f"medians [min-max] of {runs} run(s); TCP {args.tcp_secs} s, UDP {args.udp_secs} s")
     print_table(results)
     print()
     print_ratios(results, "")

