@@ -557,6 +557,16 @@ class TxRing:
         if mm is None:
             return 0
         words, halves, stride = self._words, self._halves, self._stride
+        if (
+            n >= _RUN
+            and vnets is None
+            and i + n <= self._nr
+            and owner[i : i + n].count(None) != n
+            and not any(words[i * stride : (i + n) * stride : stride])
+        ):
+            # The kernel is done with the slots (status AVAILABLE), but their
+            # completion was not read yet -- usual with asynchronous kicks.
+            self._settle_run(i, n)
         if n >= _RUN and vnets is None and i + n <= self._nr and owner[i : i + n].count(None) == n:
             # The hot path, shaped for speed: free slots up to the ring's end get one
             # slice assignment per frame and one strided store each for all tp_len,
@@ -597,6 +607,24 @@ class TxRing:
         self._next = i
         batch.remaining += done
         return done
+
+    def _settle_run(self, i: int, n: int) -> None:
+        """Account for slots ``i`` .. ``i + n - 1``, all back from the kernel (AVAILABLE)."""
+        owners = self._owner[i : i + n]
+        sent = 0
+        for batch in set(owners):
+            if batch is not None and batch is not ABANDONED:
+                k = owners.count(batch)
+                batch.remaining -= k
+                sent += k
+        if sent:
+            stats = self.stats
+            stats.tx_packets += sent
+            stats.tx_bytes += sum(
+                [k for k, b in zip(self._length[i : i + n], owners, strict=True)
+                 if b is not None and b is not ABANDONED]
+            )  # fmt: skip
+        self._owner[i : i + n] = [None] * n
 
     def _settle(self, i: int) -> bool:
         """Account for slot ``i`` if the kernel gave it back; False while the kernel owns it."""
