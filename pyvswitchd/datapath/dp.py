@@ -63,10 +63,30 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-#: How often the main task polls non-PMD ports and runs housekeeping, s.
+#: How often the main task polls non-PMD ports that cannot wake it, s.
 MAIN_POLL_INTERVAL = 0.001
-#: The same when no port is polled by the main task (housekeeping only), s.
+#: How often it runs housekeeping when its ports can wake it (or it has none), s.
 MAIN_IDLE_INTERVAL = 0.02
+
+
+def _wakes(netdev: Netdev) -> bool:
+    """Whether ``netdev`` has a ``wait_readable`` that returns (the base one never does)."""
+    return type(netdev).wait_readable is not Netdev.wait_readable
+
+
+async def _any_readable(rxqs: list[Rxq]) -> None:
+    """Return as soon as one of ``rxqs`` may have packets."""
+    if len(rxqs) == 1:
+        await rxqs[0].netdev.wait_readable(rxqs[0].qid)
+        return
+    async with trio.open_nursery() as nursery:
+        for rxq in rxqs:
+            nursery.start_soon(_wake_on, rxq, nursery.cancel_scope)
+
+
+async def _wake_on(rxq: Rxq, scope: trio.CancelScope) -> None:
+    await rxq.netdev.wait_readable(rxq.qid)
+    scope.cancel()
 
 
 @attrs.define
@@ -185,12 +205,19 @@ class Datapath(DatapathPorts):
                         self.revalidator.run_once()
                         self.main.flow_table.rerank()
                         next_revalidation = trio.current_time() + REVALIDATE_INTERVAL
-                    # Without main-thread ports there is nothing to poll: waking
-                    # every millisecond would only take the CPU from the PMDs
-                    # (and from the processes whose packets they forward).
-                    await trio.sleep(
-                        MAIN_POLL_INTERVAL if self.main.poll_list else MAIN_IDLE_INTERVAL
-                    )
+                    # Waking every millisecond without cause would only take the
+                    # CPU from the PMDs (and from the processes whose packets
+                    # they forward): sleep until a port has packets, if every
+                    # port of the main task can say so (as OVS's main thread
+                    # blocks in poll_block()); otherwise poll.
+                    rxqs = self.main.poll_list
+                    if not rxqs:
+                        await trio.sleep(MAIN_IDLE_INTERVAL)
+                    elif all(_wakes(rxq.netdev) for rxq in rxqs):
+                        with trio.move_on_after(MAIN_IDLE_INTERVAL):
+                            await _any_readable(rxqs)
+                    else:
+                        await trio.sleep(MAIN_POLL_INTERVAL)
             finally:
                 self._nursery = None
 
