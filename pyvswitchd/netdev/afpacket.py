@@ -18,9 +18,10 @@ frames transmitted on the interface (by us or anyone) out; a VLAN tag the
 kernel moved into metadata is put back into the frame; a PACKET_MR_PROMISC
 membership makes the interface promiscuous until the socket closes.
 
-Transmit: a TPACKET_V2 PACKET_TX_RING (``tx-ring=false``: one synchronous
-``send()`` per frame).  ``send`` copies the batch into free slots, kicks the
-kernel with one zero-length write and returns OK if every slot is back by
+Transmit (the methods are in :mod:`.afpacket_tx`): a TPACKET_V2
+PACKET_TX_RING (``tx-ring=false``: one synchronous ``send()`` per frame).
+``send`` copies the batch into free slots, kicks the kernel with one
+zero-length write and returns OK if every slot is back by
 then (a veth transmits during a synchronous kick), else EINPROGRESS for
 :meth:`AfPacketNetdev.process_async` to finish.  Option ``tx-kick``
 (``auto``, ``async``, ``sync``; see :mod:`.txkick`) says whether that write
@@ -60,7 +61,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import operator
 import socket
 import struct
 import time
@@ -70,25 +70,22 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..datapath.packet import ETH_HEADER_LEN, Packet
+from ..datapath.packet import Packet
 from ..observe.ratelimit import RateLimit
+from .afpacket_tx import AfPacketTx
 from .dummy import queue_options, reject_unknown
 from .pktring import (
-    LINK_ERRNOS,
-    MSG_DONTWAIT,
     PACKET_VNET_HDR,
     SOL_PACKET,
-    VNET_HDR_LEN,
     PlainRx,
     RxPath,
     RxRingV2,
     RxRingV3,
-    TxBatch,
-    TxRing,
 )
-from .provider import EINPROGRESS, OK, Netdev, NetdevError
+from .provider import Netdev, NetdevError
 from .txkick import MODES as TX_KICK_MODES
 from .txkick import TxKick
+from .txring import TxBatch, TxRing
 
 if TYPE_CHECKING:
     from ..observe.vlog import VlogModule
@@ -112,14 +109,8 @@ IFF_RUNNING = 0x40
 
 _IFREQ = struct.Struct("=16si20x")  # ifr_name, then an int (ifindex / mtu) of the union
 _IFREQ_FLAGS = struct.Struct("=16sh22x")
-_ZERO_VNET = bytes(VNET_HDR_LEN)
-_DATA = operator.attrgetter("data")
-_VLAN_LEN = 4
-_TPID_8021Q_BYTES = b"\x81\x00"
 _GONE_ERRNOS = frozenset((errno.ENODEV, errno.ENXIO))
 _SOCK_BUF = 4 << 20
-#: While the link is down, how often ``send`` re-reads its state (seconds).
-_LINK_RECHECK = 0.1
 #: Empty ring reads between checks of the socket's pending error (device gone?).
 _ERROR_POLL_EVERY = 1024
 _RX_RINGS: dict[str, type[RxRingV2] | type[RxRingV3] | None] = {
@@ -127,8 +118,6 @@ _RX_RINGS: dict[str, type[RxRingV2] | type[RxRingV3] | None] = {
     "v3": RxRingV3,
     "none": None,
 }
-#: What a forced completion that had to drop frames returns.
-ERR_FORCED = errno.ETIMEDOUT
 
 
 def _bool_option(name: str, opts: dict[str, str], key: str, default: bool) -> bool:
@@ -160,7 +149,7 @@ def _set_buf(sock: socket.socket, option: int, force_option: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, option, _SOCK_BUF)
 
 
-class AfPacketNetdev(Netdev):
+class AfPacketNetdev(AfPacketTx, Netdev):
     """``afpacket``: see the module documentation.
 
     ``error`` is None, or why the device is out of use for good;
@@ -521,208 +510,6 @@ class AfPacketNetdev(Netdev):
         self._check_rx_error(path)
         if self.error is not None:
             await trio.sleep_forever()
-
-    # -- transmit -----------------------------------------------------------
-
-    def send(self, qid: int, batch: list[Packet], concurrent: bool = False) -> int:
-        # The hot path, shaped for speed: map() where a comprehension would do.
-        stats = self.stats
-        if self.error is not None:
-            stats.tx_dropped += len(batch)
-            return errno.ENODEV
-        if not self.link_up and not self._link_back():
-            stats.tx_dropped += len(batch)
-            return errno.ENODEV if self.error is not None else errno.ENETDOWN
-        ring = self._tx
-        txb = TxBatch(qid)
-        frames = list(map(_DATA, batch))
-        vnets = [p.vnet or _ZERO_VNET for p in batch] if self.tso else None
-        if ring is None:
-            return self._send_checked(None, frames, vnets, txb)
-        lens = list(map(len, frames))
-        rc = OK
-        nbytes = 0
-        if lens and min(lens) >= ETH_HEADER_LEN and max(lens) <= self.mtu + ETH_HEADER_LEN:
-            placed = ring.put_many(frames, lens, vnets, txb)
-            if placed < len(frames):  # ring full: let the kernel drain it, then try once more
-                self._kick_now()
-                placed += ring.put_many(
-                    frames[placed:], lens[placed:], vnets and vnets[placed:], txb
-                )
-                if placed < len(frames):
-                    stats.tx_dropped += len(frames) - placed
-                    rc = errno.ENOBUFS
-            nbytes = sum(lens)
-        else:
-            rc = self._send_checked(ring, frames, vnets, txb)
-        if not txb.slots:
-            return rc
-        err = self._kick(nbytes)
-        if ring.reap(txb):
-            self._pending.setdefault(qid, deque()).append(txb)
-            return EINPROGRESS
-        if txb.dropped:
-            return err or errno.ENOBUFS
-        return rc
-
-    def _send_checked(
-        self, ring: TxRing | None, frames: list[bytes], vnets: list[bytes] | None, txb: TxBatch
-    ) -> int:
-        """``send`` one frame at a time: without a ring, or for a frame of unusual size."""
-        stats = self.stats
-        limit = self.mtu + ETH_HEADER_LEN
-        capacity = ring.capacity if ring else 0
-        rc = OK
-        kicked = False
-        for k, data in enumerate(frames):
-            vnet = vnets[k] if vnets is not None else None
-            n = len(data)
-            if (n > limit or n < ETH_HEADER_LEN) and not self._size_ok(data, vnet):
-                stats.tx_errors += 1
-                rc = errno.EMSGSIZE
-                continue
-            if ring is None or n > capacity:
-                if ring is not None and txb.remaining:
-                    self._kick_now()  # a GSO frame too big for a slot: ring frames go first
-                rc = self._send_one(data, vnet) or rc
-                continue
-            one = None if vnet is None else [vnet]
-            if not ring.put_many([data], [n], one, txb):
-                if not kicked:
-                    kicked = True
-                    self._kick_now()
-                    if ring.put_many([data], [n], one, txb):
-                        continue
-                stats.tx_dropped += len(frames) - k
-                return errno.ENOBUFS
-        return rc
-
-    def _size_ok(self, data: bytes, vnet: bytes | None) -> bool:
-        """Whether ``data``, not plainly within the MTU, may still be sent."""
-        n = len(data)
-        if n < ETH_HEADER_LEN:
-            return False
-        if vnet is not None and vnet[1]:  # a GSO super-frame: the kernel segments it
-            return n <= PlainRx.MAX_FRAME
-        limit = self.mtu + ETH_HEADER_LEN
-        return n <= limit + _VLAN_LEN and data[12:14] == _TPID_8021Q_BYTES
-
-    def _kick(self, queued: int = 0) -> int:
-        """Ask the kernel to transmit the ring's queued frames; 0 or an errno it gave.
-
-        ``queued``: bytes just queued (for ``tx-kick=auto``).  The kick may run in a kernel
-        worker (``tx-kick``, see :mod:`.txkick`); on this non-blocking socket
-        the kernel never waits for completions: a veth completes frames
-        during the kick, a NIC's reach ``reap`` later.
-        """
-        kicker = self._kicker
-        if kicker is None:
-            return errno.EBADF
-        err = kicker.kick(queued)
-        return self._kick_failed(err) if err else OK
-
-    def _kick_now(self) -> int:
-        """:meth:`_kick`, but the kernel's pass over the ring is over on return."""
-        kicker = self._kicker
-        if kicker is None:
-            return errno.EBADF
-        err = kicker.kick_now()
-        return self._kick_failed(err) if err else OK
-
-    def _kick_failed(self, err: int) -> int:
-        if err in (errno.EAGAIN, errno.ENOBUFS):
-            # Congestion: the kernel keeps the rest queued and retries at the next kick.
-            return err
-        self._link_error(err)
-        if self.error is not None or not self.link_up:
-            self._unwind()
-        return err
-
-    def _unwind(self) -> None:
-        """Take back the frames the kernel has not taken (tx_dropped)."""
-        if self._tx is not None:
-            if self._kicker is not None:
-                self._kicker.settle()  # a kick in flight could be taking them
-            self._tx.unwind()
-
-    def _link_back(self) -> bool:
-        """While the link is down: whether it is up again (re-read at most every 100 ms)."""
-        if time.monotonic() - self._link_checked < _LINK_RECHECK:
-            return False
-        return self._link_state() == "up"
-
-    def _send_one(self, data: bytes, vnet: bytes | None) -> int:
-        """Send one frame through the plain socket, synchronously; 0 or an errno."""
-        sock = self._tx_plain
-        stats = self.stats
-        if sock is None or self.error is not None:
-            stats.tx_dropped += 1
-            return errno.ENODEV
-        try:
-            if vnet is None:
-                sock.send(data, MSG_DONTWAIT)
-            else:
-                sock.sendmsg([vnet, data], [], MSG_DONTWAIT)
-        except OSError as exc:
-            err = exc.errno or errno.EIO
-            if err in (errno.EMSGSIZE, errno.EINVAL):
-                stats.tx_errors += 1
-            else:
-                stats.tx_dropped += 1
-                if err in LINK_ERRNOS:
-                    self._link_error(err)
-            return err
-        stats.tx_packets += 1
-        stats.tx_bytes += len(data)
-        return OK
-
-    def process_async(self, qid: int, force: bool) -> int:
-        """Finish the oldest batch ``send`` left in progress on ``qid``.
-
-        Re-checks its slots: all back from the kernel: OK.  Some not yet
-        taken by the kernel (it was congested): kick again.  Still pending
-        and not ``force``: EINPROGRESS.  With ``force`` (or in the error
-        state): one more kick, then frames the kernel never took are
-        reclaimed and counted tx_dropped (ETIMEDOUT, or ENODEV in the error
-        state, is returned), and frames it still holds (it accepted them for
-        transmit) are left to it and counted sent: OK if nothing was
-        reclaimed.  An abandoned slot stays the kernel's until it frees it;
-        until then the ring is full at that slot.
-        """
-        pending = self._pending.get(qid)
-        ring = self._tx
-        if not pending or ring is None:
-            return OK
-        kicker = self._kicker
-        if not force and kicker is not None and kicker.running:
-            # Reading slot statuses the worker is writing costs cache misses
-            # for little: look once the kick is over.
-            return EINPROGRESS
-        txb = pending[0]
-        if ring.reap(txb):
-            if self.error is None and (force or ring.unsent(txb)):
-                if force:
-                    self._kick_now()
-                else:
-                    self._kick()
-                ring.reap(txb)
-            if txb.remaining:
-                if not force and self.error is None:
-                    return EINPROGRESS
-                self._give_up(txb)
-        pending.popleft()
-        if txb.dropped:
-            return errno.ENODEV if self.error is not None else ERR_FORCED
-        return OK
-
-    def _give_up(self, txb: TxBatch) -> None:
-        """Drop what ``txb`` still has in the ring: reclaim unsent frames, abandon the rest."""
-        ring = self._tx
-        if ring is None or not ring.reap(txb):
-            return
-        if ring.unsent(txb):
-            self._unwind()
-        ring.abandon(txb)
 
 
 class SystemNetdev(AfPacketNetdev):

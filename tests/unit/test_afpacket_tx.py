@@ -18,8 +18,8 @@ import pytest
 from pyvswitchd.datapath.packet import Packet
 from pyvswitchd.netdev import txkick
 from pyvswitchd.netdev.afpacket import AfPacketNetdev
-from pyvswitchd.netdev.pktring import TxBatch, TxRing
 from pyvswitchd.netdev.provider import EINPROGRESS, OK
+from pyvswitchd.netdev.txring import TxBatch, TxRing
 
 from .veth import FakeLog, Pair, frame, peer_frames, run
 
