@@ -36,7 +36,7 @@ from .flow_key import IN_PORT, FlowKey
 from .flow_table import DpFlow, Executor, FlowTable
 from .perf import PerfLogConfig, PmdPerf
 from .pipeline import FlowPipeline
-from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, TxPort
+from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, TxPort, any_readable
 from .port import Port, Rxq
 from .revalidator import REVALIDATE_INTERVAL, Revalidator
 from .sleep import SleepConfig, parse_sleep_max, sleep_log_lines
@@ -72,21 +72,6 @@ MAIN_IDLE_INTERVAL = 0.02
 def _wakes(netdev: Netdev) -> bool:
     """Whether ``netdev`` has a ``wait_readable`` that returns (the base one never does)."""
     return type(netdev).wait_readable is not Netdev.wait_readable
-
-
-async def _any_readable(rxqs: list[Rxq]) -> None:
-    """Return as soon as one of ``rxqs`` may have packets."""
-    if len(rxqs) == 1:
-        await rxqs[0].netdev.wait_readable(rxqs[0].qid)
-        return
-    async with trio.open_nursery() as nursery:
-        for rxq in rxqs:
-            nursery.start_soon(_wake_on, rxq, nursery.cancel_scope)
-
-
-async def _wake_on(rxq: Rxq, scope: trio.CancelScope) -> None:
-    await rxq.netdev.wait_readable(rxq.qid)
-    scope.cancel()
 
 
 @attrs.define
@@ -215,7 +200,7 @@ class Datapath(DatapathPorts):
                         await trio.sleep(MAIN_IDLE_INTERVAL)
                     elif all(_wakes(rxq.netdev) for rxq in rxqs):
                         with trio.move_on_after(MAIN_IDLE_INTERVAL):
-                            await _any_readable(rxqs)
+                            await any_readable(rxqs)
                     else:
                         await trio.sleep(MAIN_POLL_INTERVAL)
             finally:

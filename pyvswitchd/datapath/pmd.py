@@ -68,6 +68,21 @@ PMD_IDLE_SPIN_NS = 200_000
 _tsc = time.perf_counter_ns
 
 
+async def any_readable(rxqs: Sequence[Rxq]) -> None:
+    """Return as soon as one of ``rxqs`` may have packets (their ``wait_readable``)."""
+    if len(rxqs) == 1:
+        await rxqs[0].netdev.wait_readable(rxqs[0].qid)
+        return
+    async with trio.open_nursery() as nursery:
+        for rxq in rxqs:
+            nursery.start_soon(_wake_on, rxq, nursery.cancel_scope)
+
+
+async def _wake_on(rxq: Rxq, scope: trio.CancelScope) -> None:
+    await rxq.netdev.wait_readable(rxq.qid)
+    scope.cancel()
+
+
 class Pipeline(Protocol):
     """What a PMD runs received batches through (the datapath input function)."""
 
@@ -390,19 +405,10 @@ class Pmd:
                     # Until the next poll receives something (a timeout, which
                     # cancels the wait, does not get here).
                     self._spurious = True
-                elif len(rxqs) == 1:
-                    await rxqs[0].netdev.wait_readable(rxqs[0].qid)
                 else:
-                    async with trio.open_nursery() as nursery:
-                        for rxq in rxqs:
-                            nursery.start_soon(self._wake_on, rxq, nursery.cancel_scope)
+                    await any_readable(rxqs)
             finally:
                 self._idle_scope = None
-
-    @staticmethod
-    async def _wake_on(rxq: Rxq, scope: trio.CancelScope) -> None:
-        await rxq.netdev.wait_readable(rxq.qid)
-        scope.cancel()
 
     def poll_rxqs(self) -> int:
         """Receive and process one batch from every polled rxq; the hot path.

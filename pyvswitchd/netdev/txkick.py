@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 MODES = ("auto", "async", "sync")
 #: ``auto``: the least time over which a port's traffic is measured, ns.
 WINDOW_NS = 1_000_000
-#: ``auto``: bytes (received plus sent) per WINDOW_NS from which a port counts
+#: ``auto``: bytes (received plus queued for transmit) per WINDOW_NS from which a port counts
 #: as busy: 32 MB/s, which one TCP stream through this switch exceeds some
 #: fourfold and a 64-byte UDP flood stays well below (~100 kpps: ~11 MB/s).
 BUSY_BYTES = 32_000

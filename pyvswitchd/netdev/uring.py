@@ -101,7 +101,8 @@ class WriteRing:
 
     def _map(self, params: bytes, fd: int) -> None:
         sq_entries, cq_entries = _PARAMS_HEAD.unpack_from(params, 0)[:2]
-        sq_head, sq_tail, sq_mask, _, _, _, sq_array = _SQ_OFFSETS.unpack_from(params, 40)
+        # (The SQ head is the kernel's: with one request in flight the ring never fills.)
+        _, sq_tail, sq_mask, _, _, _, sq_array = _SQ_OFFSETS.unpack_from(params, 40)
         cq_head, cq_tail, cq_mask, _, _, cq_cqes = _CQ_OFFSETS.unpack_from(params, 80)
         flags = mmap.MAP_SHARED | mmap.MAP_POPULATE
         prot = mmap.PROT_READ | mmap.PROT_WRITE
@@ -123,7 +124,6 @@ class WriteRing:
         self._sq_mask = sq_words[sq_mask // 4]
         self._sq_tail_at = sq_tail // 4
         self._sq_tail = sq_words[self._sq_tail_at]
-        del sq_head  # the kernel's; with one request in flight the ring never fills
         self._sq_words = sq_words
         cq_words = self._cq_words = memoryview(cq).cast("I")
         self._cq_results = memoryview(cq).cast("i")
