@@ -177,7 +177,6 @@ class AfPacketNetdev(AfPacketTx, Netdev):
         #: Times an rx ring was found out of step with the kernel and re-aligned.
         self.ring_resyncs = 0
         self._resync_rl = RateLimit(1, 5)
-        self.tx_kick = "auto"
         self._wanted: tuple[str, bool, bool, str] = ("v2", True, False, "auto")
         self._applied: tuple[object, ...] = ()
         self._open = False
@@ -337,10 +336,8 @@ class AfPacketNetdev(AfPacketTx, Netdev):
                 sock = self._tx_sock = _packet_socket(tso)
         sock.bind((self.name, 0))  # protocol 0: this socket never receives
         self._tx_fd = sock.fileno()
-        self.tx_kick = "sync"
         if self.tx_ring:
             kicker = self._kicker = TxKick(self._tx_fd, kick_mode, self.stats)
-            self.tx_kick = kicker.effective
             if kicker.unavailable:
                 self._warn(f"{self.name}: io_uring unavailable ({kicker.unavailable}), "
                            "tx ring kicked synchronously")  # fmt: skip
@@ -391,8 +388,8 @@ class AfPacketNetdev(AfPacketTx, Netdev):
             f"ifindex={self.ifindex}, link={state}, mtu={self.mtu}, rx_ring={self.rx_ring}, "
             f"tx_ring={'on' if self.tx_ring else 'off'}"
         )
-        if self.tx_ring:
-            text += f", tx_kick={self.tx_kick}"
+        if self._kicker is not None:  # there is one exactly when there is a tx ring
+            text += f", tx_kick={self._kicker.effective}"
         if self.tso:
             text += ", userspace_tso=on"
         if self.n_rxq > 1:

@@ -145,10 +145,10 @@ class AfPacketTx:
     def _kick(self, queued: int = 0) -> int:
         """Ask the kernel to transmit the ring's queued frames; 0 or an errno it gave.
 
-        ``queued``: bytes just queued (for ``tx-kick=auto``).  The kick may run in a kernel
-        worker (``tx-kick``, see :mod:`.txkick`); on this non-blocking socket
-        the kernel never waits for completions: a veth completes frames
-        during the kick, a NIC's reach ``reap`` later.
+        ``queued``: bytes just queued (for ``tx-kick=auto``).  The kick may
+        run in a kernel worker (see :mod:`.txkick`); on this non-blocking
+        socket the kernel never waits for completions: a veth completes
+        frames during the kick, a NIC's reach ``reap`` later.
         """
         kicker = self._kicker
         if kicker is None:

@@ -130,33 +130,30 @@ class TxRing:
         if mm is None:
             return 0
         words, halves, stride = self._words, self._halves, self._stride
-        if (
-            n >= _RUN
-            and vnets is None
-            and i + n <= self._nr
-            and owner[i : i + n].count(None) != n
-            and not any(words[i * stride : (i + n) * stride : stride])
-        ):
-            # The kernel is done with the slots (status AVAILABLE), but their
-            # completion was not read yet -- usual with asynchronous kicks.
-            self._settle_run(i, n)
-        if n >= _RUN and vnets is None and i + n <= self._nr and owner[i : i + n].count(None) == n:
-            # The hot path, shaped for speed: free slots up to the ring's end get one
-            # slice assignment per frame and one strided store each for all tp_len,
-            # hdr_len and tp_status.  (For fewer than _RUN frames the strided
-            # stores cost more than they save.)
-            for s, k, f in zip(self._data[i : i + n], lens, frames):  # noqa: B905 (slower)
-                mm[s : s + k] = f
-            a, b = i * stride, (i + n) * stride
-            words[a + 1 : b + 1 : stride] = array("I", [k + VNET_HDR_LEN for k in lens])
-            halves[2 * a + 17 : 2 * b + 17 : 2 * stride] = array("H", lens)
-            words[a:b:stride] = _SEND_REQUESTS[n]  # last, though the kernel reads only when kicked
-            owner[i : i + n] = [batch] * n
-            self._length[i : i + n] = lens
-            batch.slots += range(i, i + n)
-            batch.remaining += n
-            self._next = (i + n) % self._nr
-            return n
+        if n >= _RUN and vnets is None and i + n <= self._nr:
+            free = owner[i : i + n].count(None)
+            if free != n and not any(words[i * stride : (i + n) * stride : stride]):
+                # The kernel is done with the slots (status AVAILABLE), but their
+                # completion was not read yet -- usual with asynchronous kicks.
+                self._settle_run(i, n)
+                free = n
+            if free == n:
+                # The hot path, shaped for speed: free slots up to the ring's end get one
+                # slice assignment per frame and one strided store each for all tp_len,
+                # hdr_len and tp_status.  (For fewer than _RUN frames the strided
+                # stores cost more than they save.)
+                for s, k, f in zip(self._data[i : i + n], lens, frames):  # noqa: B905 (slower)
+                    mm[s : s + k] = f
+                a, b = i * stride, (i + n) * stride
+                words[a + 1 : b + 1 : stride] = array("I", [k + VNET_HDR_LEN for k in lens])
+                halves[2 * a + 17 : 2 * b + 17 : 2 * stride] = array("H", lens)
+                words[a:b:stride] = _SEND_REQUESTS[n]  # last: a kernel worker may be reading
+                owner[i : i + n] = [batch] * n
+                self._length[i : i + n] = lens
+                batch.slots += range(i, i + n)
+                batch.remaining += n
+                self._next = (i + n) % self._nr
+                return n
         done = 0  # slot by slot, settling completed slots of earlier batches on the way
         for frame, length in zip(frames, lens, strict=True):
             if owner[i] is not None and not self._settle(i):
