@@ -112,9 +112,9 @@ def child(test: str, impl: str, options: dict[str, str]) -> None:
     ``options`` also carries ``poll-interval`` (seconds, 0: wait in epoll when idle).
     """
     interval = float(options.pop("poll-interval", 0))
-    from pyvswitchd.datapath.packet import Packet
     from pyvswitchd.netdev.afpacket import AfPacketNetdev
     from pyvswitchd.netdev.provider import EINPROGRESS
+    from pyvswitchd.odp.packet import Packet
 
     c = Counters()
     ctl = sys.stdin.fileno()

@@ -39,12 +39,12 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyvswitchd import config
-from pyvswitchd.datapath.actions import Output
 from pyvswitchd.datapath.dp import Datapath, tune_gc
 from pyvswitchd.datapath.perf import Stat
 from pyvswitchd.netdev.registry import default_registry
 from pyvswitchd.observe.coverage import Coverage
 from pyvswitchd.observe.vlog import Vlog
+from pyvswitchd.odp.actions import Output
 
 SINK_MAC = "02:00:00:00:00:fe"
 KINDS = {

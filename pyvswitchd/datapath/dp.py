@@ -26,13 +26,14 @@ from ..netdev.provider import Netdev, NetdevError
 from ..netdev.registry import NetdevRegistry
 from ..observe.coverage import Coverage
 from ..observe.vlog import Vlog
+from ..odp.actions import Output
+from ..odp.flow_key import IN_PORT, FlowKey
 from . import rxq_sched
-from .actions import Output, compile_actions
 from .defer import DeferHooks, InlineHooks
 from .dp_offload import DatapathOffload
 from .dp_ports import DP_NAME, DatapathPorts
 from .emc import insert_min_for
-from .flow_key import IN_PORT, FlowKey
+from .execute import compile_actions
 from .flow_table import DpFlow, Executor, FlowTable
 from .perf import PerfLogConfig, PmdPerf
 from .pipeline import FlowPipeline

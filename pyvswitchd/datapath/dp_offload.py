@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..observe.ratelimit import RateLimit
+from ..odp.flow_extract import parse_key
+from ..odp.flow_key import IN_PORT
+from ..odp.packet import Packet
 from ..offload.pmd import PmdOffloadContext
 from ..offload.registry import Offload, OffloadCollection
-from .flow_key import IN_PORT
-from .packet import Packet, parse_key
 
 if TYPE_CHECKING:
     from ..config import OtherConfig

@@ -20,7 +20,7 @@ import operator
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .flow_key import FULL_MASKS, FlowKey, FlowMask
+from ..odp.flow_key import FULL_MASKS, FlowKey, FlowMask
 
 Projector = Callable[[FlowKey], Any]
 

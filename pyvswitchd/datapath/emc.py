@@ -3,7 +3,7 @@
 **Exact-match cache.**  OVS keys its EMC by the packet's whole miniflow.
 Building a full flow key per packet is the most expensive step in Python,
 so the EMC here is keyed by the packet's *header signature*
-(:func:`.packet.fast_signature`): the exact bytes the parser would read for
+(:func:`fast_signature`): the exact bytes the parser would read for
 the common header shapes.  Equal signatures guarantee equal flow keys, so a
 hit is exactly as safe as OVS's, and a hit never parses the packet.  Shapes
 without a fast signature use their full key tuple as the EMC key.  Entries
@@ -21,9 +21,10 @@ OVS's SMC verifies its candidates.
 from __future__ import annotations
 
 import random
+import struct
 from typing import Any
 
-from .packet import SIG_MAX_ITEMS, signature_tot
+from ..odp.flow_key import ETH_TYPE_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 
 #: EMC capacity (OVS: 8192 entries per PMD).
 EMC_ENTRIES = 8192
@@ -31,6 +32,94 @@ EMC_ENTRIES = 8192
 SMC_ENTRIES = 1 << 20
 UINT32_MAX = 2**32 - 1
 DEFAULT_EMC_INSERT_INV_PROB = 100
+
+
+# -- the EMC key: header signatures -----------------------------------------------
+
+#: fast_signature's header view: EtherType, version/IHL, total length, frag word, protocol.
+_SIG_HEAD = struct.Struct("!HBxHxxHxB")
+# The signatures: bytes 0-17 (MACs, EtherType, version/IHL, TOS, total
+# length), 20-23 (frag word, TTL, protocol), 26-33 (addresses), then the
+# ports, or the ICMP type and code, or the TCP ports and data offset/flags
+# (46-47).  Byte strings where no field is needed apart: fewer objects than
+# ints, so a faster unpack and hash (the total length rides in the first
+# string for that reason).  UDP keys have 3 items, TCP and ICMP keys 4 (they
+# differ in the protocol), flow keys N_FIELDS: no two kinds can be equal, so
+# all share one dict.
+_SIG_UDP = struct.Struct("!18s2xI2x12s")
+_SIG_TCP = struct.Struct("!18s2xI2x12s8xH")
+_SIG_ICMP = struct.Struct("!18s2xI2x8sH")
+_TOT = struct.Struct("!16xH")
+
+#: The UDP (TCP) signature of any frame of at least 38 (48) bytes, shape
+#: unchecked: the batch fast path computes one for a whole batch with one
+#: ``map`` and relies on the exact-match cache holding only signatures whose
+#: shape was checked.
+udp_signature = _SIG_UDP.unpack_from
+tcp_signature = _SIG_TCP.unpack_from
+#: The IPv4 total length field of a frame of at least 18 bytes, as a 1-tuple.
+frame_tot = _TOT.unpack_from
+#: Items in the longest signature (TCP, ICMP); a flow key has more.
+SIG_MAX_ITEMS = 4
+#: Bytes a frame needs for :data:`udp_signature`.
+UDP_SIGNATURE_LEN = _SIG_UDP.size
+
+
+def signature_tot(sig: tuple[Any, ...]) -> int:
+    """The IPv4 total length recorded in a :func:`fast_signature`."""
+    return int.from_bytes(sig[0][16:18], "big")
+
+
+def fast_signature(data: bytes) -> tuple[Any, ...] | None:
+    """The exact-match-cache key of a frame of the commonest shape; None for others.
+
+    The shape: untagged Ethernet; IPv4 with IHL 5, neither MF nor a fragment
+    offset; protocol UDP, TCP or ICMP; a total length that covers the L4
+    header and fits in the frame (with less than 64 KiB of padding); for
+    TCP a data offset within the segment.
+
+    The signature is the header bytes
+    :func:`~pyvswitchd.odp.flow_extract.parse_key` reads for that shape,
+    unpacked in one call (cheaper than slicing and joining bytes):
+    MACs, EtherType, version/IHL, TOS, total length, frag word, TTL,
+    protocol, addresses, then the ports (TCP: plus data offset and flags)
+    or the ICMP type and code.  The IP id and the checksums are
+    left out: packets of one flow differ there, and once the shape is
+    checked parse_key's result does not depend on them.  So equal
+    signatures always mean equal parse_key results (for one in_port).
+
+    The total length is in the signature although the key does not depend
+    on it, so that the one shape check that involves the frame's length
+    (``tot <= len - 14``) can be redone for a whole batch of cache hits
+    cheaply: every other part of the shape is fixed by the signature, and
+    the cache keeps the largest total length it holds, which settles the
+    check at once for most batches of one frame size.  A flow whose packet
+    sizes vary takes one cache entry per size.
+    """
+    n = len(data)
+    # 42 = Ethernet + IPv4 + 8 bytes of UDP or ICMP, the shortest such frame.
+    if n < 42:
+        return None
+    eth_type, vihl, tot, frag_off, proto = _SIG_HEAD.unpack_from(data, 12)
+    # 0x1000D: 14 bytes of Ethernet header + 64 KiB - 1 of padding after the IP packet.
+    if (
+        eth_type != ETH_TYPE_IP
+        or vihl != 0x45
+        or frag_off & 0x3FFF
+        or not n - 0x1000D <= tot <= n - 14
+    ):
+        return None
+    if proto == IPPROTO_UDP:
+        if tot >= 28:
+            return _SIG_UDP.unpack_from(data)
+    elif proto == IPPROTO_TCP:
+        if tot >= 40:
+            sig = _SIG_TCP.unpack_from(data)
+            if 20 <= sig[3] >> 12 << 2 <= tot - 20:  # the data offset
+                return sig
+    elif proto == IPPROTO_ICMP and tot >= 28:
+        return _SIG_ICMP.unpack_from(data)
+    return None
 
 
 def insert_min_for(inv_prob: int) -> int:

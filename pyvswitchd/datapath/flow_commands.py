@@ -21,10 +21,17 @@ from typing import TYPE_CHECKING
 
 from .. import PROGRAM_NAME
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
-from .actions import ActionSyntaxError, compile_actions, format_actions, parse_actions
+from ..odp.actions import ActionSyntaxError, format_actions, parse_actions
+from ..odp.flow_text import (
+    FlowMatch,
+    FlowSyntaxError,
+    InPortNotExactError,
+    format_flow,
+    parse_match,
+)
 from .dp import DP_TYPE
 from .dp_ports import DP_NAME
-from .flow import FlowMatch, FlowSyntaxError, InPortNotExactError, format_flow, parse_match
+from .execute import compile_actions
 from .flow_table import DpFlow
 
 if TYPE_CHECKING:

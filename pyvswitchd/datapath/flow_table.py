@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from ..odp.flow_key import IN_PORT, FlowKey, FlowMask, masked
 from .dpcls import Dpcls, make_projector
 from .emc import Emc, Smc
-from .flow_key import IN_PORT, FlowKey, FlowMask, masked
 
 Executor = Callable[[Any, list[Any]], int]
 

@@ -32,22 +32,16 @@ from collections.abc import Callable, Iterable, MutableMapping
 from operator import attrgetter, sub
 from typing import TYPE_CHECKING, Any, cast
 
+from ..odp.flow_extract import parse_key
+from ..odp.packet import ETH_HEADER_LEN, Packet
+from .emc import fast_signature, frame_tot, tcp_signature, udp_signature
 from .flow_table import DpFlow
-from .packet import (
-    ETH_HEADER_LEN,
-    Packet,
-    fast_signature,
-    frame_tot,
-    parse_key,
-    tcp_signature,
-    udp_signature,
-)
 from .perf import Stat
 
 if TYPE_CHECKING:
     from ..observe.coverage import Counter
+    from ..odp.flow_key import FlowKey
     from .emc import Emc
-    from .flow_key import FlowKey
     from .pmd import Pmd
 
 Upcall = Callable[["Pmd", "FlowKey"], "DpFlow | None"]

@@ -30,8 +30,8 @@ import trio
 
 from ..netdev.provider import EINPROGRESS, Netdev
 from ..observe.ratelimit import RateLimit
+from ..odp.packet import Packet
 from .flow_table import FlowTable
-from .packet import Packet
 from .perf import PmdPerf, Stat
 from .port import PMD_INTERVAL_MAX, Port, Rxq
 

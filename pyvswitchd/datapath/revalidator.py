@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .flow_key import ETH_DST, VLAN_TCI, VLAN_VID_MASK
+from ..odp.flow_key import ETH_DST, VLAN_TCI, VLAN_VID_MASK
 from .flow_table import DpFlow, FlowTable
 
 if TYPE_CHECKING:

@@ -44,7 +44,7 @@ import attrs
 
 from ..observe.coverage import Coverage
 from ..observe.vlog import Level, VlogModule
-from .flow_key import (
+from ..odp.flow_key import (
     ETH_DST,
     ETH_SRC,
     ETH_TYPE,

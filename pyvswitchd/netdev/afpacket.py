@@ -70,8 +70,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..datapath.packet import Packet
 from ..observe.ratelimit import RateLimit
+from ..odp.packet import Packet
 from .afpacket_tx import AfPacketTx
 from .dummy import queue_options, reject_unknown
 from .pktring import (

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ..datapath.packet import ETH_HEADER_LEN, Packet
+from ..odp.packet import ETH_HEADER_LEN, Packet
 from .pktring import LINK_ERRNOS, MSG_DONTWAIT, VNET_HDR_LEN, PlainRx
 from .provider import EINPROGRESS, OK, NetdevStats
 from .txring import TxBatch, TxRing

@@ -66,9 +66,9 @@ import attrs
 import trio
 
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry
-from ..datapath.odp_key import parse_odp_key
-from ..datapath.packet import ETH_HEADER_LEN, NETDEV_MAX_BURST, Packet
-from .compose import compose_packet
+from ..odp.flow_compose import compose_packet
+from ..odp.key_text import parse_odp_key
+from ..odp.packet import ETH_HEADER_LEN, NETDEV_MAX_BURST, Packet
 from .faults import VANISHED_ERRNO, NetdevFaults
 from .pcap import PcapError, PcapWriter
 from .provider import EINPROGRESS, OK, Netdev, NetdevError, bounded_int

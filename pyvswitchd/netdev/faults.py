@@ -77,9 +77,9 @@ from ..observe.ratelimit import RateLimit
 from .provider import EINPROGRESS, Netdev, bounded_int
 
 if TYPE_CHECKING:
-    from ..datapath.packet import Packet
     from ..observe.coverage import Counter, Coverage
     from ..observe.vlog import Vlog, VlogModule
+    from ..odp.packet import Packet
     from .dummy import DummyNetdev
 
 #: Every fault log line ends with this, so nobody mistakes one for a real failure.

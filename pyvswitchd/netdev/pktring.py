@@ -39,7 +39,7 @@ import struct
 from array import array
 from typing import ClassVar
 
-from ..datapath.packet import NETDEV_MAX_BURST, Packet
+from ..odp.packet import NETDEV_MAX_BURST, Packet
 from .provider import NetdevStats
 
 # -- <linux/if_packet.h> ---------------------------------------------------------

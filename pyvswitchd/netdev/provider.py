@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 
-from ..datapath.packet import Packet
+from ..odp.packet import Packet
 
 if TYPE_CHECKING:
     from ..observe.vlog import VlogModule

@@ -61,9 +61,9 @@ from operator import attrgetter
 import attrs
 import trio
 
-from ..datapath.odp_key import VALUE, KeyAttr
-from ..datapath.packet import NETDEV_MAX_BURST, Packet
-from .compose import ETH_TYPE_IP, IPPROTO_UDP, compose_packet
+from ..odp.flow_compose import ETH_TYPE_IP, IPPROTO_UDP, compose_packet
+from ..odp.key_text import VALUE, KeyAttr
+from ..odp.packet import NETDEV_MAX_BURST, Packet
 from .dummy import int_option, queue_options, reject_unknown
 from .pcap import PcapError, read_frames
 from .provider import OK, Netdev, NetdevError

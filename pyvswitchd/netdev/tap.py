@@ -64,7 +64,7 @@ from collections.abc import Mapping
 
 import trio
 
-from ..datapath.packet import ETH_HEADER_LEN, NETDEV_MAX_BURST, Packet
+from ..odp.packet import ETH_HEADER_LEN, NETDEV_MAX_BURST, Packet
 from .dummy import int_option, reject_unknown
 from .provider import OK, Netdev, NetdevError
 

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from ..datapath.actions import Action, Output
-from ..datapath.flow_key import IN_PORT, FlowKey, FlowMask, masked
+from ..odp.actions import Action, Output
+from ..odp.flow_key import IN_PORT, FlowKey, FlowMask, masked
 from .provider import (
     INVALID_FLOW_MARK,
     ImplType,

@@ -30,10 +30,10 @@ from typing import Any, ClassVar, Protocol, TypeAlias
 
 import attrs
 
-from ..datapath.actions import Action
-from ..datapath.flow_key import FlowKey, FlowMask
 from ..observe.coverage import Coverage
 from ..observe.vlog import Vlog
+from ..odp.actions import Action
+from ..odp.flow_key import FlowKey, FlowMask
 
 #: Flow mark 0 never names a flow (OVS's INVALID_FLOW_MARK).
 INVALID_FLOW_MARK = 0

@@ -25,10 +25,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..control.registry import CommandContext, CommandRegistry, OutputFormat, Reply
-from ..datapath.actions import Action
-from ..datapath.flow_key import IN_PORT, FlowKey, FlowMask
 from ..observe.coverage import Coverage
 from ..observe.vlog import Vlog, VlogModule
+from ..odp.actions import Action
+from ..odp.flow_key import IN_PORT, FlowKey, FlowMask
 from .dummy import DummyOffload, DummyXOffload
 from .provider import OffloadError, OffloadFlowStats, OffloadPort, OffloadProvider, OffloadServices
 

@@ -20,11 +20,11 @@ import pytest
 import trio
 import trio.lowlevel
 
-from pyvswitchd.datapath.packet import Packet
 from pyvswitchd.netdev import afpacket
 from pyvswitchd.netdev.afpacket import AfPacketNetdev, SystemNetdev
 from pyvswitchd.netdev.provider import EINPROGRESS, OK, NetdevError
 from pyvswitchd.netdev.registry import default_registry
+from pyvswitchd.odp.packet import Packet
 
 from .veth import (
     IFF_PROMISC,

@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 import pytest
 
-from pyvswitchd.datapath.packet import Packet
 from pyvswitchd.netdev import txkick
 from pyvswitchd.netdev.afpacket import AfPacketNetdev
 from pyvswitchd.netdev.provider import EINPROGRESS, OK
 from pyvswitchd.netdev.txring import TxBatch, TxRing
+from pyvswitchd.odp.packet import Packet
 
 from .veth import FakeLog, Pair, frame, peer_frames, run
 

@@ -30,13 +30,13 @@ from pyvswitchd.datapath.defer import (
     DeferHooks,
     WorkRing,
 )
-from pyvswitchd.datapath.packet import Packet
 from pyvswitchd.datapath.perf import N_STATS, PmdPerf, Stat
 from pyvswitchd.datapath.pmd import Pmd, TxPort
 from pyvswitchd.datapath.port import Port
 from pyvswitchd.netdev.dummy import ASYNC_FAIL_ERRNO, DummyPmdNetdev
 from pyvswitchd.netdev.provider import EINPROGRESS, OK, Netdev
 from pyvswitchd.observe.coverage import Counter
+from pyvswitchd.odp.packet import Packet
 
 NEAR_WRAP = 2**32 - 5
 U32 = 2**32

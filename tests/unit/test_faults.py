@@ -9,7 +9,6 @@ import pytest
 import trio
 
 from pyvswitchd.control.registry import CommandContext, CommandError, CommandRegistry
-from pyvswitchd.datapath.packet import Packet
 from pyvswitchd.datapath.perf import Stat
 from pyvswitchd.netdev import faults
 from pyvswitchd.netdev.dummy import DummyNetdev, DummyPmdNetdev
@@ -19,6 +18,7 @@ from pyvswitchd.netdev.source import TrafficSource
 from pyvswitchd.observe import tasks
 from pyvswitchd.observe.coverage import Coverage
 from pyvswitchd.observe.vlog import Vlog
+from pyvswitchd.odp.packet import Packet
 from pyvswitchd.offload import faults as offload_faults
 from pyvswitchd.offload.dummy import DummyOffload
 from pyvswitchd.offload.faults import OffloadFault, OffloadFaults, OffloadFaultSpec

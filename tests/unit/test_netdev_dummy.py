@@ -11,7 +11,6 @@ import trio
 import trio.testing
 
 from pyvswitchd.control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry
-from pyvswitchd.datapath.packet import Packet
 from pyvswitchd.netdev import dummy as dummy_mod
 from pyvswitchd.netdev.dummy import (
     ASYNC_FAIL_ERRNO,
@@ -25,6 +24,7 @@ from pyvswitchd.netdev.pcap import PcapError, PcapWriter, read_frames
 from pyvswitchd.netdev.provider import EINPROGRESS, OK, Netdev, NetdevError
 from pyvswitchd.netdev.registry import NetdevRegistry, default_registry
 from pyvswitchd.netdev.source import TrafficSource
+from pyvswitchd.odp.packet import Packet
 
 REFERENCE = Path("/work/shared/reference/ovs-3.1")
 FLOW = (

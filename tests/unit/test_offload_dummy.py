@@ -6,9 +6,9 @@ import errno
 
 import pytest
 
-from pyvswitchd.datapath.actions import Action, Output, PopVlan
-from pyvswitchd.datapath.flow_key import ETH_TYPE, FULL_MASKS, IN_PORT, N_FIELDS
 from pyvswitchd.observe.coverage import Coverage
+from pyvswitchd.odp.actions import Action, Output, PopVlan
+from pyvswitchd.odp.flow_key import ETH_TYPE, FULL_MASKS, IN_PORT, N_FIELDS
 from pyvswitchd.offload.dummy import (
     DummyOffload,
     DummyPmdContext,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pyvswitchd.datapath.actions import Output
 from pyvswitchd.observe.coverage import Coverage
+from pyvswitchd.odp.actions import Output
 from pyvswitchd.offload.dummy import DummyOffload, DummyPmdContext, HwPacket
 from pyvswitchd.offload.pmd import PmdOffloadContext
 from pyvswitchd.offload.provider import WorkCallback

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from pyvswitchd.datapath.odp_key import parse_odp_key
-from pyvswitchd.netdev.compose import compose_packet
 from pyvswitchd.netdev.pcap import (
     LINKTYPE_ETHERNET,
     MAX_RECORD_LEN,
@@ -20,6 +18,8 @@ from pyvswitchd.netdev.pcap import (
     PcapWriter,
     read_frames,
 )
+from pyvswitchd.odp.flow_compose import compose_packet
+from pyvswitchd.odp.key_text import parse_odp_key
 
 ICMP_FLOW = (
     "in_port(1),eth(src=50:54:00:00:00:05,dst=50:54:00:00:00:07),eth_type(0x0800),"

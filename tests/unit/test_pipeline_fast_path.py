@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from pyvswitchd.datapath import pipeline
-from pyvswitchd.datapath.odp_key import parse_odp_key
 from pyvswitchd.datapath.perf import Stat
-from pyvswitchd.netdev.compose import compose_packet
+from pyvswitchd.odp.flow_compose import compose_packet
+from pyvswitchd.odp.key_text import parse_odp_key
 from tests.dp_harness import Harness, running_datapath
 
 CONFIG = """

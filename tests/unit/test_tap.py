@@ -23,9 +23,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from pyvswitchd.datapath.odp_key import parse_odp_key
-from pyvswitchd.datapath.packet import NETDEV_MAX_BURST, Packet
-from pyvswitchd.netdev.compose import checksum, compose_packet
 from pyvswitchd.netdev.provider import OK, NetdevError
 from pyvswitchd.netdev.registry import default_registry
 from pyvswitchd.netdev.tap import (
@@ -35,6 +32,9 @@ from pyvswitchd.netdev.tap import (
     InternalNetdev,
     TapNetdev,
 )
+from pyvswitchd.odp.flow_compose import checksum, compose_packet
+from pyvswitchd.odp.key_text import parse_odp_key
+from pyvswitchd.odp.packet import NETDEV_MAX_BURST, Packet
 
 pytestmark = [
     pytest.mark.needs_root,

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import trio
 
-from pyvswitchd.datapath.odp_key import VALUE, KeyAttr
-from pyvswitchd.datapath.packet import NETDEV_MAX_BURST, Packet
-from pyvswitchd.netdev.compose import compose_packet
 from pyvswitchd.netdev.pcap import PcapWriter
 from pyvswitchd.netdev.provider import OK, NetdevError
 from pyvswitchd.netdev.registry import default_registry
 from pyvswitchd.netdev.source import TrafficSource, synthesize_flows
+from pyvswitchd.odp.flow_compose import compose_packet
+from pyvswitchd.odp.key_text import VALUE, KeyAttr
+from pyvswitchd.odp.packet import NETDEV_MAX_BURST, Packet
 
 
 class FakeClock:

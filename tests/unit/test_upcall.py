@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pyvswitchd.datapath import flow_key as fk
-from pyvswitchd.datapath.flow_key import FlowKey, FlowMask, masked
 from pyvswitchd.datapath.mac_learning import MacLearning
-from pyvswitchd.datapath.odp_key import parse_odp_key
 from pyvswitchd.datapath.upcall import NormalBridge
 from pyvswitchd.observe.coverage import Coverage
 from pyvswitchd.observe.vlog import Level, Vlog
+from pyvswitchd.odp import flow_key as fk
+from pyvswitchd.odp.flow_key import FlowKey, FlowMask, masked
+from pyvswitchd.odp.key_text import parse_odp_key
 
 CAPTURES = Path("/work/shared/reference/ovs-3.1")
 

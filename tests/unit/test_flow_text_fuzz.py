@@ -12,10 +12,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyvswitchd.datapath.actions import ActionSyntaxError, format_actions, parse_actions
-from pyvswitchd.datapath.flow import FlowSyntaxError, format_flow, parse_flow
-from pyvswitchd.datapath.odp_key import OdpKeyError, parse_odp_key
-from pyvswitchd.netdev.compose import compose_packet
+from pyvswitchd.odp.actions import ActionSyntaxError, format_actions, parse_actions
+from pyvswitchd.odp.flow_compose import compose_packet
+from pyvswitchd.odp.flow_text import FlowSyntaxError, format_flow, parse_flow
+from pyvswitchd.odp.key_text import OdpKeyError, parse_odp_key
 
 VALID_FLOWS = [
     "in_port(1),eth(src=50:54:00:00:00:05,dst=50:54:00:00:00:07),eth_type(0x0800),"

@@ -33,7 +33,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from ..datapath.odp_key import ENCAP, FRAG_LATER, FRAG_NO, TCP_FIN, TCP_RST, TCP_SYN, KeyAttr
+from .key_text import ENCAP, FRAG_LATER, FRAG_NO, TCP_FIN, TCP_RST, TCP_SYN, KeyAttr
 
 ETH_TYPE_IP = 0x0800
 ETH_TYPE_ARP = 0x0806

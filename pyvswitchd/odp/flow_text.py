@@ -3,7 +3,7 @@
 :func:`format_flow` prints a (key, mask) pair as ``dpctl/dump-flows`` prints
 a megaflow; :func:`parse_flow` reads that syntax (typed for
 ``dpctl/add-flow`` or copied from a dump) back.  The attribute grammar
-(numbers, addresses, ``/mask``) is :mod:`.odp_key`'s; this module maps
+(numbers, addresses, ``/mask``) is :mod:`.key_text`'s; this module maps
 attributes to flow-key fields.
 
 **Formatting** follows OVS's ``odp_flow_format``.  Which attributes exist
@@ -56,14 +56,13 @@ field, :class:`FlowMatch` and :func:`format_flow` carry it on the side.
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeAlias
 
 import attrs
 
-from . import odp_key
+from . import key_text
+from .flow_extract import ETH_TYPE_NONE
 from .flow_key import (
     ARP_SHA,
     ARP_THA,
@@ -98,20 +97,18 @@ from .flow_key import (
     VLAN_CFI,
     VLAN_PCP_SHIFT,
     VLAN_TCI,
+    VLAN_UNTAGGED_MASK,
     VLAN_VID_MASK,
     FlowKey,
     FlowMask,
 )
-from .odp_key import ENCAP, VALUE, KeyAttr, OdpKeyError, format_odp_key, parse_odp_key
-from .packet import ETH_TYPE_NONE
+from .key_text import ENCAP, VALUE, KeyAttr, OdpKeyError, format_odp_key, parse_odp_key
 
 ETH_TYPE_RARP = 0x8035
 ETH_TYPE_VLAN_8021AD = 0x88A8
 IPPROTO_SCTP = 132
 ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 135, 136
 
-#: VLAN_TCI mask of "untagged only" (see the module docstring).
-VLAN_UNTAGGED_MASK = VLAN_VID_MASK | VLAN_CFI
 IPV4_MASK = 0xFFFF_FFFF
 ICMP_MASK = 0xFF
 
@@ -314,15 +311,15 @@ def _format_l3(out: _Out, key: FlowKey, mask: FlowMask, verbose: bool, nested: b
 def _odp_frag(nw_frag: int) -> int:
     """The ``frag=`` value (no/first/later) of NW_FRAG bits."""
     if not nw_frag & FRAG_ANY:
-        return odp_key.FRAG_NO
-    return odp_key.FRAG_LATER if nw_frag & FRAG_LATER else odp_key.FRAG_FIRST
+        return key_text.FRAG_NO
+    return key_text.FRAG_LATER if nw_frag & FRAG_LATER else key_text.FRAG_FIRST
 
 
 #: NW_FRAG bits of each ``frag=`` value.
 _NW_FRAG = {
-    odp_key.FRAG_NO: 0,
-    odp_key.FRAG_FIRST: FRAG_ANY,
-    odp_key.FRAG_LATER: FRAG_ANY | FRAG_LATER,
+    key_text.FRAG_NO: 0,
+    key_text.FRAG_FIRST: FRAG_ANY,
+    key_text.FRAG_LATER: FRAG_ANY | FRAG_LATER,
 }
 
 
@@ -594,44 +591,3 @@ class _Builder:
             self.set(ND_TARGET, nd, "target")
             self.set(ARP_SHA, nd, "sll")
             self.set(ARP_THA, nd, "tll")
-
-
-# -- identity and classification -------------------------------------------------
-
-
-def ufid_for(key: FlowKey, mask: FlowMask) -> str:
-    """A stable UUID-formatted flow id: a hash of the masked key and the mask.
-
-    Flows with equal masked keys but different masks get different ids, as
-    OVS's megaflow ufids do.  Formatted as a version-4 UUID, like OVS's.
-    """
-    digest = hashlib.blake2b(digest_size=16)
-    for value, field_mask, full in zip(key, mask, FULL_MASKS, strict=True):
-        digest.update((value & field_mask & full).to_bytes(16, "big"))
-        digest.update((field_mask & full).to_bytes(16, "big"))
-    return str(uuid.UUID(bytes=digest.digest(), version=4))
-
-
-#: What a simple-match flow may match on (spec-pmd.md §7), VLAN_TCI aside.
-_SIMPLE_FIELDS = {
-    RECIRC_ID: FULL_MASKS[RECIRC_ID],
-    IN_PORT: FULL_MASKS[IN_PORT],
-    ETH_TYPE: FULL_MASKS[ETH_TYPE],
-    NW_FRAG: FRAG_ANY | FRAG_LATER,
-}
-
-
-def mask_is_simple(mask: FlowMask) -> bool:
-    """Whether ``mask`` qualifies a flow for the simple-match table (OVS's rule).
-
-    The mask may only cover recirc_id, in_port, the EtherType and the
-    fragment bits, and must match the VLAN VID and CFI exactly.  (OVS also
-    wants recirc_id 0 and an Ethernet packet type; those are key
-    conditions.)
-    """
-    if mask[VLAN_TCI] != VLAN_UNTAGGED_MASK:
-        return False
-    for index, field_mask in enumerate(mask):
-        if index != VLAN_TCI and field_mask & ~_SIMPLE_FIELDS.get(index, 0):
-            return False
-    return True

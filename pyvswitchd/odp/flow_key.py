@@ -34,6 +34,8 @@ shows it:
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from operator import and_
 from typing import TypeAlias
 
@@ -73,6 +75,8 @@ EMPTY_MASK = (0,) * N_FIELDS
 VLAN_CFI = 0x1000
 VLAN_VID_MASK = 0x0FFF
 VLAN_PCP_SHIFT = 13
+#: VLAN_TCI mask of "untagged only": VID and CFI exact (what NORMAL megaflows carry).
+VLAN_UNTAGGED_MASK = VLAN_VID_MASK | VLAN_CFI
 
 FRAG_ANY = 1
 FRAG_LATER = 2
@@ -95,3 +99,44 @@ def masked(key: FlowKey, mask: FlowMask) -> FlowKey:
     """``key`` with every bit outside ``mask`` cleared (upcall path, not per packet)."""
     # map() over operator.and_ runs in C: several times a generator's speed.
     return tuple(map(and_, key, mask))
+
+
+# -- megaflow identity and classification ------------------------------------------
+
+
+def ufid_for(key: FlowKey, mask: FlowMask) -> str:
+    """A stable UUID-formatted flow id: a hash of the masked key and the mask.
+
+    Flows with equal masked keys but different masks get different ids, as
+    OVS's megaflow ufids do.  Formatted as a version-4 UUID, like OVS's.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for value, field_mask, full in zip(key, mask, FULL_MASKS, strict=True):
+        digest.update((value & field_mask & full).to_bytes(16, "big"))
+        digest.update((field_mask & full).to_bytes(16, "big"))
+    return str(uuid.UUID(bytes=digest.digest(), version=4))
+
+
+#: What a simple-match flow may match on (spec-pmd.md §7), VLAN_TCI aside.
+_SIMPLE_FIELDS = {
+    RECIRC_ID: FULL_MASKS[RECIRC_ID],
+    IN_PORT: FULL_MASKS[IN_PORT],
+    ETH_TYPE: FULL_MASKS[ETH_TYPE],
+    NW_FRAG: FRAG_ANY | FRAG_LATER,
+}
+
+
+def mask_is_simple(mask: FlowMask) -> bool:
+    """Whether ``mask`` qualifies a flow for the simple-match table (OVS's rule).
+
+    The mask may only cover recirc_id, in_port, the EtherType and the
+    fragment bits, and must match the VLAN VID and CFI exactly.  (OVS also
+    wants recirc_id 0 and an Ethernet packet type; those are key
+    conditions.)
+    """
+    if mask[VLAN_TCI] != VLAN_UNTAGGED_MASK:
+        return False
+    for index, field_mask in enumerate(mask):
+        if index != VLAN_TCI and field_mask & ~_SIMPLE_FIELDS.get(index, 0):
+            return False
+    return True

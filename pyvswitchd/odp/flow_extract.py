@@ -1,25 +1,16 @@
-"""Packets and batches as the datapath moves them.
+"""Flow extraction: the flow key of a received frame (OVS's ``miniflow_extract``).
 
-A packet is a frame (``bytes``) plus the little metadata the datapath needs
-on the way through: a flow mark set by partial offload and the virtio-net
-header of a segmentation-offloaded frame.  (The datapath port a packet came
-in on is the same for a whole batch and travels with the batch; which rx
-queue a packet came from, for charging transmit cycles back to it, is
-tracked per run of packets in each PMD's tx batches.)  ``__slots__`` keeps each one small and
-its attribute access fast; the hot path never creates a packet except when
-it receives one or an action rewrites it.
-
-A batch is a plain ``list`` of at most NETDEV_MAX_BURST packets.
-
-:func:`parse_key` extracts a frame's flow key (OVS's ``miniflow_extract``)
-and :func:`fast_signature` gives the exact-match-cache key of the commonest
-frames without parsing them.
+:func:`parse_key` reads a frame's headers into the tuple of
+:mod:`.flow_key`; the comment above it says what a malformed or truncated
+frame yields, layer by layer.  It runs once per packet that misses the
+exact-match cache, so it is written for speed: the commonest shape
+(untagged IPv4 UDP/TCP/ICMP) is read with one ``struct`` unpack.
+:mod:`.flow_compose` builds frames the other way, from key text.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 from .flow_key import (
     ETH_TYPE_ARP,
@@ -35,41 +26,6 @@ from .flow_key import (
     VLAN_CFI,
     FlowKey,
 )
-
-#: Largest rx batch (OVS's NETDEV_MAX_BURST).
-NETDEV_MAX_BURST = 32
-
-#: Shortest frame the pipeline accepts: an Ethernet header.
-ETH_HEADER_LEN = 14
-
-
-class Packet:
-    """One frame in flight through the datapath.
-
-    ``mark`` is the flow mark a partially offloading NIC attached (None: no
-    mark).  ``vnet`` is the frame's virtio-net header (10 bytes) when it came
-    from a device with ``userspace-tso-enable``: a GSO super-frame or a
-    frame with a partial checksum that the transmitting device must finish;
-    None for ordinary frames.
-
-    A packet is never modified once made (an action that edits a frame makes
-    a new packet), so one packet object may sit in several batches at once:
-    flooding queues the same object on every port.
-    """
-
-    __slots__ = ("data", "mark", "vnet")
-
-    def __init__(self, data: bytes, mark: int | None = None, vnet: bytes | None = None) -> None:
-        self.data = data
-        self.mark = mark
-        self.vnet = vnet
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __repr__(self) -> str:
-        return f"Packet({len(self.data)} bytes)"
-
 
 # -- header parsing --------------------------------------------------------------
 #
@@ -339,88 +295,3 @@ def _parse_nd(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
                 tll = hi << 32 | lo
         pos += opt_len
     return sll, tll, target
-
-
-#: fast_signature's header view: EtherType, version/IHL, total length, frag word, protocol.
-_SIG_HEAD = struct.Struct("!HBxHxxHxB")
-# The signatures: bytes 0-17 (MACs, EtherType, version/IHL, TOS, total
-# length), 20-23 (frag word, TTL, protocol), 26-33 (addresses), then the
-# ports, or the ICMP type and code, or the TCP ports and data offset/flags
-# (46-47).  Byte strings where no field is needed apart: fewer objects than
-# ints, so a faster unpack and hash (the total length rides in the first
-# string for that reason).  UDP keys have 3 items, TCP and ICMP keys 4 (they
-# differ in the protocol), flow keys N_FIELDS: no two kinds can be equal, so
-# all share one dict.
-_SIG_UDP = struct.Struct("!18s2xI2x12s")
-_SIG_TCP = struct.Struct("!18s2xI2x12s8xH")
-_SIG_ICMP = struct.Struct("!18s2xI2x8sH")
-_TOT = struct.Struct("!16xH")
-
-#: The UDP (TCP) signature of any frame of at least 38 (48) bytes, shape
-#: unchecked: the batch fast path computes one for a whole batch with one
-#: ``map`` and relies on the exact-match cache holding only signatures whose
-#: shape was checked.
-udp_signature = _SIG_UDP.unpack_from
-tcp_signature = _SIG_TCP.unpack_from
-#: The IPv4 total length field of a frame of at least 18 bytes, as a 1-tuple.
-frame_tot = _TOT.unpack_from
-#: Items in the longest signature (TCP, ICMP); a flow key has more.
-SIG_MAX_ITEMS = 4
-#: Bytes a frame needs for :data:`udp_signature`.
-UDP_SIGNATURE_LEN = _SIG_UDP.size
-
-
-def signature_tot(sig: tuple[Any, ...]) -> int:
-    """The IPv4 total length recorded in a :func:`fast_signature`."""
-    return int.from_bytes(sig[0][16:18], "big")
-
-
-def fast_signature(data: bytes) -> tuple[Any, ...] | None:
-    """The exact-match-cache key of a frame of the commonest shape; None for others.
-
-    The shape: untagged Ethernet; IPv4 with IHL 5, neither MF nor a fragment
-    offset; protocol UDP, TCP or ICMP; a total length that covers the L4
-    header and fits in the frame (with less than 64 KiB of padding); for
-    TCP a data offset within the segment.
-
-    The signature is the header bytes :func:`parse_key` reads for that
-    shape, unpacked in one call (cheaper than slicing and joining bytes):
-    MACs, EtherType, version/IHL, TOS, total length, frag word, TTL,
-    protocol, addresses, then the ports (TCP: plus data offset and flags)
-    or the ICMP type and code.  The IP id and the checksums are
-    left out: packets of one flow differ there, and once the shape is
-    checked parse_key's result does not depend on them.  So equal
-    signatures always mean equal parse_key results (for one in_port).
-
-    The total length is in the signature although the key does not depend
-    on it, so that the one shape check that involves the frame's length
-    (``tot <= len - 14``) can be redone for a whole batch of cache hits
-    cheaply: every other part of the shape is fixed by the signature, and
-    the cache keeps the largest total length it holds, which settles the
-    check at once for most batches of one frame size.  A flow whose packet
-    sizes vary takes one cache entry per size.
-    """
-    n = len(data)
-    # 42 = Ethernet + IPv4 + 8 bytes of UDP or ICMP, the shortest such frame.
-    if n < 42:
-        return None
-    eth_type, vihl, tot, frag_off, proto = _SIG_HEAD.unpack_from(data, 12)
-    # 0x1000D: 14 bytes of Ethernet header + 64 KiB - 1 of padding after the IP packet.
-    if (
-        eth_type != ETH_TYPE_IP
-        or vihl != 0x45
-        or frag_off & 0x3FFF
-        or not n - 0x1000D <= tot <= n - 14
-    ):
-        return None
-    if proto == IPPROTO_UDP:
-        if tot >= 28:
-            return _SIG_UDP.unpack_from(data)
-    elif proto == IPPROTO_TCP:
-        if tot >= 40:
-            sig = _SIG_TCP.unpack_from(data)
-            if 20 <= sig[3] >> 12 << 2 <= tot - 20:  # the data offset
-                return sig
-    elif proto == IPPROTO_ICMP and tot >= 28:
-        return _SIG_ICMP.unpack_from(data)
-    return None
