@@ -20,6 +20,7 @@ from ..netdev.provider import NetdevError
 from ..netdev.registry import NetdevRegistry
 from ..observe.coverage import Counter, Coverage
 from ..observe.vlog import Vlog, VlogModule
+from ..odp.int_parse import parse_decimal
 from . import rxq_sched
 from .mac_learning import MacLearning
 from .port import Port
@@ -205,7 +206,5 @@ class DatapathPorts:
 
 
 def _int_or(text: str | None, default: int) -> int:
-    try:
-        return int(text) if text is not None else default
-    except ValueError:
-        return default
+    value = parse_decimal(text) if text is not None else None
+    return default if value is None else value

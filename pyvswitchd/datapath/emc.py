@@ -24,7 +24,13 @@ import random
 import struct
 from typing import Any
 
-from ..odp.flow_key import ETH_TYPE_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
+from ..odp.protocols import (
+    ETH_TYPE_IP,
+    FAST_PATH_MAX_FRAME_LEN,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+)
 
 #: EMC capacity (OVS: 8192 entries per PMD).
 EMC_ENTRIES = 8192
@@ -101,12 +107,12 @@ def fast_signature(data: bytes) -> tuple[Any, ...] | None:
     if n < 42:
         return None
     eth_type, vihl, tot, frag_off, proto = _SIG_HEAD.unpack_from(data, 12)
-    # 0x1000D: 14 bytes of Ethernet header + 64 KiB - 1 of padding after the IP packet.
+    # At most 64 KiB - 1 of padding after the IP packet (FAST_PATH_MAX_FRAME_LEN).
     if (
         eth_type != ETH_TYPE_IP
         or vihl != 0x45
         or frag_off & 0x3FFF
-        or not n - 0x1000D <= tot <= n - 14
+        or not n - FAST_PATH_MAX_FRAME_LEN <= tot <= n - 14
     ):
         return None
     if proto == IPPROTO_UDP:

@@ -14,12 +14,11 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeAlias
 
-from ..odp.actions import VLAN_TPIDS, Action, Output, PopVlan, PushVlan, SetEth, SetIpv4
-from ..odp.flow_key import ETH_TYPE_IP, IPPROTO_TCP, IPPROTO_UDP
+from ..odp.actions import Action, Output, PopVlan, PushVlan, SetEth, SetIpv4
 from ..odp.packet import Packet
+from ..odp.protocols import ETH_TYPE_IP, IPPROTO_TCP, IPPROTO_UDP, VLAN_HEADER_LEN, VLAN_TPIDS
 
 _MAC_LEN = 6
-_TAG_LEN = 4
 _IPV4_MIN_HEADER = 20
 _TCP_HEADER = 20
 _UDP_HEADER = 8
@@ -65,8 +64,8 @@ def _push_vlan_edit(action: PushVlan) -> Edit:
 
 
 def _pop_vlan(data: bytes) -> bytes:
-    if len(data) >= 12 + _TAG_LEN + 2 and (data[12] << 8 | data[13]) in VLAN_TPIDS:
-        return data[:12] + data[12 + _TAG_LEN :]
+    if len(data) >= 12 + VLAN_HEADER_LEN + 2 and (data[12] << 8 | data[13]) in VLAN_TPIDS:
+        return data[:12] + data[12 + VLAN_HEADER_LEN :]
     return data
 
 
@@ -79,7 +78,7 @@ def _ipv4_offset(data: bytes) -> int:
     while offset + 2 <= size:
         ethertype = data[offset] << 8 | data[offset + 1]
         if ethertype in VLAN_TPIDS:
-            offset += _TAG_LEN
+            offset += VLAN_HEADER_LEN
             continue
         offset += 2
         if ethertype != ETH_TYPE_IP or offset + _IPV4_MIN_HEADER > size:

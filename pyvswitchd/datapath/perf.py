@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import enum
 import math
-import re
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
@@ -50,6 +49,7 @@ import attrs
 
 from pyvswitchd.observe.ratelimit import RateLimit
 from pyvswitchd.observe.vlog import VlogModule
+from pyvswitchd.odp.int_parse import INT_MAX, INT_MIN, strtoll
 
 #: Cycle counter frequency: cycles are nanoseconds.
 TSC_HZ = 1_000_000_000
@@ -259,16 +259,10 @@ class PerfLogConfig:
             setattr(self, field.name, getattr(other, field.name))
 
 
-# What C's strtol accepts as a whole string: leading white space, a sign, digits.
-_C_INT = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+\Z")
-_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
-
-
 def _parse_c_int(text: str) -> int:
-    if not _C_INT.match(text):
-        raise ValueError(LOG_USAGE)
-    value = int(text)
-    if not _INT_MIN <= value <= _INT_MAX:
+    """A C ``int`` as strtol reads a whole argument; ValueError (OVS's usage text) if not."""
+    value = strtoll(text)
+    if value is None or not INT_MIN <= value <= INT_MAX:
         raise ValueError(LOG_USAGE)
     return value
 

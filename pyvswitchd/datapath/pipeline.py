@@ -33,7 +33,8 @@ from operator import attrgetter, sub
 from typing import TYPE_CHECKING, Any, cast
 
 from ..odp.flow_extract import parse_key
-from ..odp.packet import ETH_HEADER_LEN, Packet
+from ..odp.packet import Packet
+from ..odp.protocols import ETH_HEADER_LEN, FAST_PATH_MAX_FRAME_LEN
 from .emc import fast_signature, frame_tot, tcp_signature, udp_signature
 from .flow_table import DpFlow
 from .perf import Stat
@@ -63,9 +64,6 @@ _monotonic = time.monotonic
 
 # Whether a batch holds a flow-marked packet: any(map(...)) stops at the first.
 _MARK = attrgetter("mark")
-#: Longest frame whose signature check is the fast path's: with a total length
-#: of at least 28 (checked at insertion), 64 KiB of padding cannot be exceeded.
-_FAST_MAX_LEN = 0x1000D
 #: Signature functions the fast path tries, in order (a port remembers its last).
 _BATCH_SIGNATURES = (udp_signature, tcp_signature)
 #: Smallest batch worth the fast path's fixed cost (a few maps and dicts):
@@ -156,10 +154,12 @@ class FlowPipeline:
         # without reading the batch's.
         if uniform:
             room = top - ETH_HEADER_LEN
-            if top > _FAST_MAX_LEN or (room < emc.max_tot and room < max(map(frame_tot, datas))[0]):
+            if top > FAST_PATH_MAX_FRAME_LEN or (
+                room < emc.max_tot and room < max(map(frame_tot, datas))[0]
+            ):
                 return False
         elif (
-            max(sizes) > _FAST_MAX_LEN
+            max(sizes) > FAST_PATH_MAX_FRAME_LEN
             or min(map(sub, sizes, [tot for (tot,) in map(frame_tot, datas)])) < ETH_HEADER_LEN
         ):
             return False

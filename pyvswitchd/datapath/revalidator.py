@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..odp.flow_key import ETH_DST, VLAN_TCI, VLAN_VID_MASK
+from ..odp.flow_key import ETH_DST, VLAN_TCI
+from ..odp.protocols import VLAN_VID_MASK
 from .flow_table import DpFlow, FlowTable
 
 if TYPE_CHECKING:

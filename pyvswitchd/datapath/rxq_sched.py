@@ -36,11 +36,12 @@ layouts and the order of the variance lines can differ).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import attrs
+
+from ..odp.int_parse import INT_MAX, strtoll
 
 ALGORITHMS = ("roundrobin", "cycles", "group")
 PMD_INTERVAL_MAX = 12
@@ -61,33 +62,14 @@ class Log(Protocol):
 
 
 # ---------------------------------------------------------------------------
-# C-style number parsing (OVS parses other_config with strtoll/strtoull).
-
-_C_SPACE = " \t\n\v\f\r"
-_DEC = re.compile(r"([+-]?)([0-9]+)")
-_BASE0 = re.compile(r"([+-]?)(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))")
-_INT_MAX = (1 << 31) - 1
-
-
-def _c_int(text: str, *, base0: bool = False) -> int | None:
-    """``text`` as a strtoll that must consume it all would read it, or None.
-    (Callers range-check, which subsumes strtoll's overflow check.)"""
-    m = (_BASE0 if base0 else _DEC).fullmatch(text.lstrip(_C_SPACE))
-    if m is None:
-        return None
-    if base0:
-        hexa, octal = m.group(2), m.group(3)
-        value = int(hexa, 16) if hexa else int(octal, 8) if octal else int(m.group(4))
-    else:
-        value = int(m.group(2))
-    return -value if m.group(1) == "-" else value
+# Integer knobs (OVS parses other_config with strtoll/strtoull).
 
 
 def _knob(value: object, lo: int, hi: int, default: int) -> int:
     """An integer knob: absent, unparsable or outside lo..hi all mean default."""
     if value is None or isinstance(value, bool):
         return default
-    number = value if isinstance(value, int) else _c_int(str(value))
+    number = value if isinstance(value, int) else strtoll(str(value))
     if number is None or not lo <= number <= hi:
         return default
     return number
@@ -140,8 +122,8 @@ def parse_affinity(text: str) -> dict[int, int]:
     """
     result: dict[int, int] = {}
     for key, value in _split_kv(text):
-        qid, core = _c_int(key, base0=True), _c_int(value, base0=True)
-        if qid is None or core is None or not (0 <= qid <= _INT_MAX and 0 <= core <= _INT_MAX):
+        qid, core = strtoll(key, base0=True), strtoll(value, base0=True)
+        if qid is None or core is None or not (0 <= qid <= INT_MAX and 0 <= core <= INT_MAX):
             raise ValueError(f"invalid pmd-rxq-affinity entry '{key}:{value}'")
         result[qid] = core
     return result

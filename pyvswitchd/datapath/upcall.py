@@ -48,9 +48,6 @@ from ..odp.flow_key import (
     ETH_DST,
     ETH_SRC,
     ETH_TYPE,
-    ETH_TYPE_ARP,
-    ETH_TYPE_IP,
-    ETH_TYPE_IPV6,
     FRAG_ANY,
     FRAG_LATER,
     FULL_MASKS,
@@ -61,12 +58,11 @@ from ..odp.flow_key import (
     NW_PROTO,
     NW_SRC,
     RECIRC_ID,
-    VLAN_CFI,
     VLAN_TCI,
-    VLAN_VID_MASK,
     FlowKey,
     FlowMask,
 )
+from ..odp.protocols import ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_IPV6, VLAN_CFI, VLAN_VID_MASK
 from .mac_learning import BROADCAST_MAC, MacKey, MacLearning, format_mac, is_multicast
 
 ARP_OP_REQUEST = 1

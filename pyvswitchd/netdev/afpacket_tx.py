@@ -20,7 +20,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ..odp.packet import ETH_HEADER_LEN, Packet
+from ..odp.packet import Packet
+from ..odp.protocols import ETH_HEADER_LEN, ETH_TYPE_VLAN_8021Q, VLAN_HEADER_LEN
 from .pktring import LINK_ERRNOS, MSG_DONTWAIT, VNET_HDR_LEN, PlainRx
 from .provider import EINPROGRESS, OK, NetdevStats
 from .txring import TxBatch, TxRing
@@ -30,8 +31,7 @@ if TYPE_CHECKING:
 
 _ZERO_VNET = bytes(VNET_HDR_LEN)
 _DATA = operator.attrgetter("data")
-_VLAN_LEN = 4
-_TPID_8021Q_BYTES = b"\x81\x00"
+_TPID_8021Q_BYTES = ETH_TYPE_VLAN_8021Q.to_bytes(2, "big")
 #: While the link is down, how often ``send`` re-reads its state (seconds).
 _LINK_RECHECK = 0.1
 #: What a forced completion that had to drop frames returns.
@@ -140,7 +140,7 @@ class AfPacketTx:
         if vnet is not None and vnet[1]:  # a GSO super-frame: the kernel segments it
             return n <= PlainRx.MAX_FRAME
         limit = self.mtu + ETH_HEADER_LEN
-        return n <= limit + _VLAN_LEN and data[12:14] == _TPID_8021Q_BYTES
+        return n <= limit + VLAN_HEADER_LEN and data[12:14] == _TPID_8021Q_BYTES
 
     def _kick(self, queued: int = 0) -> int:
         """Ask the kernel to transmit the ring's queued frames; 0 or an errno it gave.

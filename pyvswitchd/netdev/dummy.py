@@ -67,11 +67,13 @@ import trio
 
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry
 from ..odp.flow_compose import compose_packet
+from ..odp.int_parse import bounded_int
 from ..odp.key_text import parse_odp_key
-from ..odp.packet import ETH_HEADER_LEN, NETDEV_MAX_BURST, Packet
+from ..odp.packet import NETDEV_MAX_BURST, Packet
+from ..odp.protocols import ETH_HEADER_LEN, ETH_TYPE_VLAN_8021Q, VLAN_HEADER_LEN
 from .faults import VANISHED_ERRNO, NetdevFaults
 from .pcap import PcapError, PcapWriter
-from .provider import EINPROGRESS, OK, Netdev, NetdevError, bounded_int
+from .provider import EINPROGRESS, OK, Netdev, NetdevError
 
 #: Most queues a dummy device may have (OVS's DUMMY_MAX_QUEUES_PER_PORT).
 MAX_QUEUES = 1024
@@ -79,8 +81,7 @@ MAX_QUEUES = 1024
 ASYNC_FAIL_ERRNO = errno.EIO
 #: Shortest frame ``netdev-dummy/receive --len`` accepts (OVS's ETH_TOTAL_MIN).
 ETH_TOTAL_MIN = 60
-_VLAN_HEADER_LEN = 4
-_TPID_8021Q = b"\x81\x00"
+_TPID_8021Q = ETH_TYPE_VLAN_8021Q.to_bytes(2, "big")
 _PPM = 1_000_000
 _DATA = attrgetter("data")
 
@@ -363,7 +364,7 @@ class DummyNetdev(Netdev):
                 for p in batch
                 if ETH_HEADER_LEN
                 <= len(p.data)
-                <= max_size + (_VLAN_HEADER_LEN if p.data[12:14] == _TPID_8021Q else 0)
+                <= max_size + (VLAN_HEADER_LEN if p.data[12:14] == _TPID_8021Q else 0)
             ]
             if len(good) < len(batch):
                 self.stats.tx_errors += len(batch) - len(good)

@@ -74,7 +74,8 @@ import attrs
 
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry
 from ..observe.ratelimit import RateLimit
-from .provider import EINPROGRESS, Netdev, bounded_int
+from ..odp.int_parse import bounded_int
+from .provider import EINPROGRESS, Netdev
 
 if TYPE_CHECKING:
     from ..observe.coverage import Counter, Coverage

@@ -40,6 +40,7 @@ from array import array
 from typing import ClassVar
 
 from ..odp.packet import NETDEV_MAX_BURST, Packet
+from ..odp.protocols import ETH_TYPE_VLAN_8021Q
 from .provider import NetdevStats
 
 # -- <linux/if_packet.h> ---------------------------------------------------------
@@ -75,7 +76,6 @@ VNET_HDR_LEN = 10
 V3_RETIRE_MS = 1
 
 ETH_ALEN2 = 12  # the two MAC addresses, before the EtherType / VLAN tag
-TPID_8021Q = 0x8100
 
 # tpacket2_hdr: tp_status, tp_len, tp_snaplen, tp_mac (then tp_net, sec, nsec, vlan tci/tpid).
 _V2_HDR = struct.Struct("=IIIH")
@@ -171,7 +171,7 @@ class RxPath:
         elif status & TP_STATUS_VLAN_VALID:
             tci, tpid = vlan[0].unpack_from(mm, vlan[1])
             if not status & TP_STATUS_VLAN_TPID_VALID:
-                tpid = TPID_8021Q
+                tpid = ETH_TYPE_VLAN_8021Q
             tag, mid = _TAG.pack(tpid, tci & 0xFFFF), start + ETH_ALEN2
             frames.append(mm[start:mid] + tag + mm[mid : start + snaplen])
         else:
@@ -430,7 +430,7 @@ class PlainRx(RxPath):
                     status, _, _, _, _, tci, tpid = _AUXDATA.unpack_from(data)
                     if status & TP_STATUS_VLAN_VALID:
                         if not status & TP_STATUS_VLAN_TPID_VALID:
-                            tpid = TPID_8021Q
+                            tpid = ETH_TYPE_VLAN_8021Q
                         frame = frame[:ETH_ALEN2] + _TAG.pack(tpid, tci) + frame[ETH_ALEN2:]
                         if vnet is not None:
                             vnet = shift_vnet(vnet, 4)

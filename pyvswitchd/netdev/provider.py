@@ -36,15 +36,6 @@ EINPROGRESS = errno.EINPROGRESS
 EAGAIN = errno.EAGAIN
 
 
-def bounded_int(text: str, low: int, high: int) -> int | None:
-    """Option text as a decimal integer within ``low``..``high``; None if it is not one."""
-    try:
-        value = int(text, 10)
-    except ValueError:
-        return None
-    return value if low <= value <= high else None
-
-
 class NetdevError(Exception):
     """A netdev cannot be opened or configured as asked; the text says why."""
 

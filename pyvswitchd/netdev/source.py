@@ -61,9 +61,10 @@ from operator import attrgetter
 import attrs
 import trio
 
-from ..odp.flow_compose import ETH_TYPE_IP, IPPROTO_UDP, compose_packet
+from ..odp.flow_compose import compose_packet
 from ..odp.key_text import VALUE, KeyAttr
 from ..odp.packet import NETDEV_MAX_BURST, Packet
+from ..odp.protocols import ETH_TYPE_IP, IPPROTO_UDP
 from .dummy import int_option, queue_options, reject_unknown
 from .pcap import PcapError, read_frames
 from .provider import OK, Netdev, NetdevError

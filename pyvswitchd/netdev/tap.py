@@ -64,7 +64,8 @@ from collections.abc import Mapping
 
 import trio
 
-from ..odp.packet import ETH_HEADER_LEN, NETDEV_MAX_BURST, Packet
+from ..odp.packet import NETDEV_MAX_BURST, Packet
+from ..odp.protocols import ETH_HEADER_LEN, ETH_TYPE_VLAN_8021Q, VLAN_HEADER_LEN
 from .dummy import int_option, reject_unknown
 from .provider import OK, Netdev, NetdevError
 
@@ -105,8 +106,7 @@ _TUN_PATH = "/dev/net/tun"
 _IFREQ_FLAGS = struct.Struct("16sH22x")
 _IFREQ_INT = struct.Struct("16si20x")
 _VNET_ZERO = bytes(VNET_HDR_LEN)
-_VLAN_HEADER_LEN = 4
-_TPID_8021Q = b"\x81\x00"
+_TPID_8021Q = ETH_TYPE_VLAN_8021Q.to_bytes(2, "big")
 # Large enough for any frame a tap hands over, GSO super-frames included (the
 # kernel caps those at 64 KiB); a read that fills it was truncated.
 _RX_BUF_LEN = 1 << 17
@@ -498,7 +498,7 @@ class TapNetdev(Netdev):
             return False
         if self._vnet and p.vnet is not None and p.vnet[1]:
             return True  # a GSO super-frame: the kernel segments it to the MTU
-        return size <= max_len + _VLAN_HEADER_LEN and p.data[12:14] == _TPID_8021Q
+        return size <= max_len + VLAN_HEADER_LEN and p.data[12:14] == _TPID_8021Q
 
     def rx_fd(self, qid: int) -> int | None:
         if self.error is not None or not 0 <= qid < len(self._fds):

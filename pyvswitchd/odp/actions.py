@@ -38,7 +38,6 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from .flow_key import VLAN_CFI, VLAN_PCP_SHIFT
 from .key_text import (
     ATTRS,
     CFI,
@@ -52,12 +51,7 @@ from .key_text import (
     format_odp_key,
     parse_odp_key,
 )
-
-ETH_TYPE_VLAN_8021Q = 0x8100
-ETH_TYPE_VLAN_8021AD = 0x88A8
-#: EtherTypes that start a VLAN tag (what push_vlan may use, what pop_vlan removes).
-VLAN_TPIDS = (ETH_TYPE_VLAN_8021Q, ETH_TYPE_VLAN_8021AD)
-
+from .protocols import ETH_TYPE_VLAN_8021Q, VLAN_CFI, VLAN_PCP_SHIFT, VLAN_TPIDS
 
 # -- the action types --------------------------------------------------------------
 

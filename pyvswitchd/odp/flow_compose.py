@@ -33,17 +33,29 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from .key_text import ENCAP, FRAG_LATER, FRAG_NO, TCP_FIN, TCP_RST, TCP_SYN, KeyAttr
-
-ETH_TYPE_IP = 0x0800
-ETH_TYPE_ARP = 0x0806
-ETH_TYPE_RARP = 0x8035
-ETH_TYPE_IPV6 = 0x86DD
-ETH_TYPE_VLAN_8021Q = 0x8100
-ETH_TYPE_VLAN_8021AD = 0x88A8
-IPPROTO_ICMP, IPPROTO_IGMP, IPPROTO_TCP, IPPROTO_UDP = 1, 2, 6, 17
-IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_FRAGMENT = 58, 132, 44
-ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 135, 136
+from .key_text import ENCAP, FRAG_LATER, FRAG_NO, KeyAttr
+from .protocols import (
+    ETH_TYPE_ARP,
+    ETH_TYPE_IP,
+    ETH_TYPE_IPV6,
+    ETH_TYPE_RARP,
+    ETH_TYPE_VLAN_8021AD,
+    ETH_TYPE_VLAN_8021Q,
+    IPPROTO_FRAGMENT,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_IGMP,
+    IPPROTO_SCTP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    ND_NEIGHBOR_ADVERT,
+    ND_NEIGHBOR_SOLICIT,
+    ND_OPT_SOURCE_LINKADDR,
+    ND_OPT_TARGET_LINKADDR,
+    TCP_FIN,
+    TCP_RST,
+    TCP_SYN,
+)
 
 #: Payload OVS puts into composed packets that carry data.
 DEFAULT_L7 = bytes(range(64))
@@ -254,7 +266,10 @@ def _l4(proto: int, level: dict[str, KeyAttr], l7: bytes, frag: int) -> bytes:
         if icmp_type in (ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT):
             nd = level.get("nd") or KeyAttr("nd")
             header += nd.get("target").to_bytes(16, "big")
-            for opt_type, field in ((1, "sll"), (2, "tll")):
+            for opt_type, field in (
+                (ND_OPT_SOURCE_LINKADDR, "sll"),
+                (ND_OPT_TARGET_LINKADDR, "tll"),
+            ):
                 if nd.get(field):
                     header += struct.pack("!BB", opt_type, 1) + nd.get(field).to_bytes(6, "big")
             return header

@@ -12,19 +12,30 @@ from __future__ import annotations
 
 import struct
 
-from .flow_key import (
+from .flow_key import FRAG_ANY, FRAG_LATER, FlowKey
+from .protocols import (
     ETH_TYPE_ARP,
     ETH_TYPE_IP,
     ETH_TYPE_IPV6,
-    ETH_TYPE_VLAN,
-    FRAG_ANY,
-    FRAG_LATER,
+    ETH_TYPE_MIN,
+    ETH_TYPE_NONE,
+    ETH_TYPE_RARP,
+    ETH_TYPE_VLAN_8021Q,
+    FAST_PATH_MAX_FRAME_LEN,
+    IP_MAX_TRAILER,
+    IPPROTO_AH,
+    IPPROTO_FRAGMENT,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
+    IPPROTO_IGMP,
+    IPPROTO_SCTP,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    ND_NEIGHBOR_ADVERT,
+    ND_NEIGHBOR_SOLICIT,
+    ND_OPT_SOURCE_LINKADDR,
+    ND_OPT_TARGET_LINKADDR,
     VLAN_CFI,
-    FlowKey,
 )
 
 # -- header parsing --------------------------------------------------------------
@@ -84,19 +95,9 @@ _PORTS = struct.Struct("!HH")
 _U128 = struct.Struct("!QQ")
 _MAC = struct.Struct("!HI")
 
-_ETH_TYPE_RARP = 0x8035
-#: OVS's FLOW_DL_TYPE_NONE: the EtherType of an 802.3 frame without SNAP.
-ETH_TYPE_NONE = 0x5FF
-_ETH_TYPE_MIN = 0x600
 _LLC_SNAP_OUI0 = b"\xaa\xaa\x03\x00\x00\x00"
-_IPPROTO_IGMP = 2
-_IPPROTO_FRAGMENT = 44
-_IPPROTO_AH = 51
-_IPPROTO_SCTP = 132
 #: IPv6 extension headers walked like OVS: hop-by-hop, routing, fragment, AH, dest options.
-_IPV6_EXT = frozenset((0, 43, _IPPROTO_FRAGMENT, _IPPROTO_AH, 60))
-_ND_NEIGHBOR_SOLICIT, _ND_NEIGHBOR_ADVERT = 135, 136
-_ND_SLL, _ND_TLL = 1, 2
+_IPV6_EXT = frozenset((0, 43, IPPROTO_FRAGMENT, IPPROTO_AH, 60))
 
 _ZEROS13 = (0,) * 13
 _ZEROS11 = (0,) * 11
@@ -119,7 +120,11 @@ def parse_key(data: bytes, in_port: int) -> FlowKey | None:
         if eth_type == ETH_TYPE_IP:
             # Options, fragments, bad lengths and other protocols: see _parse_ipv4().
             # The tuples are literals: star-unpacking into them costs more than the parse.
-            if vihl == 0x45 and not frag_off & 0x3FFF and n - 0x1000D <= tot <= n - 14:
+            if (
+                vihl == 0x45
+                and not frag_off & 0x3FFF
+                and n - FAST_PATH_MAX_FRAME_LEN <= tot <= n - 14
+            ):
                 if proto == IPPROTO_UDP and tot >= 28:
                     tp_src, tp_dst = _PORTS.unpack_from(data, 34)
                     return (in_port, 0, dst_hi << 32 | dst_lo, src_hi << 32 | src_lo,
@@ -143,17 +148,17 @@ def parse_key(data: bytes, in_port: int) -> FlowKey | None:
         return None
     off = 14
     tci = 0
-    if eth_type < _ETH_TYPE_MIN or eth_type == ETH_TYPE_VLAN:
-        if eth_type == ETH_TYPE_VLAN and n >= 18:
+    if eth_type < ETH_TYPE_MIN or eth_type == ETH_TYPE_VLAN_8021Q:
+        if eth_type == ETH_TYPE_VLAN_8021Q and n >= 18:
             tci, eth_type = _PORTS.unpack_from(data, 14)
             tci |= VLAN_CFI  # OVS's "tag present" mark
             off = 18
-        if eth_type < _ETH_TYPE_MIN:
+        if eth_type < ETH_TYPE_MIN:
             eth_type = ETH_TYPE_NONE
             if n - off >= 8 and data[off : off + 6] == _LLC_SNAP_OUI0:
                 snap_type = data[off + 6] << 8 | data[off + 7]
                 off += 8
-                if snap_type >= _ETH_TYPE_MIN:
+                if snap_type >= ETH_TYPE_MIN:
                     eth_type = snap_type
     l2 = (in_port, 0, dst_hi << 32 | dst_lo, src_hi << 32 | src_lo, eth_type, tci)
     if eth_type == ETH_TYPE_IP:
@@ -162,7 +167,7 @@ def parse_key(data: bytes, in_port: int) -> FlowKey | None:
         return _parse_ipv4(data, off, l2, *_IP4.unpack_from(data, off))
     if eth_type == ETH_TYPE_IPV6:
         return _parse_ipv6(data, off, l2)
-    if eth_type in (ETH_TYPE_ARP, _ETH_TYPE_RARP):
+    if eth_type in (ETH_TYPE_ARP, ETH_TYPE_RARP):
         return _parse_arp(data, off, l2)
     return l2 + _ZEROS13
 
@@ -186,7 +191,7 @@ def _parse_ipv4(
     """
     ihl = (vihl & 0x0F) << 2
     size = len(data) - off
-    if ihl < 20 or tot > size or ihl > tot or size - tot > 0xFFFF:
+    if ihl < 20 or tot > size or ihl > tot or size - tot > IP_MAX_TRAILER:
         return l2 + _ZEROS13
     frag = 0
     if frag_off & 0x3FFF:  # MF or a fragment offset
@@ -214,7 +219,7 @@ def _parse_ipv6(data: bytes, off: int, l2: tuple[int, ...]) -> FlowKey:
     if size < 40:
         return l2 + _ZEROS13
     tc_flow, plen, proto, hlim, s_hi, s_lo, d_hi, d_lo = _IP6.unpack_from(data, off)
-    if plen + 40 > size or size - plen - 40 > 0xFFFF:
+    if plen + 40 > size or size - plen - 40 > IP_MAX_TRAILER:
         return l2 + _ZEROS13
     nw_src = s_hi << 64 | s_lo
     nw_dst = d_hi << 64 | d_lo
@@ -224,7 +229,7 @@ def _parse_ipv6(data: bytes, off: int, l2: tuple[int, ...]) -> FlowKey:
     while proto in _IPV6_EXT:
         if end - pos < 8:
             return l2 + (nw_src, nw_dst) + _ZEROS11
-        if proto == _IPPROTO_FRAGMENT:
+        if proto == IPPROTO_FRAGMENT:
             proto = data[pos]
             offlg = data[pos + 2] << 8 | data[pos + 3]
             pos += 8
@@ -232,11 +237,11 @@ def _parse_ipv6(data: bytes, off: int, l2: tuple[int, ...]) -> FlowKey:
                 frag = FRAG_ANY
                 if offlg & 0xFFF8:  # a fragment offset: only the first fragment has L4
                     frag |= FRAG_LATER
-                    proto = _IPPROTO_FRAGMENT
+                    proto = IPPROTO_FRAGMENT
                     break
             continue
         # AH counts its length in 4-byte words (minus 2), the others in 8-byte words (minus 1).
-        length = (data[pos + 1] + 2) * 4 if proto == _IPPROTO_AH else (data[pos + 1] + 1) * 8
+        length = (data[pos + 1] + 2) * 4 if proto == IPPROTO_AH else (data[pos + 1] + 1) * 8
         if length > end - pos:
             return l2 + (nw_src, nw_dst) + _ZEROS11
         proto = data[pos]
@@ -255,16 +260,16 @@ def _parse_l4(data: bytes, pos: int, end: int, proto: int) -> tuple[int, ...]:
             tp_src, tp_dst, ctl = _TCP.unpack_from(data, pos)
             if 20 <= ctl >> 12 << 2 <= size:
                 return tp_src, tp_dst, ctl & 0x0FFF, 0, 0, 0
-    elif proto in (IPPROTO_UDP, _IPPROTO_SCTP):
+    elif proto in (IPPROTO_UDP, IPPROTO_SCTP):
         if size >= (8 if proto == IPPROTO_UDP else 12):
             tp_src, tp_dst = _PORTS.unpack_from(data, pos)
             return tp_src, tp_dst, 0, 0, 0, 0
-    elif proto in (IPPROTO_ICMP, _IPPROTO_IGMP):
+    elif proto in (IPPROTO_ICMP, IPPROTO_IGMP):
         if size >= 8:
             return data[pos], data[pos + 1], 0, 0, 0, 0
     elif proto == IPPROTO_ICMPV6 and size >= 8:
         icmp_type, code = data[pos], data[pos + 1]
-        if code == 0 and icmp_type in (_ND_NEIGHBOR_SOLICIT, _ND_NEIGHBOR_ADVERT):
+        if code == 0 and icmp_type in (ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT):
             return (icmp_type, 0, 0) + _parse_nd(data, pos + 8, end)
         return icmp_type, code, 0, 0, 0, 0
     return _NO_L4
@@ -283,9 +288,9 @@ def _parse_nd(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
         opt_len = data[pos + 1] * 8
         if not opt_len or opt_len > end - pos:
             break
-        if opt_len == 8 and opt_type in (_ND_SLL, _ND_TLL):
+        if opt_len == 8 and opt_type in (ND_OPT_SOURCE_LINKADDR, ND_OPT_TARGET_LINKADDR):
             hi, lo = _MAC.unpack_from(data, pos + 2)
-            if opt_type == _ND_SLL:
+            if opt_type == ND_OPT_SOURCE_LINKADDR:
                 if sll:
                     return 0, 0, 0  # a repeated option invalidates the whole ND body
                 sll = hi << 32 | lo

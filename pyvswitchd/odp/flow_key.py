@@ -39,6 +39,8 @@ import uuid
 from operator import and_
 from typing import TypeAlias
 
+from .protocols import VLAN_CFI, VLAN_VID_MASK
+
 IN_PORT = 0
 RECIRC_ID = 1
 ETH_DST = 2
@@ -72,24 +74,11 @@ FIELD_BITS = (32, 32, 48, 48, 16, 16, 128, 128, 8, 8, 8, 2, 20, 16, 16, 12, 48, 
 FULL_MASKS = tuple((1 << bits) - 1 for bits in FIELD_BITS)
 EMPTY_MASK = (0,) * N_FIELDS
 
-VLAN_CFI = 0x1000
-VLAN_VID_MASK = 0x0FFF
-VLAN_PCP_SHIFT = 13
 #: VLAN_TCI mask of "untagged only": VID and CFI exact (what NORMAL megaflows carry).
 VLAN_UNTAGGED_MASK = VLAN_VID_MASK | VLAN_CFI
 
 FRAG_ANY = 1
 FRAG_LATER = 2
-
-ETH_TYPE_IP = 0x0800
-ETH_TYPE_ARP = 0x0806
-ETH_TYPE_VLAN = 0x8100
-ETH_TYPE_IPV6 = 0x86DD
-
-IPPROTO_ICMP = 1
-IPPROTO_TCP = 6
-IPPROTO_UDP = 17
-IPPROTO_ICMPV6 = 58
 
 FlowKey: TypeAlias = tuple[int, ...]
 FlowMask: TypeAlias = tuple[int, ...]

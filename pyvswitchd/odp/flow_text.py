@@ -62,25 +62,16 @@ from typing import TypeAlias
 import attrs
 
 from . import key_text
-from .flow_extract import ETH_TYPE_NONE
 from .flow_key import (
     ARP_SHA,
     ARP_THA,
     ETH_DST,
     ETH_SRC,
     ETH_TYPE,
-    ETH_TYPE_ARP,
-    ETH_TYPE_IP,
-    ETH_TYPE_IPV6,
-    ETH_TYPE_VLAN,
     FRAG_ANY,
     FRAG_LATER,
     FULL_MASKS,
     IN_PORT,
-    IPPROTO_ICMP,
-    IPPROTO_ICMPV6,
-    IPPROTO_TCP,
-    IPPROTO_UDP,
     IPV6_LABEL,
     N_FIELDS,
     ND_TARGET,
@@ -94,20 +85,32 @@ from .flow_key import (
     TCP_FLAGS,
     TP_DST,
     TP_SRC,
-    VLAN_CFI,
-    VLAN_PCP_SHIFT,
     VLAN_TCI,
     VLAN_UNTAGGED_MASK,
-    VLAN_VID_MASK,
     FlowKey,
     FlowMask,
 )
 from .key_text import ENCAP, VALUE, KeyAttr, OdpKeyError, format_odp_key, parse_odp_key
-
-ETH_TYPE_RARP = 0x8035
-ETH_TYPE_VLAN_8021AD = 0x88A8
-IPPROTO_SCTP = 132
-ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 135, 136
+from .protocols import (
+    ETH_TYPE_ARP,
+    ETH_TYPE_IP,
+    ETH_TYPE_IPV6,
+    ETH_TYPE_MIN,
+    ETH_TYPE_NONE,
+    ETH_TYPE_RARP,
+    ETH_TYPE_VLAN_8021Q,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_SCTP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    ND_NEIGHBOR_ADVERT,
+    ND_NEIGHBOR_SOLICIT,
+    VLAN_CFI,
+    VLAN_PCP_SHIFT,
+    VLAN_TPIDS,
+    VLAN_VID_MASK,
+)
 
 IPV4_MASK = 0xFFFF_FFFF
 ICMP_MASK = 0xFF
@@ -115,8 +118,6 @@ ICMP_MASK = 0xFF
 #: The OVS error of a flow whose in_port is missing or masked.
 IN_PORT_NOT_EXACT = "in_port is not an exact match"
 
-_TPIDS = (ETH_TYPE_VLAN, ETH_TYPE_VLAN_8021AD)
-_ETH_TYPE_MIN = 0x600
 _FULL16 = 0xFFFF
 #: Metadata OVS prints in verbose dumps and the key has no field for.
 _METADATA_BEFORE_RECIRC = ("skb_priority", "skb_mark", "ct_state", "ct_zone", "ct_mark", "ct_label")
@@ -217,7 +218,7 @@ def format_flow(
         inner: list[str] = []
         _format_l3(inner.append, key, mask, verbose, nested=True)
         out(f"encap({','.join(inner)})")
-    elif eth_type in _TPIDS:
+    elif eth_type in VLAN_TPIDS:
         # A tag cut short: OVS shows the TPID, a zero TCI and nothing inside.
         out(f"eth_type(0x{eth_type:04x})")
         _format_vlan(out, tci, mask[VLAN_TCI], verbose)
@@ -458,7 +459,7 @@ class _Builder:
             self.l3(level, untagged=True)
             return
         tpid = eth_type.get() if eth_type is not None else None
-        if eth_type is None or tpid not in _TPIDS or eth_type.masks[VALUE] != _FULL16:
+        if eth_type is None or tpid not in VLAN_TPIDS or eth_type.masks[VALUE] != _FULL16:
             raise FlowSyntaxError("vlan() and encap() need eth_type(0x8100) beside them")
         for name in level:
             if name in _L3_TYPES or name in _L4_PROTO:
@@ -481,7 +482,7 @@ class _Builder:
             self.key[ETH_TYPE], self.mask[ETH_TYPE] = tpid, _FULL16
             self.mask[VLAN_TCI] = tci_mask
             return
-        if tpid != ETH_TYPE_VLAN:
+        if tpid != ETH_TYPE_VLAN_8021Q:
             raise FlowSyntaxError("802.1ad (0x88a8) VLAN tags are not supported")
         self.key[VLAN_TCI], self.mask[VLAN_TCI] = tci, tci_mask
         inner = _index(nested, nested=True)
@@ -497,7 +498,7 @@ class _Builder:
         l3 = level[l3_names[0]] if l3_names else None
         if eth_type is not None:
             value, type_mask = eth_type.get(), eth_type.masks[VALUE]
-            if type_mask == _FULL16 and value < _ETH_TYPE_MIN:
+            if type_mask == _FULL16 and value < ETH_TYPE_MIN:
                 if value:
                     raise FlowSyntaxError(f"invalid Ethertype 0x{value:04x}")
                 value = ETH_TYPE_NONE  # OVS's eth_type(0/0xffff): an 802.3 frame

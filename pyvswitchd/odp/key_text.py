@@ -38,6 +38,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
+from .int_parse import scan_uint
+from .protocols import TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN
+
 #: Field name under which single-valued attributes keep their value.
 VALUE = "value"
 
@@ -100,26 +103,6 @@ class FieldKind:
         return (1 << self.bits) - 1
 
 
-_C_INT = re.compile(r"\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
-
-
-def _c_int(text: str, bits: int, what: str = "number") -> int:
-    """A C ``%i`` integer that fits in ``bits`` bits."""
-    m = _C_INT.match(text)
-    if not m:
-        raise ValueError(f"bad {what} {text!r}")
-    digits = m[1]
-    if digits[:2] in ("0x", "0X"):
-        value = int(digits[2:], 16)
-    elif digits.startswith("0"):
-        value = int(digits, 8)
-    else:
-        value = int(digits)
-    if value >> bits:
-        raise ValueError(f"{what} {text!r} does not fit in {bits} bits")
-    return value
-
-
 def _hex(value: int) -> str:
     """C's ``%#x``: ``0`` for zero, else ``0x...``."""
     return f"{value:#x}" if value else "0"
@@ -150,7 +133,7 @@ def _scalar(
 
 
 def _number(bits: int) -> Callable[[str], int]:
-    return lambda text: _c_int(text, bits)
+    return lambda text: scan_uint(text, bits)
 
 
 def _parse_mac(text: str) -> int:
@@ -210,7 +193,7 @@ def _flags_kind(bits: int, names: Mapping[int, str]) -> FieldKind:
     def parse(text: str) -> tuple[int, int]:
         value_text, slash, mask_text = text.partition("/")
         if slash:
-            return _c_int(value_text, bits, "flags"), _c_int(mask_text, bits, "flags mask")
+            return scan_uint(value_text, bits, "flags"), scan_uint(mask_text, bits, "flags mask")
         if text[:1] in ("+", "-"):
             value = mask = 0
             for sign, name in re.findall(r"([+-])([^+-]*)", text):
@@ -225,7 +208,7 @@ def _flags_kind(bits: int, names: Mapping[int, str]) -> FieldKind:
         value = 0
         for item in text.split("|"):
             bit = by_name.get(item)
-            value |= bit if bit is not None else _c_int(item, bits, "flag")
+            value |= bit if bit is not None else scan_uint(item, bits, "flag")
         return value, full
 
     def format_masked(value: int, mask: int) -> str | None:
@@ -244,9 +227,8 @@ def _flags_kind(bits: int, names: Mapping[int, str]) -> FieldKind:
     return FieldKind(bits, parse, format_masked)
 
 
-TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x001, 0x002, 0x004, 0x008, 0x010
 _TCP_FLAG_NAMES = {
-    0x001: "fin", 0x002: "syn", 0x004: "rst", 0x008: "psh", 0x010: "ack", 0x020: "urg",
+    TCP_FIN: "fin", TCP_SYN: "syn", TCP_RST: "rst", TCP_PSH: "psh", TCP_ACK: "ack", 0x020: "urg",
     0x040: "ece", 0x080: "cwr", 0x100: "ns", 0x200: "[200]", 0x400: "[400]", 0x800: "[800]",
 }  # fmt: skip
 _CT_STATE_NAMES = {

@@ -17,9 +17,6 @@ from __future__ import annotations
 #: Largest rx batch (OVS's NETDEV_MAX_BURST).
 NETDEV_MAX_BURST = 32
 
-#: Shortest frame the pipeline accepts: an Ethernet header.
-ETH_HEADER_LEN = 14
-
 
 class Packet:
     """One frame in flight through the datapath.

@@ -16,18 +16,18 @@ from hypothesis import strategies as st
 
 from pyvswitchd.datapath.emc import fast_signature
 from pyvswitchd.odp.flow_compose import compose_packet
-from pyvswitchd.odp.flow_extract import ETH_TYPE_NONE, parse_key
+from pyvswitchd.odp.flow_extract import parse_key
 from pyvswitchd.odp.flow_key import (
     ETH_TYPE,
     FIELD_BITS,
     FIELD_NAMES,
     N_FIELDS,
-    VLAN_CFI,
     VLAN_TCI,
     FlowKey,
 )
 from pyvswitchd.odp.flow_text import parse_match
 from pyvswitchd.odp.key_text import parse_odp_key
+from pyvswitchd.odp.protocols import ETH_TYPE_NONE, VLAN_CFI
 
 MAC_A, MAC_B = "50:54:00:00:00:05", "50:54:00:00:00:07"
 ETH = f"eth(src={MAC_A},dst={MAC_B})"

@@ -38,7 +38,6 @@ from pyvswitchd.odp.flow_key import (
     TCP_FLAGS,
     TP_DST,
     TP_SRC,
-    VLAN_CFI,
     VLAN_TCI,
     VLAN_UNTAGGED_MASK,
     FlowKey,
@@ -54,6 +53,7 @@ from pyvswitchd.odp.flow_text import (
     parse_match,
 )
 from pyvswitchd.odp.key_text import parse_odp_key
+from pyvswitchd.odp.protocols import VLAN_CFI
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "dump-flows"
 #: Port numbers of the reference captures (in_port(1) in a plain dump is in_port(p0) with -m).

@@ -12,6 +12,7 @@ from pyvswitchd.datapath.upcall import NormalBridge
 from pyvswitchd.observe.coverage import Coverage
 from pyvswitchd.observe.vlog import Level, Vlog
 from pyvswitchd.odp import flow_key as fk
+from pyvswitchd.odp import protocols as proto
 from pyvswitchd.odp.flow_key import FlowKey, FlowMask, masked
 from pyvswitchd.odp.key_text import parse_odp_key
 
@@ -56,9 +57,9 @@ def key(
     src: int,
     dst: int,
     *,
-    eth_type: int = fk.ETH_TYPE_IP,
+    eth_type: int = proto.ETH_TYPE_IP,
     vlan_tci: int = 0,
-    nw_proto: int = fk.IPPROTO_ICMP,
+    nw_proto: int = proto.IPPROTO_ICMP,
     nw_src: int = 0x0A00_0001,
     nw_dst: int = 0x0A00_0002,
     frag: int = 0,
@@ -162,12 +163,12 @@ def test_relearning_an_unchanged_source_is_not_a_change(s: Setup) -> None:
 
 
 def test_vlans_are_learned_and_flooded_separately(s: Setup) -> None:
-    s.bridge.handle(key(1, A, BROADCAST, vlan_tci=fk.VLAN_CFI | 10))
+    s.bridge.handle(key(1, A, BROADCAST, vlan_tci=proto.VLAN_CFI | 10))
     # Same MAC looked up in VLAN 20 and untagged: unknown there.
-    assert s.bridge.handle(key(2, B, A, vlan_tci=fk.VLAN_CFI | 20)).outputs == (1, 3, LOCAL)
+    assert s.bridge.handle(key(2, B, A, vlan_tci=proto.VLAN_CFI | 20)).outputs == (1, 3, LOCAL)
     assert s.bridge.handle(key(2, B, A)).outputs == (1, 3, LOCAL)
     # In VLAN 10 it is known; the PCP bits do not matter.
-    d = s.bridge.handle(key(2, B, A, vlan_tci=(5 << fk.VLAN_PCP_SHIFT) | fk.VLAN_CFI | 10))
+    d = s.bridge.handle(key(2, B, A, vlan_tci=(5 << proto.VLAN_PCP_SHIFT) | proto.VLAN_CFI | 10))
     assert d.outputs == (1,)
     assert d.deps == {(10, A), (10, B)}
     assert s.ml.lookup(10, B) == 2 and s.ml.lookup(20, B) == 2 and s.ml.lookup(0, B) == 2
@@ -258,9 +259,9 @@ def test_masks_by_packet_kind(s: Setup) -> None:
     ip = mask_of(**NORMAL_FIELDS, nw_frag=fk.FRAG_ANY | fk.FRAG_LATER)
     non_ip = mask_of(**NORMAL_FIELDS)
     assert s.bridge.handle(key(1, A, B)).mask == ip
-    assert s.bridge.handle(key(1, A, B, eth_type=fk.ETH_TYPE_IPV6)).mask == ip
+    assert s.bridge.handle(key(1, A, B, eth_type=proto.ETH_TYPE_IPV6)).mask == ip
     assert s.bridge.handle(key(1, A, B, frag=fk.FRAG_ANY)).mask == ip
-    assert s.bridge.handle(key(1, A, B, vlan_tci=fk.VLAN_CFI | 7)).mask == ip
+    assert s.bridge.handle(key(1, A, B, vlan_tci=proto.VLAN_CFI | 7)).mask == ip
     assert s.bridge.handle(key(1, A, B, eth_type=0x88B5)).mask == non_ip
     # Drops carry the same mask: OVS unwildcards before deciding.
     assert s.bridge.handle(key(9, A, B)).mask == ip
@@ -268,7 +269,7 @@ def test_masks_by_packet_kind(s: Setup) -> None:
 
 
 def test_arp_masks_follow_ovs_gratuitous_arp_check(s: Setup) -> None:
-    arp = fk.ETH_TYPE_ARP
+    arp = proto.ETH_TYPE_ARP
     unicast = s.bridge.handle(key(1, A, B, eth_type=arp, nw_proto=1))
     assert unicast.mask == mask_of(**NORMAL_FIELDS)
     request = s.bridge.handle(key(1, A, BROADCAST, eth_type=arp, nw_proto=1))
@@ -285,8 +286,8 @@ def test_decision_only_reads_masked_fields(s: Setup) -> None:
         key(1, A, B),
         key(1, A, C),
         key(2, A, B),
-        key(1, A, BROADCAST, eth_type=fk.ETH_TYPE_ARP, nw_proto=1),
-        key(1, A, B, vlan_tci=fk.VLAN_CFI | 3),
+        key(1, A, BROADCAST, eth_type=proto.ETH_TYPE_ARP, nw_proto=1),
+        key(1, A, B, vlan_tci=proto.VLAN_CFI | 3),
     ):
         d = s.bridge.handle(k)
         assert s.bridge.revalidate(masked(k, d.mask), d.mask, d.outputs) is None
