@@ -21,10 +21,12 @@ run: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: venv lint
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) $(RUNDIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RUNDIR) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
