@@ -26,22 +26,21 @@ from ..netdev.provider import Netdev, NetdevError
 from ..netdev.registry import NetdevRegistry
 from ..observe.coverage import Coverage
 from ..observe.vlog import Vlog
-from ..odp.actions import Output
-from ..odp.flow_key import IN_PORT, FlowKey
+from ..odp.flow_key import IN_PORT
 from . import rxq_sched
 from .defer import DeferHooks, InlineHooks
 from .dp_offload import DatapathOffload
 from .dp_ports import DP_NAME, DatapathPorts
 from .emc import insert_min_for
-from .execute import compile_actions
-from .flow_table import DpFlow, Executor, FlowTable
+from .flow_table import FlowTable
+from .normal import NormalBridge
 from .perf import PerfLogConfig, PmdPerf
 from .pipeline import FlowPipeline
 from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, TxPort, any_readable
 from .port import Port, Rxq
 from .revalidator import REVALIDATE_INTERVAL, Revalidator
 from .sleep import SleepConfig, parse_sleep_max, sleep_log_lines
-from .upcall import NormalBridge
+from .upcall import Upcall
 
 DP_TYPE = "netdev"
 #: Allocations of container objects between two young-generation collections.
@@ -127,13 +126,12 @@ class Datapath(DatapathPorts):
         self._force_reload = False
         self._pmd_serial = 0
         self.normal: dict[str, NormalBridge] = {}
-        self._cov_upcall_fail = coverage.define("datapath_drop_upcall_error")
-        self.pipeline = FlowPipeline(self._upcall, self._cov_drop_invalid)
-        self._executors: dict[tuple[int, ...], tuple[list[Output], Executor]] = {}
+        self.upcall = Upcall(self.ports, self.normal, coverage)
+        self.pipeline = FlowPipeline(self.upcall.handle, self._cov_drop_invalid)
         self.revalidator = Revalidator(
             lambda: [p.flow_table for p in self.sorted_pmds()],
             lambda: self.normal,
-            self.compile_outputs,
+            self.upcall.compile_outputs,
             coverage,
         )
         self._lock = trio.Lock()
@@ -322,32 +320,6 @@ class Datapath(DatapathPorts):
             improvement_threshold=oc.pmd_auto_lb_improvement_threshold,
             rebal_interval=oc.pmd_auto_lb_rebal_interval,
         )
-
-    def compile_outputs(self, outputs: tuple[int, ...]) -> tuple[list[Output], Executor]:
-        """Actions and executor for an output list, shared by every flow with it."""
-        cached = self._executors.get(outputs)
-        if cached is None:
-            actions = [Output(p) for p in outputs]
-            cached = self._executors[outputs] = (actions, compile_actions(actions))
-        return cached
-
-    def _upcall(self, pmd: Pmd, key: FlowKey) -> DpFlow | None:
-        """A miss: the in_port's bridge decides and a megaflow is installed."""
-        port = self.ports.get(key[IN_PORT])
-        bridge = self.normal.get(port.bridge) if port is not None and port.bridge else None
-        if bridge is None:
-            self._cov_upcall_fail.inc()
-            return None
-        decision = bridge.handle(key)
-        actions, execute = self.compile_outputs(decision.outputs)
-        flow = DpFlow(
-            key,
-            decision.mask,
-            actions,
-            execute,
-            bridge=bridge.name,
-        )
-        return pmd.flow_table.install(flow)
 
     async def reconfigure(self) -> None:
         async with self._lock:

@@ -20,7 +20,7 @@ from ..observe.ratelimit import RateLimit
 from ..odp.flow_extract import parse_key
 from ..odp.flow_key import IN_PORT
 from ..odp.packet import Packet
-from ..offload.pmd import PmdOffloadContext
+from ..offload.pmd_context import PmdOffloadContext
 from ..offload.registry import Offload, OffloadCollection
 
 if TYPE_CHECKING:

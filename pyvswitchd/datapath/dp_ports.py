@@ -23,8 +23,8 @@ from ..observe.vlog import Vlog, VlogModule
 from ..odp.int_parse import parse_decimal
 from . import rxq_sched
 from .mac_learning import MacLearning
+from .normal import NormalBridge
 from .port import Port
-from .upcall import NormalBridge
 
 if TYPE_CHECKING:
     from .dp import DatapathSettings

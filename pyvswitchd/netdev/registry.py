@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from .afpacket import AfPacketNetdev, SystemNetdev
 from .dummy import DummyInternalNetdev, DummyNetdev, DummyPmdNetdev
 from .provider import Netdev, NetdevError
-from .source import TrafficSource
 from .tap import InternalNetdev, TapNetdev
+from .traffic_source import TrafficSource
 
 
 class NetdevRegistry:

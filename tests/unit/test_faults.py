@@ -14,7 +14,7 @@ from pyvswitchd.netdev import faults
 from pyvswitchd.netdev.dummy import DummyNetdev, DummyPmdNetdev
 from pyvswitchd.netdev.faults import FaultMode, FaultSpec, NetdevFault, NetdevFaults
 from pyvswitchd.netdev.provider import EINPROGRESS, OK, Netdev, NetdevError
-from pyvswitchd.netdev.source import TrafficSource
+from pyvswitchd.netdev.traffic_source import TrafficSource
 from pyvswitchd.observe import tasks
 from pyvswitchd.observe.coverage import Coverage
 from pyvswitchd.observe.vlog import Vlog
@@ -22,7 +22,7 @@ from pyvswitchd.odp.packet import Packet
 from pyvswitchd.offload import faults as offload_faults
 from pyvswitchd.offload.dummy import DummyOffload
 from pyvswitchd.offload.faults import OffloadFault, OffloadFaults, OffloadFaultSpec
-from pyvswitchd.offload.pmd import PmdOffloadContext
+from pyvswitchd.offload.pmd_context import PmdOffloadContext
 from tests.dp_harness import running_datapath
 from tests.offload_support import captured_vlog, log_messages
 

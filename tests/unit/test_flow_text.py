@@ -559,7 +559,7 @@ def test_any_key_and_mask_format_and_parse_back_to_a_fixed_point(
 
 
 def test_upcall_masks_round_trip() -> None:
-    from pyvswitchd.datapath.upcall import NORMAL_IP_MASK, NORMAL_MASK
+    from pyvswitchd.datapath.normal import NORMAL_IP_MASK, NORMAL_MASK
 
     ip = frame_key(
         "eth(src=50:54:00:00:00:05,dst=50:54:00:00:00:07),eth_type(0x0800),ipv4(proto=1)"

@@ -23,7 +23,7 @@ from pyvswitchd.netdev.dummy import (
 from pyvswitchd.netdev.pcap import PcapError, PcapWriter, read_frames
 from pyvswitchd.netdev.provider import EINPROGRESS, OK, Netdev, NetdevError
 from pyvswitchd.netdev.registry import NetdevRegistry, default_registry
-from pyvswitchd.netdev.source import TrafficSource
+from pyvswitchd.netdev.traffic_source import TrafficSource
 from pyvswitchd.odp.packet import Packet
 
 REFERENCE = Path("/work/shared/reference/ovs-3.1")

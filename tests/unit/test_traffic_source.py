@@ -12,7 +12,7 @@ import trio
 from pyvswitchd.netdev.pcap import PcapWriter
 from pyvswitchd.netdev.provider import OK, NetdevError
 from pyvswitchd.netdev.registry import default_registry
-from pyvswitchd.netdev.source import TrafficSource, synthesize_flows
+from pyvswitchd.netdev.traffic_source import TrafficSource, synthesize_flows
 from pyvswitchd.odp.flow_compose import compose_packet
 from pyvswitchd.odp.key_text import VALUE, KeyAttr
 from pyvswitchd.odp.packet import NETDEV_MAX_BURST, Packet

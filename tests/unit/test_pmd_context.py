@@ -9,7 +9,7 @@ import pytest
 from pyvswitchd.observe.coverage import Coverage
 from pyvswitchd.odp.actions import Output
 from pyvswitchd.offload.dummy import DummyOffload, DummyPmdContext, HwPacket
-from pyvswitchd.offload.pmd import PmdOffloadContext
+from pyvswitchd.offload.pmd_context import PmdOffloadContext
 from pyvswitchd.offload.provider import WorkCallback
 from pyvswitchd.offload.registry import Offload, OffloadCollection
 from tests.offload_support import FakePort, captured_vlog, log_messages

@@ -1,4 +1,4 @@
-"""Tests for pyvswitchd.datapath.upcall (the bridge's NORMAL decision)."""
+"""Tests for pyvswitchd.datapath.normal (the bridge's NORMAL decision)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pyvswitchd.datapath.mac_learning import MacLearning
-from pyvswitchd.datapath.upcall import NormalBridge
+from pyvswitchd.datapath.normal import NormalBridge
 from pyvswitchd.observe.coverage import Coverage
 from pyvswitchd.observe.vlog import Level, Vlog
 from pyvswitchd.odp import flow_key as fk
