@@ -21,7 +21,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from ..config import BridgeConfig, Config, OtherConfig
+from ..config import BridgeConfig, Config, OtherConfig, PortConfig
 from ..netdev.provider import Netdev, NetdevError
 from ..netdev.registry import NetdevRegistry
 from ..observe.coverage import Coverage
@@ -36,7 +36,7 @@ from .flow_table import FlowTable
 from .normal import NormalBridge
 from .perf import PerfLogConfig, PmdPerf
 from .pipeline import FlowPipeline
-from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, TxPort, any_readable
+from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, PmdLifecycle, TxPort, any_readable
 from .port import Port, Rxq
 from .revalidator import REVALIDATE_INTERVAL, Revalidator
 from .sleep import SleepConfig, parse_sleep_max, sleep_log_lines
@@ -91,8 +91,13 @@ class DatapathSettings:
     userspace_tso: bool = False
 
 
-class Datapath(DatapathPorts):
-    """The one userspace datapath of the daemon."""
+class Datapath:
+    """The one userspace datapath of the daemon.
+
+    Its parts: the ports and bridges (:attr:`dp_ports`), the offload state
+    (:attr:`offload`), the upcall (:attr:`upcall`), the pipeline every PMD
+    runs (:attr:`pipeline`) and the revalidator.
+    """
 
     def __init__(
         self,
@@ -108,9 +113,8 @@ class Datapath(DatapathPorts):
         self.coverage = coverage
         self.settings = DatapathSettings()
         self.perf_log = PerfLogConfig()
+        #: Port number -> port; filled by :attr:`dp_ports`.
         self.ports: dict[int, Port] = {}
-        self.bridges: dict[str, BridgeConfig] = {}
-        self.port_errors: dict[str, str] = {}
         self.pmds: dict[int, Pmd] = {}
         self._hooks_factory = hooks_factory
         self._cov_sent = coverage.define("netdev_sent")
@@ -119,14 +123,23 @@ class Datapath(DatapathPorts):
         self._cov_drop_port = coverage.define("datapath_drop_invalid_port")
         # Packets of a netdev send that raised (a provider bug, not an errno).
         self._cov_drop_netdev_error = coverage.define("datapath_drop_netdev_error")
-        self._cov_port_add = coverage.define("dpif_port_add")
-        self._cov_port_del = coverage.define("dpif_port_del")
-        self._closing: list[Port] = []
+        port_added = coverage.define("dpif_port_add")
+        port_removed = coverage.define("dpif_port_del")
         self.offload = DatapathOffload(DP_NAME, vlog, coverage, self.ports.get)
+        self.dp_ports = DatapathPorts(
+            self.ports,
+            log=self.log,
+            vlog=vlog,
+            netdevs=netdevs,
+            coverage=coverage,
+            settings=self.settings,
+            offload=self.offload,
+            port_added=port_added,
+            port_removed=port_removed,
+        )
         self._force_reload = False
         self._pmd_serial = 0
-        self.normal: dict[str, NormalBridge] = {}
-        self.upcall = Upcall(self.ports, self.normal, coverage)
+        self.upcall = Upcall(self.ports, self.dp_ports.normal, coverage)
         self.pipeline = FlowPipeline(self.upcall.handle, self._cov_drop_invalid)
         self.revalidator = Revalidator(
             lambda: [p.flow_table for p in self.sorted_pmds()],
@@ -152,7 +165,20 @@ class Datapath(DatapathPorts):
     @property
     def exists(self) -> bool:
         """OVS has no netdev datapath until a bridge uses it."""
-        return bool(self.bridges)
+        return bool(self.dp_ports.bridges)
+
+    @property
+    def bridges(self) -> dict[str, BridgeConfig]:
+        """The configured bridges, by name."""
+        return self.dp_ports.bridges
+
+    @property
+    def normal(self) -> dict[str, NormalBridge]:
+        """Each bridge's NORMAL learning switch, by bridge name."""
+        return self.dp_ports.normal
+
+    def port_by_name(self, name: str) -> Port | None:
+        return self.dp_ports.by_name(name)
 
     def port_names(self) -> dict[int, str]:
         return {no: port.name for no, port in self.ports.items()}
@@ -282,7 +308,7 @@ class Datapath(DatapathPorts):
         """Bring the datapath to ``config`` (start-up, SIGHUP, config/reload)."""
         async with self._lock:
             self._apply_other_config(config.other_config)
-            await self._apply_bridges(config.bridges)
+            self.dp_ports.apply_bridges(config.bridges)
             # Offload just enabled: every PMD reloads to pick up the work callbacks.
             if self.offload.configure(config.other_config, self.ports.values()):
                 self._force_reload = True
@@ -325,6 +351,19 @@ class Datapath(DatapathPorts):
         async with self._lock:
             await self._reconfigure_locked()
 
+    async def add_port(self, bridge: str, pc: PortConfig) -> Port:
+        """``dpctl/add-if``: NetdevError saying why the port could not be added."""
+        async with self._lock:
+            port = self.dp_ports.add(bridge, pc)
+            await self._reconfigure_locked()
+            return port
+
+    async def del_port(self, name: str) -> None:
+        """``dpctl/del-if``: NetdevError if there is no such port."""
+        async with self._lock:
+            self.dp_ports.remove(name)
+            await self._reconfigure_locked()
+
     # -- reconfiguration -------------------------------------------------------------
 
     def _wanted_cores(self) -> dict[int, int]:
@@ -350,7 +389,7 @@ class Datapath(DatapathPorts):
                 self.log.info(f"There are {count} pmd threads on numa node {numa}")
         # Ports whose queue layout changes leave every PMD before the netdev changes.
         stale = [p for p in self.ports.values() if p.netdev.reconfigure_required]
-        if stale or self._closing:
+        if stale or self.dp_ports.closing:
             stale_nos = {p.port_no for p in stale}
             for pmd in self.pmds.values():
                 keep = [
@@ -369,7 +408,7 @@ class Datapath(DatapathPorts):
         schedule = self._schedule()
         await self._distribute(schedule)
         self.alb.note_reconfigured()
-        closing, self._closing = self._closing, []
+        closing = self.dp_ports.take_closing()
         if closing:
             self._purge_flows({p.port_no for p in closing})
         for port in closing:
@@ -412,6 +451,19 @@ class Datapath(DatapathPorts):
     def _make_pmd(self, core: int, numa: int) -> Pmd:
         log = self.vlog.module("dpif_netdev_perf")
         perf = PmdPerf(log_config=self.perf_log, log=log)
+        # The main thread completes asynchronous sends inline and runs no
+        # offload work (OVS hooks only PMD threads).
+        make_hooks: Callable[[Pmd], PmdHooks]
+        lifecycle: PmdLifecycle | None = None
+        if self._hooks_factory is not None:
+            make_hooks = self._hooks_factory
+        elif core == NON_PMD_CORE_ID:
+            make_hooks = InlineHooks
+        else:
+            make_hooks = self._defer_hooks
+            lifecycle = self.offload
+        table = FlowTable(self.settings.emc_insert_min, self.offload.flow_observer(core))
+        table.smc_enabled = self.settings.smc_enable
         pmd = Pmd(
             core,
             numa,
@@ -423,26 +475,19 @@ class Datapath(DatapathPorts):
             drop_counter=self._cov_drop_port,
             netdev_error_counter=self._cov_drop_netdev_error,
             log=self.log,
+            make_hooks=make_hooks,
+            lifecycle=lifecycle,
+            flow_table=table,
             on_interval=self._on_interval,
         )
         pmd.interval_ns = self.interval_ns
-        if self._hooks_factory is not None:
-            pmd.hooks = self._hooks_factory(pmd)
-        elif core == NON_PMD_CORE_ID:
-            pmd.hooks = InlineHooks(pmd)
-        else:
-            pmd.hooks = DeferHooks(
-                pmd, offload_work=self.offload.pmd_work, offload_idle=self.offload.pmd_idle
-            )
-            pmd.on_reload = self.offload.pmd_reload
-            pmd.on_exit = self.offload.pmd_exit
-        pmd.flow_table = FlowTable(self.settings.emc_insert_min)
-        pmd.flow_table.smc_enabled = self.settings.smc_enable
-        table = pmd.flow_table
-        table.on_install = lambda flow: self.offload.flow_put(pmd, flow, modify=False)
-        table.on_modify = lambda flow: self.offload.flow_put(pmd, flow, modify=True)
-        table.on_remove = lambda flow: self.offload.flow_removed(pmd, flow)
         return pmd
+
+    def _defer_hooks(self, pmd: Pmd) -> PmdHooks:
+        """A PMD thread's hooks: its deferred-work ring, then the offload work."""
+        return DeferHooks(
+            pmd, offload_work=self.offload.pmd_work, offload_idle=self.offload.pmd_idle
+        )
 
     def _update_sleep(self) -> None:
         cfg = self.settings.sleep

@@ -143,7 +143,11 @@ class DatapathOffload:
 
     # -- flows (called on the upcall path and when flows go away) ---------------
 
-    def flow_put(self, pmd: Pmd, flow: DpFlow, *, modify: bool) -> None:
+    def flow_observer(self, pmd_id: int) -> PmdFlowOffload:
+        """The observer of PMD ``pmd_id``'s flow table: mirrors it to the providers."""
+        return PmdFlowOffload(self, pmd_id)
+
+    def flow_put(self, pmd_id: int, flow: DpFlow, *, modify: bool) -> None:
         """Offer a new or changed megaflow to the provider owning its in_port."""
         if self.collection is None or not self.enabled:
             return
@@ -153,14 +157,14 @@ class DatapathOffload:
             flow.mask,
             flow.actions,
             modify=modify,
-            pmd_id=pmd.core_id,
+            pmd_id=pmd_id,
             flow_ref=flow,
         )
 
-    def flow_removed(self, pmd: Pmd, flow: DpFlow) -> None:
+    def flow_removed(self, pmd_id: int, flow: DpFlow) -> None:
         if self.collection is None or not self.enabled:
             return
-        self.collection.flow_del(flow.key[IN_PORT], uuid.UUID(flow.ufid).int, pmd_id=pmd.core_id)
+        self.collection.flow_del(flow.key[IN_PORT], uuid.UUID(flow.ufid).int, pmd_id=pmd_id)
 
     def mark_lookup(self, in_port: int, mark: int, core_id: int) -> DpFlow | None:
         """The flow a partially offloaded packet's mark stands for (PHWOL)."""
@@ -196,3 +200,22 @@ class DatapathOffload:
         ctx = self._contexts.pop(pmd.core_id, None)
         if ctx is not None:
             ctx.exit()
+
+
+class PmdFlowOffload:
+    """One PMD's :class:`~.flow_table.FlowTableObserver`: its flows go to the providers."""
+
+    __slots__ = ("_offload", "_pmd_id")
+
+    def __init__(self, offload: DatapathOffload, pmd_id: int) -> None:
+        self._offload = offload
+        self._pmd_id = pmd_id
+
+    def flow_installed(self, flow: DpFlow) -> None:
+        self._offload.flow_put(self._pmd_id, flow, modify=False)
+
+    def flow_modified(self, flow: DpFlow) -> None:
+        self._offload.flow_put(self._pmd_id, flow, modify=True)
+
+    def flow_removed(self, flow: DpFlow) -> None:
+        self._offload.flow_removed(self._pmd_id, flow)

@@ -1,6 +1,6 @@
 """The datapath's ports and bridges: opening, configuring and removing ports.
 
-:class:`DatapathPorts` is the part of :class:`~.dp.Datapath` that turns the
+:class:`DatapathPorts`, which a :class:`~.dp.Datapath` holds, turns the
 bridges of the configuration into datapath ports (netdevs with port
 numbers), each bridge's local port and learning switch included, and
 serves ``dpctl/add-if`` / ``del-if``.  A removed port's netdev is closed
@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
-
-import trio
 
 from ..config import BridgeConfig, PortConfig
 from ..netdev.provider import NetdevError
@@ -37,34 +35,63 @@ REAL_NETDEV_TYPES = frozenset(("afpacket", "system", "tap", "internal"))
 
 
 class DatapathPorts:
-    """Port and bridge management, mixed into :class:`~.dp.Datapath`."""
+    """The ports and bridges of a :class:`~.dp.Datapath`, which holds one of these.
 
-    # Provided by Datapath.__init__.
-    log: VlogModule
-    vlog: Vlog
-    netdevs: NetdevRegistry
-    coverage: Coverage
-    settings: DatapathSettings
-    offload: DatapathOffload
-    ports: dict[int, Port]
-    bridges: dict[str, BridgeConfig]
-    port_errors: dict[str, str]
-    normal: dict[str, NormalBridge]
-    _closing: list[Port]
-    _cov_port_add: Counter
-    _cov_port_del: Counter
-    _lock: trio.Lock
+    It fills the datapath's port map ``ports`` (port number to port) and
+    keeps the bridges of the configuration, each bridge's NORMAL switch
+    (``normal``), the errors of ports that could not be opened and the
+    removed ports whose netdevs wait to be closed (:meth:`take_closing`).
+    It never reconfigures the PMDs: the datapath does that after every
+    change, under its lock.
+    """
 
-    async def _reconfigure_locked(self) -> None:
-        raise NotImplementedError  # Datapath's
+    def __init__(
+        self,
+        ports: dict[int, Port],
+        *,
+        log: VlogModule,
+        vlog: Vlog,
+        netdevs: NetdevRegistry,
+        coverage: Coverage,
+        settings: DatapathSettings,
+        offload: DatapathOffload,
+        port_added: Counter,
+        port_removed: Counter,
+    ) -> None:
+        self.ports = ports
+        self.bridges: dict[str, BridgeConfig] = {}
+        #: Port name -> why it could not be opened or configured (last apply).
+        self.errors: dict[str, str] = {}
+        #: Bridge name -> its learning switch.
+        self.normal: dict[str, NormalBridge] = {}
+        self.log = log
+        self.vlog = vlog
+        self.netdevs = netdevs
+        self.coverage = coverage
+        self.settings = settings
+        self.offload = offload
+        self._closing: list[Port] = []
+        self._cov_port_add = port_added
+        self._cov_port_del = port_removed
 
-    def port_by_name(self, name: str) -> Port | None:
+    @property
+    def closing(self) -> bool:
+        """Whether removed ports wait for their netdevs to be closed."""
+        return bool(self._closing)
+
+    def take_closing(self) -> list[Port]:
+        """The removed ports whose netdevs are to be closed now (each returned once)."""
+        closing, self._closing = self._closing, []
+        return closing
+
+    def by_name(self, name: str) -> Port | None:
         for port in self.ports.values():
             if port.name == name:
                 return port
         return None
 
-    async def _apply_bridges(self, bridges: tuple[BridgeConfig, ...]) -> None:
+    def apply_bridges(self, bridges: tuple[BridgeConfig, ...]) -> None:
+        """Open, reconfigure and remove ports and bridges to match ``bridges``."""
         wanted: dict[str, tuple[str, PortConfig]] = {}
         for bc in bridges:
             local_type = self._local_port_type(bc)
@@ -77,7 +104,7 @@ class DatapathPorts:
                 del self.normal[name]
         for bc in bridges:
             self._configure_normal(bc)
-        if bridges and self.port_by_name(DP_NAME) is None:
+        if bridges and self.by_name(DP_NAME) is None:
             self._open_port(None, PortConfig(name=DP_NAME, type=LOCAL_PORT_TYPE), port_no=0)
         for port in list(self.ports.values()):
             if port.port_no == 0:
@@ -87,16 +114,16 @@ class DatapathPorts:
             spec = wanted.get(port.name)
             if spec is None or spec[1].type != port.type or spec[0] != port.bridge:
                 self._remove_port(port)
-        self.port_errors = {}
+        self.errors = {}
         for name, (bridge_name, pc) in wanted.items():
-            existing = self.port_by_name(name)
+            existing = self.by_name(name)
             if existing is None:
                 self._open_port(bridge_name, pc)
                 continue
             try:
                 existing.netdev.set_config(self._port_options(pc))
             except NetdevError as exc:
-                self.port_errors[name] = str(exc)
+                self.errors[name] = str(exc)
                 self.log.warn(f"{name}: could not set configuration ({exc})")
             self._set_port_other_config(existing, pc.other_config)
 
@@ -119,7 +146,7 @@ class DatapathPorts:
         try:
             netdev = self.netdevs.create(pc.type, pc.name, self._port_options(pc))
         except NetdevError as exc:
-            self.port_errors[pc.name] = str(exc)
+            self.errors[pc.name] = str(exc)
             self.log.warn(f"could not open network device {pc.name} ({exc})")
             return None
         netdev.log = self.vlog.module(
@@ -184,25 +211,23 @@ class DatapathPorts:
 
     # -- port commands --------------------------------------------------------------
 
-    async def add_port(self, bridge: str, pc: PortConfig) -> Port:
-        async with self._lock:
-            if self.port_by_name(pc.name) is not None:
-                raise NetdevError(f"{pc.name}: port already exists")
-            if bridge not in self.bridges:
-                raise NetdevError(f"{bridge}: no such bridge")
-            port = self._open_port(bridge, pc)
-            if port is None:
-                raise NetdevError(self.port_errors.pop(pc.name))
-            await self._reconfigure_locked()
-            return port
+    def add(self, bridge: str, pc: PortConfig) -> Port:
+        """``dpctl/add-if``: open port ``pc`` on ``bridge``; NetdevError saying why not."""
+        if self.by_name(pc.name) is not None:
+            raise NetdevError(f"{pc.name}: port already exists")
+        if bridge not in self.bridges:
+            raise NetdevError(f"{bridge}: no such bridge")
+        port = self._open_port(bridge, pc)
+        if port is None:
+            raise NetdevError(self.errors.pop(pc.name))
+        return port
 
-    async def del_port(self, name: str) -> None:
-        async with self._lock:
-            port = self.port_by_name(name)
-            if port is None or port.port_no == 0 or port.name in self.bridges:
-                raise NetdevError(f"{name}: no such port")
-            self._remove_port(port)
-            await self._reconfigure_locked()
+    def remove(self, name: str) -> None:
+        """``dpctl/del-if``: remove port ``name``; NetdevError if there is no such port."""
+        port = self.by_name(name)
+        if port is None or port.port_no == 0 or port.name in self.bridges:
+            raise NetdevError(f"{name}: no such port")
+        self._remove_port(port)
 
 
 def _int_or(text: str | None, default: int) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ..odp.flow_key import IN_PORT, FlowKey, FlowMask, masked
 from .dpcls import Dpcls, make_projector
@@ -97,20 +97,28 @@ class DpFlow:
         return f"DpFlow({self.ufid}, actions={self.actions})"
 
 
+class FlowTableObserver(Protocol):
+    """Told about every flow entering, changing or leaving a table.
+
+    The offload providers mirror each PMD's table this way
+    (:meth:`~.dp_offload.DatapathOffload.flow_observer`).
+    """
+
+    def flow_installed(self, flow: DpFlow) -> None: ...
+    def flow_modified(self, flow: DpFlow) -> None: ...
+    def flow_removed(self, flow: DpFlow) -> None: ...
+
+
 class FlowTable:
     """Megaflows of one PMD (or of the main thread)."""
 
-    def __init__(self, emc_insert_min: int) -> None:
+    def __init__(self, emc_insert_min: int, observer: FlowTableObserver | None = None) -> None:
         self.classifiers: dict[int, Dpcls] = {}
         self.flows: dict[tuple[FlowKey, FlowMask], DpFlow] = {}
         self.emc = Emc(emc_insert_min)
         self.smc = Smc()
         self.smc_enabled = False
-        #: Told about every flow entering, changing or leaving the table (the
-        #: offload providers mirror the table in their simulated hardware).
-        self.on_install: Callable[[DpFlow], None] | None = None
-        self.on_modify: Callable[[DpFlow], None] | None = None
-        self.on_remove: Callable[[DpFlow], None] | None = None
+        self._observer = observer
 
     def __len__(self) -> int:
         return len(self.flows)
@@ -144,23 +152,23 @@ class FlowTable:
         if cls is None:
             cls = self.classifiers[flow.key[IN_PORT]] = Dpcls()
         cls.insert(flow.key, flow.mask, flow)
-        if self.on_install is not None:
-            self.on_install(flow)
+        if self._observer is not None:
+            self._observer.flow_installed(flow)
         return flow
 
     def set_actions(self, flow: DpFlow, actions: Sequence[Any], execute: Executor) -> None:
         """Change an installed flow's actions (revalidation, ``dpctl/mod-flow``)."""
         flow.set_actions(actions, execute)
-        if self.on_modify is not None:
-            self.on_modify(flow)
+        if self._observer is not None:
+            self._observer.flow_modified(flow)
 
     def remove(self, flow: DpFlow) -> None:
         if self.flows.pop((flow.key, flow.mask), None) is None:
             return
         flow.dead = True
         self.emc.stale = True
-        if self.on_remove is not None:
-            self.on_remove(flow)
+        if self._observer is not None:
+            self._observer.flow_removed(flow)
         cls = self.classifiers.get(flow.key[IN_PORT])
         if cls is not None:
             cls.remove(flow.key, flow.mask)
@@ -169,10 +177,11 @@ class FlowTable:
 
     def flush(self) -> int:
         n = len(self.flows)
+        observer = self._observer
         for flow in self.flows.values():
             flow.dead = True
-            if self.on_remove is not None:
-                self.on_remove(flow)
+            if observer is not None:
+                observer.flow_removed(flow)
         self.flows.clear()
         self.classifiers.clear()
         self.emc.clear()

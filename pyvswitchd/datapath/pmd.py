@@ -135,6 +135,17 @@ class _NoHooks:
         return 0
 
 
+class PmdLifecycle(Protocol):
+    """Told, in the PMD's own task, of each reload point and of the PMD's end.
+
+    The offload providers' PMD lifecycle hooks
+    (:class:`~.dp_offload.DatapathOffload`) are the one user.
+    """
+
+    def pmd_reload(self, pmd: Pmd) -> None: ...
+    def pmd_exit(self, pmd: Pmd) -> None: ...
+
+
 class PmdSettings(Protocol):
     """Datapath-wide knobs a PMD reads every iteration (never via reload)."""
 
@@ -158,15 +169,18 @@ class Pmd:
         drop_counter: Counter,
         netdev_error_counter: Counter | None = None,
         log: VlogModule | None = None,
-        hooks: PmdHooks | None = None,
+        make_hooks: Callable[[Pmd], PmdHooks] | None = None,
+        lifecycle: PmdLifecycle | None = None,
+        flow_table: FlowTable | None = None,
         on_interval: Callable[[Pmd], None] | None = None,
     ) -> None:
+        """``make_hooks`` builds the PMD's :class:`PmdHooks` from the PMD (its
+        perf counters are theirs too); without it the PMD has none."""
         self.core_id = core_id
         self.numa_id = numa_id
         self.settings = settings
         self.pipeline = pipeline
         self.perf = perf
-        self.hooks: PmdHooks = hooks or _NoHooks()
         self._sent = sent_counter
         self._received = received_counter
         self._dropped = drop_counter
@@ -209,13 +223,11 @@ class Pmd:
         self._acked = trio.Event()
         self.last_rxq: Rxq | None = None
         self.now_us = 0
-        #: This thread's megaflows, classifiers and caches (replaced by the datapath).
-        self.flow_table = FlowTable(0)
+        #: This thread's megaflows, classifiers and caches.
+        self.flow_table = flow_table if flow_table is not None else FlowTable(0)
         self._next_optimization = 0
-        #: Called in this task at every reload point and when the PMD ends
-        #: (the offload providers' PMD lifecycle hooks).
-        self.on_reload: Callable[[Pmd], None] | None = None
-        self.on_exit: Callable[[Pmd], None] | None = None
+        self._lifecycle = lifecycle
+        self.hooks: PmdHooks = make_hooks(self) if make_hooks is not None else _NoHooks()
 
     @property
     def is_main(self) -> bool:
@@ -262,14 +274,15 @@ class Pmd:
         while True:
             self._adopt_pending()
             exiting = self.exit_requested
-            if not exiting and self.on_reload is not None:
-                self.on_reload(self)
+            lifecycle = self._lifecycle
+            if not exiting and lifecycle is not None:
+                lifecycle.pmd_reload(self)
             self.reload_requested = False
             self._acked.set()
             if exiting:
                 self.close()
-                if self.on_exit is not None:
-                    self.on_exit(self)
+                if lifecycle is not None:
+                    lifecycle.pmd_exit(self)
                 return
             if not self.poll_list:
                 # An idle PMD sleeps until the next reload, as OVS's does.
