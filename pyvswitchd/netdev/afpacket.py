@@ -18,7 +18,7 @@ frames transmitted on the interface (by us or anyone) out; a VLAN tag the
 kernel moved into metadata is put back into the frame; a PACKET_MR_PROMISC
 membership makes the interface promiscuous until the socket closes.
 
-Transmit (the methods are in :mod:`.afpacket_tx`): a TPACKET_V2
+Transmit (:mod:`.afpacket_tx`, the device's tx path): a TPACKET_V2
 PACKET_TX_RING (``tx-ring=false``: one synchronous ``send()`` per frame).
 ``send`` copies the batch into free slots, kicks the kernel with one
 zero-length write and returns OK if every slot is back by
@@ -64,7 +64,6 @@ import fcntl
 import socket
 import struct
 import time
-from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -82,10 +81,10 @@ from .pktring import (
     RxRingV2,
     RxRingV3,
 )
-from .provider import Netdev, NetdevError
+from .provider import OK, Netdev, NetdevError
 from .txkick import MODES as TX_KICK_MODES
 from .txkick import TxKick
-from .txring import TxBatch, TxRing
+from .txring import TxRing
 
 if TYPE_CHECKING:
     from ..observe.vlog import VlogModule
@@ -113,6 +112,8 @@ _GONE_ERRNOS = frozenset((errno.ENODEV, errno.ENXIO))
 _SOCK_BUF = 4 << 20
 #: Empty ring reads between checks of the socket's pending error (device gone?).
 _ERROR_POLL_EVERY = 1024
+#: While the link is down, how often ``send`` re-reads its state (seconds).
+_LINK_RECHECK = 0.1
 _RX_RINGS: dict[str, type[RxRingV2] | type[RxRingV3] | None] = {
     "v2": RxRingV2,
     "v3": RxRingV3,
@@ -149,13 +150,15 @@ def _set_buf(sock: socket.socket, option: int, force_option: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, option, _SOCK_BUF)
 
 
-class AfPacketNetdev(AfPacketTx, Netdev):
+class AfPacketNetdev(Netdev):
     """``afpacket``: see the module documentation.
 
     ``error`` is None, or why the device is out of use for good;
     ``link_up`` the link state last seen; ``rx_ring`` ("v2", "v3", "none"),
     ``tx_ring`` and ``tso`` what is in use (a ring that could not be set up
-    falls back to plain sockets).
+    falls back to plain sockets).  The receive side is one rx path per
+    queue, the transmit side one :class:`~.afpacket_tx.AfPacketTx`
+    (``tx_path``), both made when the device is opened.
     """
 
     type = "afpacket"
@@ -181,12 +184,8 @@ class AfPacketNetdev(AfPacketTx, Netdev):
         self._applied: tuple[object, ...] = ()
         self._open = False
         self._rxqs: list[RxPath] = []
-        self._tx_sock: socket.socket | None = None
-        self._tx_fd = -1  # _tx_sock's, for the kick
-        self._tx_plain: socket.socket | None = None  # tx-ring=false, or oversize GSO frames
-        self._tx: TxRing | None = None
-        self._kicker: TxKick | None = None  # with _tx
-        self._pending: dict[int, deque[TxBatch]] = {}
+        #: The transmit side while the device is open.
+        self.tx_path: AfPacketTx | None = None
         self._link_checked = 0.0
         super().__init__(name, options)
         self._open = True
@@ -194,7 +193,7 @@ class AfPacketNetdev(AfPacketTx, Netdev):
     @property
     def kicker(self) -> TxKick | None:
         """How the TX ring is kicked (None without one): mode in use, kicks made each way."""
-        return self._kicker
+        return self.tx_path.kicker if self.tx_path is not None else None
 
     @property
     def log(self) -> VlogModule | None:
@@ -322,55 +321,52 @@ class AfPacketNetdev(AfPacketTx, Netdev):
     def _open_tx(self) -> None:
         _, use_ring, tso, kick_mode = self._wanted
         self.tso = tso
-        sock = self._tx_sock = _packet_socket(tso)
+        sock = _packet_socket(tso)
         _set_buf(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE)
+        ring: TxRing | None = None
+        kicker: TxKick | None = None
+        plain: socket.socket | None = None
         self.tx_ring = False
-        if use_ring:
-            try:
-                self._tx = TxRing(sock, self.mtu, self.stats, offload=tso)
-                self.tx_ring = True
-            except OSError as exc:
-                self._warn(f"{self.name}: tx ring setup failed ({exc.strerror}), "
-                           "sending without a ring")  # fmt: skip
-                sock.close()
-                sock = self._tx_sock = _packet_socket(tso)
-        sock.bind((self.name, 0))  # protocol 0: this socket never receives
-        self._tx_fd = sock.fileno()
-        if self.tx_ring:
-            kicker = self._kicker = TxKick(self._tx_fd, kick_mode, self.stats)
-            if kicker.unavailable:
-                self._warn(f"{self.name}: io_uring unavailable ({kicker.unavailable}), "
-                           "tx ring kicked synchronously")  # fmt: skip
-        if not self.tx_ring:
-            self._tx_plain = sock
-        elif tso:
-            self._tx_plain = _packet_socket(tso)
-            self._tx_plain.bind((self.name, 0))
+        try:
+            if use_ring:
+                try:
+                    ring = TxRing(sock, self.mtu, self.stats, offload=tso)
+                    self.tx_ring = True
+                except OSError as exc:
+                    self._warn(f"{self.name}: tx ring setup failed ({exc.strerror}), "
+                               "sending without a ring")  # fmt: skip
+                    sock.close()
+                    sock = _packet_socket(tso)
+            sock.bind((self.name, 0))  # protocol 0: this socket never receives
+            if ring is not None:
+                kicker = TxKick(sock.fileno(), kick_mode, self.stats)
+                if kicker.unavailable:
+                    self._warn(f"{self.name}: io_uring unavailable ({kicker.unavailable}), "
+                               "tx ring kicked synchronously")  # fmt: skip
+            if ring is None:
+                plain = sock
+            elif tso:
+                plain = _packet_socket(tso)
+                plain.bind((self.name, 0))
+        except BaseException:
+            for thing in (kicker, ring, plain, sock):
+                if thing is not None:
+                    thing.close()
+            raise
+        self.tx_path = AfPacketTx(
+            self, self.stats, sock=sock, ring=ring, kicker=kicker, plain=plain, tso=tso
+        )
 
     def _teardown(self) -> None:
         """Close every socket and ring; pending transmits are given up (tx_dropped)."""
-        if self._kicker is not None:
-            self._kicker.settle()
-        for pending in self._pending.values():
-            for batch in pending:
-                self._give_up(batch)
-        self._pending.clear()
+        if self.tx_path is not None:
+            self.tx_path.close()
+            self.tx_path = None
         for path in self._rxqs:
             self._fold_drops(path)
             path.close()
             path.sock.close()
         self._rxqs = []
-        if self._kicker is not None:
-            self._kicker.close()
-            self._kicker = None
-        if self._tx is not None:
-            self._tx.close()
-            self._tx = None
-        for sock in (self._tx_sock, self._tx_plain):
-            if sock is not None:
-                sock.close()
-        self._tx_sock = self._tx_plain = None
-        self._tx_fd = -1
 
     def close(self) -> None:
         self._teardown()
@@ -388,8 +384,9 @@ class AfPacketNetdev(AfPacketTx, Netdev):
             f"ifindex={self.ifindex}, link={state}, mtu={self.mtu}, rx_ring={self.rx_ring}, "
             f"tx_ring={'on' if self.tx_ring else 'off'}"
         )
-        if self._kicker is not None:  # there is one exactly when there is a tx ring
-            text += f", tx_kick={self._kicker.effective}"
+        kicker = self.kicker
+        if kicker is not None:  # there is one exactly when there is a tx ring
+            text += f", tx_kick={kicker.effective}"
         if self.tso:
             text += ", userspace_tso=on"
         if self.n_rxq > 1:
@@ -406,7 +403,8 @@ class AfPacketNetdev(AfPacketTx, Netdev):
 
     def _link_state(self) -> str:
         """ "up", "down" or "gone" (then also entering the error state), by two ioctls."""
-        sock = self._tx_sock or (self._rxqs[0].sock if self._rxqs else None)
+        tx_sock = self.tx_path.sock if self.tx_path is not None else None
+        sock = tx_sock or (self._rxqs[0].sock if self._rxqs else None)
         if sock is None or self.error is not None:
             return "gone"
         try:
@@ -423,7 +421,7 @@ class AfPacketNetdev(AfPacketTx, Netdev):
         self._link_checked = time.monotonic()
         return "up" if self.link_up else "down"
 
-    def _link_error(self, err: int) -> None:
+    def link_error(self, err: int) -> None:
         """React to ``err`` from a socket call: the device went down or away."""
         if err in _GONE_ERRNOS:
             self._fail(f"device {self.name} disappeared ({errno.errorcode.get(err, err)})")
@@ -437,7 +435,8 @@ class AfPacketNetdev(AfPacketTx, Netdev):
         self.error = reason
         self.link_up = False
         self._warn(f"{self.name}: {reason}; port disabled until it is re-added")
-        self._unwind()
+        if self.tx_path is not None:
+            self.tx_path.unwind()
 
     def _fold_drops(self, path: RxPath) -> None:
         """Add the kernel's drop count of ``path`` (reset by each read) to rx_dropped."""
@@ -455,7 +454,33 @@ class AfPacketNetdev(AfPacketTx, Netdev):
         except OSError as exc:
             err = exc.errno or errno.EBADF
         if err:
-            self._link_error(err)
+            self.link_error(err)
+
+    # -- transmit -----------------------------------------------------------
+
+    def send(self, qid: int, batch: list[Packet], concurrent: bool = False) -> int:
+        # Device state first; the tx path does the rest.
+        if self.error is not None:
+            self.stats.tx_dropped += len(batch)
+            return errno.ENODEV
+        if not self.link_up and not self._link_back():
+            self.stats.tx_dropped += len(batch)
+            return errno.ENODEV if self.error is not None else errno.ENETDOWN
+        tx = self.tx_path
+        if tx is None:  # not open: cannot happen outside the error state
+            self.stats.tx_dropped += len(batch)
+            return errno.ENODEV
+        return tx.send(qid, batch)
+
+    def process_async(self, qid: int, force: bool) -> int:
+        tx = self.tx_path
+        return tx.process_async(qid, force) if tx is not None else OK
+
+    def _link_back(self) -> bool:
+        """While the link is down: whether it is up again (re-read at most every 100 ms)."""
+        if time.monotonic() - self._link_checked < _LINK_RECHECK:
+            return False
+        return self._link_state() == "up"
 
     # -- receive ------------------------------------------------------------
 
@@ -466,7 +491,7 @@ class AfPacketNetdev(AfPacketTx, Netdev):
         try:
             batch = path.read()
         except OSError as exc:  # only LINK_ERRNOS get here
-            self._link_error(exc.errno or errno.ENETDOWN)
+            self.link_error(exc.errno or errno.ENETDOWN)
             return []
         if batch:
             if path.losing:

@@ -7,8 +7,9 @@ else EINPROGRESS for :meth:`AfPacketTx.process_async` to finish through
 the deferred work ring.  Without a ring (``tx-ring=false``), and for GSO
 super-frames too large for a slot, one synchronous ``send()`` per frame.
 Size checks, accounting and link-state handling are described in
-:mod:`.afpacket`, whose :class:`~.afpacket.AfPacketNetdev` this class is a
-part of: it only sorts the methods by concern, and uses that class's state.
+:mod:`.afpacket`: an :class:`~.afpacket.AfPacketNetdev` opens the sockets,
+ring and kicker, and holds one :class:`AfPacketTx` over them (as it holds
+an rx path per receive queue) until it closes or reopens them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from __future__ import annotations
 import errno
 import operator
 import socket
-import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..odp.packet import Packet
 from ..odp.protocols import ETH_HEADER_LEN, ETH_TYPE_VLAN_8021Q, VLAN_HEADER_LEN
@@ -32,43 +32,82 @@ if TYPE_CHECKING:
 _ZERO_VNET = bytes(VNET_HDR_LEN)
 _DATA = operator.attrgetter("data")
 _TPID_8021Q_BYTES = ETH_TYPE_VLAN_8021Q.to_bytes(2, "big")
-#: While the link is down, how often ``send`` re-reads its state (seconds).
-_LINK_RECHECK = 0.1
 #: What a forced completion that had to drop frames returns.
 ERR_FORCED = errno.ETIMEDOUT
 
 
+class TxDevice(Protocol):
+    """What the transmit side sees of its device: its state, and where link trouble goes."""
+
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def link_up(self) -> bool: ...
+    @property
+    def mtu(self) -> int: ...
+
+    def link_error(self, err: int) -> None:
+        """A socket call failed with ``err``: the link went down or the device away?"""
+        ...
+
+
 class AfPacketTx:
-    """Transmit methods of :class:`~.afpacket.AfPacketNetdev` (see the module text)."""
+    """The transmit side of one opened :class:`~.afpacket.AfPacketNetdev` (see the module text).
 
-    # State owned and set up by AfPacketNetdev.
-    stats: NetdevStats
-    mtu: int
-    error: str | None
-    link_up: bool
-    tso: bool
-    _tx: TxRing | None
-    _kicker: TxKick | None
-    _tx_plain: socket.socket | None
-    _pending: dict[int, deque[TxBatch]]
-    _link_checked: float
+    ``sock`` is the transmit socket (bound, protocol 0) and ``fd`` its
+    descriptor, which kicks write to; ``ring`` and ``kicker`` exist
+    together, or neither (``tx-ring=false``); ``plain`` is the socket for
+    frames sent one by one (``sock`` itself without a ring; with
+    ``userspace-tso``, a second socket for frames too large for a slot).
+    """
 
-    def _link_state(self) -> str:
-        raise NotImplementedError
+    def __init__(
+        self,
+        device: TxDevice,
+        stats: NetdevStats,
+        *,
+        sock: socket.socket,
+        ring: TxRing | None,
+        kicker: TxKick | None,
+        plain: socket.socket | None,
+        tso: bool,
+    ) -> None:
+        self.device = device
+        self.stats = stats
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.ring = ring
+        self.kicker = kicker
+        self.plain = plain
+        self.tso = tso
+        #: Per tx queue id: batches ``send`` left in progress, oldest first.
+        self.pending: dict[int, deque[TxBatch]] = {}
 
-    def _link_error(self, err: int) -> None:
-        raise NotImplementedError
+    def close(self) -> None:
+        """Give up what is pending (tx_dropped) and close the ring, kicker and sockets."""
+        if self.kicker is not None:
+            self.kicker.settle()
+        for pending in self.pending.values():
+            for batch in pending:
+                self._give_up(batch)
+        self.pending.clear()
+        if self.kicker is not None:
+            self.kicker.close()
+            self.kicker = None
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
+        self.sock.close()
+        if self.plain is not None:
+            self.plain.close()
+            self.plain = None
+        self.fd = -1
 
-    def send(self, qid: int, batch: list[Packet], concurrent: bool = False) -> int:
+    def send(self, qid: int, batch: list[Packet]) -> int:
+        """Transmit ``batch`` on tx queue ``qid`` (the device checked its state first)."""
         # The hot path, shaped for speed: map() where a comprehension would do.
         stats = self.stats
-        if self.error is not None:
-            stats.tx_dropped += len(batch)
-            return errno.ENODEV
-        if not self.link_up and not self._link_back():
-            stats.tx_dropped += len(batch)
-            return errno.ENODEV if self.error is not None else errno.ENETDOWN
-        ring = self._tx
+        ring = self.ring
         txb = TxBatch(qid)
         frames = list(map(_DATA, batch))
         vnets = [p.vnet or _ZERO_VNET for p in batch] if self.tso else None
@@ -77,7 +116,7 @@ class AfPacketTx:
         lens = list(map(len, frames))
         rc = OK
         nbytes = 0
-        if lens and min(lens) >= ETH_HEADER_LEN and max(lens) <= self.mtu + ETH_HEADER_LEN:
+        if lens and min(lens) >= ETH_HEADER_LEN and max(lens) <= self.device.mtu + ETH_HEADER_LEN:
             placed = ring.put_many(frames, lens, vnets, txb)
             if placed < len(frames):  # ring full: let the kernel drain it, then try once more
                 self._kick_now()
@@ -94,7 +133,7 @@ class AfPacketTx:
             return rc
         err = self._kick(nbytes)
         if ring.reap(txb):
-            self._pending.setdefault(qid, deque()).append(txb)
+            self.pending.setdefault(qid, deque()).append(txb)
             return EINPROGRESS
         if txb.dropped:
             return err or errno.ENOBUFS
@@ -105,7 +144,7 @@ class AfPacketTx:
     ) -> int:
         """``send`` one frame at a time: without a ring, or for a frame of unusual size."""
         stats = self.stats
-        limit = self.mtu + ETH_HEADER_LEN
+        limit = self.device.mtu + ETH_HEADER_LEN
         capacity = ring.capacity if ring else 0
         rc = OK
         kicked = False
@@ -139,7 +178,7 @@ class AfPacketTx:
             return False
         if vnet is not None and vnet[1]:  # a GSO super-frame: the kernel segments it
             return n <= PlainRx.MAX_FRAME
-        limit = self.mtu + ETH_HEADER_LEN
+        limit = self.device.mtu + ETH_HEADER_LEN
         return n <= limit + VLAN_HEADER_LEN and data[12:14] == _TPID_8021Q_BYTES
 
     def _kick(self, queued: int = 0) -> int:
@@ -150,7 +189,7 @@ class AfPacketTx:
         socket the kernel never waits for completions: a veth completes
         frames during the kick, a NIC's reach ``reap`` later.
         """
-        kicker = self._kicker
+        kicker = self.kicker
         if kicker is None:
             return errno.EBADF
         err = kicker.kick(queued)
@@ -158,7 +197,7 @@ class AfPacketTx:
 
     def _kick_now(self) -> int:
         """:meth:`_kick`, but the kernel's pass over the ring is over on return."""
-        kicker = self._kicker
+        kicker = self.kicker
         if kicker is None:
             return errno.EBADF
         err = kicker.kick_now()
@@ -168,29 +207,24 @@ class AfPacketTx:
         if err in (errno.EAGAIN, errno.ENOBUFS):
             # Congestion: the kernel keeps the rest queued and retries at the next kick.
             return err
-        self._link_error(err)
-        if self.error is not None or not self.link_up:
-            self._unwind()
+        device = self.device
+        device.link_error(err)
+        if device.error is not None or not device.link_up:
+            self.unwind()
         return err
 
-    def _unwind(self) -> None:
+    def unwind(self) -> None:
         """Take back the frames the kernel has not taken (tx_dropped)."""
-        if self._tx is not None:
-            if self._kicker is not None:
-                self._kicker.settle()  # a kick in flight could be taking them
-            self._tx.unwind()
-
-    def _link_back(self) -> bool:
-        """While the link is down: whether it is up again (re-read at most every 100 ms)."""
-        if time.monotonic() - self._link_checked < _LINK_RECHECK:
-            return False
-        return self._link_state() == "up"
+        if self.ring is not None:
+            if self.kicker is not None:
+                self.kicker.settle()  # a kick in flight could be taking them
+            self.ring.unwind()
 
     def _send_one(self, data: bytes, vnet: bytes | None) -> int:
         """Send one frame through the plain socket, synchronously; 0 or an errno."""
-        sock = self._tx_plain
+        sock = self.plain
         stats = self.stats
-        if sock is None or self.error is not None:
+        if sock is None or self.device.error is not None:
             stats.tx_dropped += 1
             return errno.ENODEV
         try:
@@ -205,7 +239,7 @@ class AfPacketTx:
             else:
                 stats.tx_dropped += 1
                 if err in LINK_ERRNOS:
-                    self._link_error(err)
+                    self.device.link_error(err)
             return err
         stats.tx_packets += 1
         stats.tx_bytes += len(data)
@@ -224,37 +258,37 @@ class AfPacketTx:
         reclaimed.  An abandoned slot stays the kernel's until it frees it;
         until then the ring is full at that slot.
         """
-        pending = self._pending.get(qid)
-        ring = self._tx
+        pending = self.pending.get(qid)
+        ring = self.ring
         if not pending or ring is None:
             return OK
-        kicker = self._kicker
+        kicker = self.kicker
         if not force and kicker is not None and kicker.running:
             # Reading slot statuses the worker is writing costs cache misses
             # for little: look once the kick is over.
             return EINPROGRESS
         txb = pending[0]
         if ring.reap(txb):
-            if self.error is None and (force or ring.unsent(txb)):
+            if self.device.error is None and (force or ring.unsent(txb)):
                 if force:
                     self._kick_now()
                 else:
                     self._kick()
                 ring.reap(txb)
             if txb.remaining:
-                if not force and self.error is None:
+                if not force and self.device.error is None:
                     return EINPROGRESS
                 self._give_up(txb)
         pending.popleft()
         if txb.dropped:
-            return errno.ENODEV if self.error is not None else ERR_FORCED
+            return errno.ENODEV if self.device.error is not None else ERR_FORCED
         return OK
 
     def _give_up(self, txb: TxBatch) -> None:
         """Drop what ``txb`` still has in the ring: reclaim unsent frames, abandon the rest."""
-        ring = self._tx
+        ring = self.ring
         if ring is None or not ring.reap(txb):
             return
         if ring.unsent(txb):
-            self._unwind()
+            self.unwind()
         ring.abandon(txb)

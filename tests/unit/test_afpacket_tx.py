@@ -262,7 +262,7 @@ def test_slots_back_but_unread_are_settled_in_bulk(
     monkeypatch.setattr(TxRing, "_settle_run", settle_run)
     pair = make_pair()
     nd = make_netdev(pair.host, {"tx-kick": "sync"})
-    ring, stats = nd._tx, nd.stats
+    ring, stats = nd.tx_path.ring, nd.stats
     assert ring is not None
     peer = pair.peer_socket()
     sent = [frame(i, 200) for i in range(96)]
@@ -270,7 +270,7 @@ def test_slots_back_but_unread_are_settled_in_bulk(
     for k, batch in enumerate(batches):
         frames = sent[32 * k : 32 * k + 32]
         assert ring.put_many(frames, [200] * 32, None, batch) == 32
-        os.write(nd._tx_fd, b"")  # a veth: every slot is back when this returns
+        os.write(nd.tx_path.fd, b"")  # a veth: every slot is back when this returns
     assert settled == [32] and batches[0].remaining == 0
     assert stats.tx_packets == 32 and stats.tx_bytes == 32 * 200  # the first batch
     assert [ring.reap(b) for b in batches] == [0, 0, 0]
