@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from ..observe.ratelimit import RateLimit
 from ..odp.flow_extract import parse_key
 from ..odp.flow_key import IN_PORT
 from ..odp.packet import Packet
 from ..offload.pmd_context import PmdOffloadContext
+from ..offload.provider import OffloadProvider, SimulatedHardware
 from ..offload.registry import Offload, OffloadCollection
 
 if TYPE_CHECKING:
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from .port import Port
 
 DPIF_TYPE = "netdev"
+
+#: ``(in_port, mark, pmd_id) -> flow``: the PHWOL lookup of partial offload.
+FlowForMark: TypeAlias = "Callable[[int, int, int], DpFlow | None]"
 
 
 class DatapathOffload:
@@ -57,6 +61,8 @@ class DatapathOffload:
         self._output_failed = coverage.define("datapath_drop_hw_output_error")
         self._output_rl = RateLimit(1, 1)
         self.collection: OffloadCollection | None = None
+        #: The collection's flow_ref_for_mark, while there is a collection.
+        self._flow_for_mark: FlowForMark | None = None
         self._contexts: dict[int, PmdOffloadContext] = {}
         self._port = port_lookup
 
@@ -77,6 +83,9 @@ class DatapathOffload:
         self.offload.config.set_global_config(knobs, interfaces)
         if self.collection is None and self.enabled:
             self.collection, _ = self.offload.open(self.dp_name, DPIF_TYPE)
+            # By mark, the collection hands back the flow_ref given with each
+            # flow_put, which is always the datapath's DpFlow.
+            self._flow_for_mark = cast("FlowForMark", self.collection.flow_ref_for_mark)
             for provider in self.collection.providers:
                 self._attach_hardware(provider)
             for port in ports:
@@ -90,17 +99,18 @@ class DatapathOffload:
         if self.collection is None:
             return
         provider = self.collection.assign_port(port)
-        if provider is not None and getattr(provider, "simulates_hw", False):
-            self._attach_classifier(port, provider)
+        hardware = provider.simulated_hardware() if provider is not None else None
+        if hardware is not None:
+            self._attach_classifier(port, hardware)
 
     def port_removed(self, port_no: int) -> None:
         if self.collection is not None:
             self.collection.remove_port(port_no)
 
-    def _attach_classifier(self, port: Port, provider: Any) -> None:
+    def _attach_classifier(self, port: Port, hardware: SimulatedHardware) -> None:
         """Let the simulated NIC see the port's received frames first."""
-        netdev = port.netdev
-        if not hasattr(netdev, "rx_offload"):
+        nic = port.netdev.simulated_nic()
+        if nic is None:
             return
         port_no = port.port_no
 
@@ -108,15 +118,16 @@ class DatapathOffload:
             key = parse_key(frame, port_no)
             if key is None:
                 return None, False
-            verdict = provider.rx_packet(port_no, key, frame)
+            verdict = hardware.rx_packet(port_no, key, frame)
             mark = verdict.mark if verdict.mark else None
             return mark, bool(verdict.stolen)
 
-        netdev.rx_offload = classify
+        nic.rx_offload = classify
 
-    def _attach_hardware(self, provider: Any) -> None:
+    def _attach_hardware(self, provider: OffloadProvider) -> None:
         """Give a hardware-simulating provider its transmit and fall-back paths."""
-        if not getattr(provider, "simulates_hw", False):
+        hardware = provider.simulated_hardware()
+        if hardware is None:
             return
 
         def hw_output(port_no: int, data: bytes) -> None:
@@ -134,12 +145,12 @@ class DatapathOffload:
 
         def sw_reinject(port_no: int, data: bytes) -> None:
             port = self._port(port_no)
-            inject = getattr(port.netdev, "inject", None) if port is not None else None
-            if inject is not None:
-                inject([data], offload=False)
+            nic = port.netdev.simulated_nic() if port is not None else None
+            if nic is not None:
+                nic.inject([data], offload=False)
 
-        provider.hw_output = hw_output
-        provider.sw_reinject = sw_reinject
+        hardware.hw_output = hw_output
+        hardware.sw_reinject = sw_reinject
 
     # -- flows (called on the upcall path and when flows go away) ---------------
 
@@ -168,9 +179,8 @@ class DatapathOffload:
 
     def mark_lookup(self, in_port: int, mark: int, core_id: int) -> DpFlow | None:
         """The flow a partially offloaded packet's mark stands for (PHWOL)."""
-        if self.collection is None:
-            return None
-        return self.collection.flow_ref_for_mark(in_port, mark, core_id)  # type: ignore[return-value]
+        lookup = self._flow_for_mark
+        return lookup(in_port, mark, core_id) if lookup is not None else None
 
     def flow_count(self) -> int:
         return self.collection.flow_count() if self.collection is not None else 0

@@ -17,12 +17,15 @@ their order.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Hashable, Iterator
+from typing import Generic, TypeAlias, TypeVar
 
 from ..odp.flow_key import FULL_MASKS, FlowKey, FlowMask
 
-Projector = Callable[[FlowKey], Any]
+#: A key's projection onto a mask: the dict key of the mask's subtable.
+Projector: TypeAlias = Callable[[FlowKey], Hashable]
+#: The flow type the classifier holds (the datapath's DpFlow).
+F = TypeVar("F")
 
 
 def make_projector(mask: FlowMask) -> Projector:
@@ -46,7 +49,7 @@ def make_projector(mask: FlowMask) -> Projector:
     return lambda key: (*pick(key), *[key[i] & m for i, m in parts])
 
 
-class Subtable:
+class Subtable(Generic[F]):
     """All rules of one mask."""
 
     __slots__ = ("hit_cnt", "mask", "priority", "project", "rules")
@@ -54,24 +57,24 @@ class Subtable:
     def __init__(self, mask: FlowMask) -> None:
         self.mask = mask
         self.project = make_projector(mask)
-        self.rules: dict[Any, Any] = {}
+        self.rules: dict[Hashable, F] = {}
         self.hit_cnt = 0
         self.priority = 0
 
 
-class Dpcls:
+class Dpcls(Generic[F]):
     """One classifier (OVS keeps one per in_port per PMD; so do we)."""
 
     __slots__ = ("_by_mask", "subtables")
 
     def __init__(self) -> None:
-        self.subtables: list[Subtable] = []
-        self._by_mask: dict[FlowMask, Subtable] = {}
+        self.subtables: list[Subtable[F]] = []
+        self._by_mask: dict[FlowMask, Subtable[F]] = {}
 
     def __len__(self) -> int:
         return sum(len(s.rules) for s in self.subtables)
 
-    def insert(self, key: FlowKey, mask: FlowMask, flow: Any) -> None:
+    def insert(self, key: FlowKey, mask: FlowMask, flow: F) -> None:
         subtable = self._by_mask.get(mask)
         if subtable is None:
             subtable = Subtable(mask)
@@ -89,7 +92,7 @@ class Dpcls:
             del self._by_mask[mask]
             self.subtables.remove(subtable)
 
-    def lookup(self, key: FlowKey) -> tuple[Any, int]:
+    def lookup(self, key: FlowKey) -> tuple[F | None, int]:
         """(flow or None, 1-based position of the subtable that matched, 0 if none)."""
         for position, subtable in enumerate(self.subtables, 1):
             flow = subtable.rules.get(subtable.project(key))
@@ -105,5 +108,5 @@ class Dpcls:
             subtable.hit_cnt = 0
         self.subtables.sort(key=lambda s: -s.priority)
 
-    def __iter__(self) -> Iterator[Subtable]:
+    def __iter__(self) -> Iterator[Subtable[F]]:
         return iter(self.subtables)

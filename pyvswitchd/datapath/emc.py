@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import random
 import struct
-from typing import Any
+from typing import Generic, Protocol, TypeAlias, TypeVar
 
+from ..odp.flow_key import FlowKey
 from ..odp.protocols import (
     ETH_TYPE_IP,
     FAST_PATH_MAX_FRAME_LEN,
@@ -38,6 +39,23 @@ EMC_ENTRIES = 8192
 SMC_ENTRIES = 1 << 20
 UINT32_MAX = 2**32 - 1
 DEFAULT_EMC_INSERT_INV_PROB = 100
+
+#: An exact-match cache key: a header signature (bytes and ints, see
+#: :func:`fast_signature`) or, for other frames, the whole flow key.
+EmcKey: TypeAlias = tuple[bytes | int, ...]
+
+
+class CachedFlow(Protocol):
+    """What the caches need of a flow: whether it died, and whether a key matches it."""
+
+    @property
+    def dead(self) -> bool: ...
+
+    def matches(self, key: FlowKey) -> bool: ...
+
+
+#: The flow type a cache holds (the datapath's DpFlow).
+F = TypeVar("F", bound=CachedFlow)
 
 
 # -- the EMC key: header signatures -----------------------------------------------
@@ -71,12 +89,14 @@ SIG_MAX_ITEMS = 4
 UDP_SIGNATURE_LEN = _SIG_UDP.size
 
 
-def signature_tot(sig: tuple[Any, ...]) -> int:
+def signature_tot(sig: EmcKey) -> int:
     """The IPv4 total length recorded in a :func:`fast_signature`."""
-    return int.from_bytes(sig[0][16:18], "big")
+    head = sig[0]
+    assert isinstance(head, bytes), "not a signature"
+    return int.from_bytes(head[16:18], "big")
 
 
-def fast_signature(data: bytes) -> tuple[Any, ...] | None:
+def fast_signature(data: bytes) -> EmcKey | None:
     """The exact-match-cache key of a frame of the commonest shape; None for others.
 
     The shape: untagged Ethernet; IPv4 with IHL 5, neither MF nor a fragment
@@ -135,7 +155,7 @@ def insert_min_for(inv_prob: int) -> int:
     return UINT32_MAX // inv_prob
 
 
-class Emc:
+class Emc(Generic[F]):
     """Exact-match cache of one PMD."""
 
     __slots__ = (
@@ -150,7 +170,7 @@ class Emc:
     )
 
     def __init__(self, insert_min: int = UINT32_MAX // DEFAULT_EMC_INSERT_INV_PROB) -> None:
-        self.ports: dict[int, dict[Any, Any]] = {}
+        self.ports: dict[int, dict[EmcKey, F]] = {}
         #: in_port -> batches to skip the pipeline's batch fast path for.
         self.fast_backoff: dict[int, int] = {}
         #: in_port -> which batch signature (UDP 0, TCP 1) hit last.
@@ -165,19 +185,19 @@ class Emc:
         self.max_tot = 0
         self._rand = random.Random().getrandbits
 
-    def table(self, in_port: int) -> dict[Any, Any]:
+    def table(self, in_port: int) -> dict[EmcKey, F]:
         """The signature → flow dict of ``in_port`` (created on first use)."""
         table = self.ports.get(in_port)
         if table is None:
             table = self.ports[in_port] = {}
         return table
 
-    def maybe_insert(self, table: dict[Any, Any], sig: Any, flow: Any) -> None:
+    def maybe_insert(self, table: dict[EmcKey, F], sig: EmcKey, flow: F) -> None:
         """Probabilistic insertion, as OVS does to keep the EMC for heavy flows."""
         if self.insert_min and self._rand(32) <= self.insert_min:
             self.insert(table, sig, flow)
 
-    def insert(self, table: dict[Any, Any], sig: Any, flow: Any) -> None:
+    def insert(self, table: dict[EmcKey, F], sig: EmcKey, flow: F) -> None:
         if len(sig) <= SIG_MAX_ITEMS:  # a signature, not a flow key
             self.max_tot = max(self.max_tot, signature_tot(sig))
         if sig not in table:
@@ -192,7 +212,7 @@ class Emc:
         del victim[next(iter(victim))]
         self.n_entries -= 1
 
-    def forget(self, table: dict[Any, Any], sig: Any) -> None:
+    def forget(self, table: dict[EmcKey, F], sig: EmcKey) -> None:
         if table.pop(sig, None) is not None:
             self.n_entries -= 1
 
@@ -215,21 +235,21 @@ class Emc:
         self.max_tot = 0
 
 
-class Smc:
+class Smc(Generic[F]):
     """Signature-match cache of one PMD: full-key hash → flow, verified on hit."""
 
     __slots__ = ("entries",)
 
     def __init__(self) -> None:
-        self.entries: dict[int, Any] = {}
+        self.entries: dict[int, F] = {}
 
-    def lookup(self, key: tuple[int, ...]) -> Any:
+    def lookup(self, key: FlowKey) -> F | None:
         flow = self.entries.get(hash(key) & (SMC_ENTRIES - 1))
         if flow is not None and not flow.dead and flow.matches(key):
             return flow
         return None
 
-    def insert(self, key: tuple[int, ...], flow: Any) -> None:
+    def insert(self, key: FlowKey, flow: F) -> None:
         self.entries[hash(key) & (SMC_ENTRIES - 1)] = flow
 
     def clear(self) -> None:

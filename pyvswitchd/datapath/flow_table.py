@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Hashable, Iterator, Sequence
+from typing import Protocol, TypeAlias
 
+from ..odp.actions import Action
 from ..odp.flow_key import IN_PORT, FlowKey, FlowMask, masked
-from .dpcls import Dpcls, make_projector
+from .dpcls import Dpcls, Projector, make_projector
 from .emc import Emc, Smc
+from .execute import CompiledActions
 
-Executor = Callable[[Any, list[Any]], int]
+#: A flow's compiled actions, run on each batch that hits it.
+Executor: TypeAlias = CompiledActions
 
 
 class DpFlow:
@@ -48,7 +51,7 @@ class DpFlow:
         self,
         key: FlowKey,
         mask: FlowMask,
-        actions: Sequence[Any],
+        actions: Sequence[Action],
         execute: Executor,
         *,
         bridge: str | None = None,
@@ -65,8 +68,8 @@ class DpFlow:
         self.execute = execute
         self.bridge = bridge  # set for flows installed by a bridge's upcall
         # Built on first use: installing a flow is on the upcall path.
-        self.project: Any = None
-        self.projected: Any = None
+        self.project: Projector | None = None
+        self.projected: Hashable = None
         self._ufid = ufid
         self.packets = 0
         self.bytes = 0
@@ -88,7 +91,7 @@ class DpFlow:
             self.projected = self.project(self.key)
         return bool(self.project(key) == self.projected)
 
-    def set_actions(self, actions: Sequence[Any], execute: Executor) -> None:
+    def set_actions(self, actions: Sequence[Action], execute: Executor) -> None:
         # Swapped between PMD iterations: a batch sees the old or the new pair whole.
         self.actions = tuple(actions)
         self.execute = execute
@@ -113,10 +116,10 @@ class FlowTable:
     """Megaflows of one PMD (or of the main thread)."""
 
     def __init__(self, emc_insert_min: int, observer: FlowTableObserver | None = None) -> None:
-        self.classifiers: dict[int, Dpcls] = {}
+        self.classifiers: dict[int, Dpcls[DpFlow]] = {}
         self.flows: dict[tuple[FlowKey, FlowMask], DpFlow] = {}
-        self.emc = Emc(emc_insert_min)
-        self.smc = Smc()
+        self.emc: Emc[DpFlow] = Emc(emc_insert_min)
+        self.smc: Smc[DpFlow] = Smc()
         self.smc_enabled = False
         self._observer = observer
 
@@ -156,7 +159,7 @@ class FlowTable:
             self._observer.flow_installed(flow)
         return flow
 
-    def set_actions(self, flow: DpFlow, actions: Sequence[Any], execute: Executor) -> None:
+    def set_actions(self, flow: DpFlow, actions: Sequence[Action], execute: Executor) -> None:
         """Change an installed flow's actions (revalidation, ``dpctl/mod-flow``)."""
         flow.set_actions(actions, execute)
         if self._observer is not None:

@@ -108,7 +108,7 @@ class FlowPipeline:
     def _all_emc_hits(
         self,
         pmd: Pmd,
-        emc: Emc,
+        emc: Emc[DpFlow],
         batch: list[Packet],
         in_port: int,
         signature: Callable[[bytes], tuple[Any, ...]],

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 #: Seconds between two revalidation passes.
 REVALIDATE_INTERVAL = 0.5
+
+_OUTPUT_PORT = attrgetter("port")
 
 
 @attrs.define
@@ -108,7 +111,8 @@ class Revalidator:
                     self._revalidate(table, flow, bridges[flow.bridge])
 
     def _revalidate(self, table: FlowTable, flow: DpFlow, bridge: Any) -> None:
-        outputs = tuple(a.port for a in flow.actions)
+        # A bridge's flows only output (their actions came from compile_outputs).
+        outputs = tuple(map(_OUTPUT_PORT, flow.actions))
         decision = bridge.revalidate(flow.key, flow.mask, outputs)
         if decision is None:
             return

@@ -73,7 +73,7 @@ from ..odp.packet import NETDEV_MAX_BURST, Packet
 from ..odp.protocols import ETH_HEADER_LEN, ETH_TYPE_VLAN_8021Q, VLAN_HEADER_LEN
 from .faults import VANISHED_ERRNO, NetdevFaults
 from .pcap import PcapError, PcapWriter
-from .provider import EINPROGRESS, OK, Netdev, NetdevError
+from .provider import EINPROGRESS, OK, Netdev, NetdevError, RxClassifier, SimulatedNic
 
 #: Most queues a dummy device may have (OVS's DUMMY_MAX_QUEUES_PER_PORT).
 MAX_QUEUES = 1024
@@ -168,7 +168,7 @@ class DummyNetdev(Netdev):
         #: Why capturing stopped, when a capture file could not be written.
         self.pcap_error: str | None = None
         #: Receive-side offload classifier: frame -> (mark or None, taken by hardware).
-        self.rx_offload: Callable[[bytes], tuple[int | None, bool]] | None = None
+        self.rx_offload: RxClassifier | None = None
         #: Injected faults (``netdev-dummy/fault``, tests only); None: none.
         self.fault: NetdevFaults | None = None
         super().__init__(name, options)
@@ -243,6 +243,9 @@ class DummyNetdev(Netdev):
             f"requested_rx_queues={self.requested_n_rxq}, "
             f"requested_tx_queues={self.requested_n_txq}" + (f", {error}" if error else "")
         )
+
+    def simulated_nic(self) -> SimulatedNic | None:
+        return self
 
     # -- receive ------------------------------------------------------------
 

@@ -20,8 +20,8 @@ readiness implements :meth:`Netdev.wait_readable`.
 from __future__ import annotations
 
 import errno
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeAlias
 
 import attrs
 
@@ -34,6 +34,25 @@ if TYPE_CHECKING:
 OK = 0
 EINPROGRESS = errno.EINPROGRESS
 EAGAIN = errno.EAGAIN
+
+
+#: A simulated NIC's receive classifier: frame -> (flow mark or None, taken by hardware).
+RxClassifier: TypeAlias = Callable[[bytes], tuple[int | None, bool]]
+
+
+class SimulatedNic(Protocol):
+    """The NIC side of a device whose hardware offload is simulated in software.
+
+    A hardware-simulating offload provider that owns the device's port sets
+    ``rx_offload``, which then sees every received frame first, as a NIC
+    would; frames its pipeline cannot finish come back to software receive
+    through ``inject(..., offload=False)``, not classified again.  See
+    :meth:`Netdev.simulated_nic`.
+    """
+
+    rx_offload: RxClassifier | None
+
+    def inject(self, frames: Sequence[bytes], qid: int = 0, *, offload: bool = True) -> int: ...
 
 
 class NetdevError(Exception):
@@ -156,6 +175,10 @@ class Netdev:
         import trio
 
         await trio.sleep_forever()
+
+    def simulated_nic(self) -> SimulatedNic | None:
+        """The device's simulated NIC side (the dummy types); None for real devices."""
+        return None
 
     def close(self) -> None:
         """Release the device; no other method is called afterwards."""

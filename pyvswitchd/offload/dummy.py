@@ -35,7 +35,7 @@ import errno
 import heapq
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -44,11 +44,14 @@ from ..odp.actions import Action, Output
 from ..odp.flow_key import IN_PORT, FlowKey, FlowMask, masked
 from .provider import (
     INVALID_FLOW_MARK,
+    HwPacketSink,
     ImplType,
     OffloadFlowStats,
     OffloadPort,
     OffloadProvider,
     OffloadServices,
+    RxVerdict,
+    SimulatedHardware,
     UnreferenceCallback,
     WorkCallback,
 )
@@ -128,18 +131,6 @@ class HwPacket:
     data: bytes
 
 
-@attrs.frozen
-class RxVerdict:
-    """What the simulated NIC did with a received packet.
-
-    ``mark`` is the flow mark to attach (INVALID_FLOW_MARK: none);
-    ``stolen`` means hardware took the packet and software must not see it.
-    """
-
-    mark: int = INVALID_FLOW_MARK
-    stolen: bool = False
-
-
 @attrs.define(eq=False)
 class DummyPort:
     """Per-port state of a dummy provider."""
@@ -184,16 +175,19 @@ class _DummyBase(OffloadProvider):
         self._unreference: UnreferenceCallback | None = None
         self._enabled_seen = False
         #: Where hardware sends a fully offloaded packet: ``(port_no, data)``.
-        self.hw_output: Callable[[int, bytes], None] | None = None
+        self.hw_output: HwPacketSink | None = None
         #: Where a packet goes when the hardware pipeline fails: back to
         #: software receive on its ingress port, ``(port_no, data)``.
-        self.sw_reinject: Callable[[int, bytes], None] | None = None
+        self.sw_reinject: HwPacketSink | None = None
         #: Fully offloaded packets wait on a port's hardware queue.
         self._hw_backlog = False
 
     @property
     def simulates_hw(self) -> bool:
         return self.type == "dummy"
+
+    def simulated_hardware(self) -> SimulatedHardware | None:
+        return self if self.simulates_hw else None
 
     # -- life cycle ----------------------------------------------------------
 

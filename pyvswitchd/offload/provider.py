@@ -92,6 +92,39 @@ class OffloadServices:
     is_enabled: Callable[[], bool] = lambda: False
 
 
+@attrs.frozen
+class RxVerdict:
+    """What a simulated NIC did with a received packet.
+
+    ``mark`` is the flow mark to attach (INVALID_FLOW_MARK: none);
+    ``stolen`` means hardware took the packet and software must not see it.
+    """
+
+    mark: int = INVALID_FLOW_MARK
+    stolen: bool = False
+
+
+#: Where a simulated NIC puts a packet: ``(port_no, frame)``.
+HwPacketSink: TypeAlias = Callable[[int, bytes], None]
+
+
+class SimulatedHardware(Protocol):
+    """A provider's NIC pipeline simulated in software, wired up by the datapath.
+
+    The datapath offers every frame received on a port the provider owns
+    to :meth:`rx_packet` first (through the port's
+    :class:`~pyvswitchd.netdev.provider.SimulatedNic`), and sets the two
+    ways out: ``hw_output`` transmits a packet the hardware forwarded,
+    ``sw_reinject`` hands one its pipeline could not finish back to
+    software receive on its ingress port.
+    """
+
+    hw_output: HwPacketSink | None
+    sw_reinject: HwPacketSink | None
+
+    def rx_packet(self, port_no: int, key: FlowKey, data: bytes) -> RxVerdict: ...
+
+
 @attrs.define
 class OffloadFlowStats:
     """Counters and attributes of one offloaded flow (``flow_stats``).
@@ -265,6 +298,10 @@ class OffloadProvider(abc.ABC):
         put; the provider calls ``cb(pmd_id, flow_ref)`` whenever it stops
         holding a reference it got in :meth:`flow_put`.
         """
+        return None
+
+    def simulated_hardware(self) -> SimulatedHardware | None:
+        """The provider's simulated NIC pipeline, if it has one (None: real hardware or none)."""
         return None
 
     # -- PMD helpers ---------------------------------------------------------
