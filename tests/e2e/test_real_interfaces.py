@@ -8,7 +8,8 @@ Topology (all made here, removed afterwards)::
 
 The daemon runs inside the switch namespace, so its TAP devices (the
 bridge's own port ``br0``, a ``tap`` port) are private to the test.  Needs
-CAP_NET_ADMIN (CI runs as root); skipped with the reason otherwise.
+CAP_NET_ADMIN (CI runs as root) and ``ping`` (every test sends echoes;
+the iperf3 test also needs ``iperf3``); skipped with the reason otherwise.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .conftest import DaemonProcess
 IP = shutil.which("ip")
 ETHTOOL = shutil.which("ethtool")
 IPERF3 = shutil.which("iperf3")
+PING = shutil.which("ping")
 OFFLOADS_OFF = ("tx", "off", "tso", "off", "gso", "off", "gro", "off")
 
 
@@ -46,7 +48,10 @@ def _can_netns() -> str | None:
 
 
 SKIP = _can_netns()
-pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
+pytestmark = [
+    pytest.mark.skipif(SKIP is not None, reason=SKIP or ""),
+    pytest.mark.skipif(PING is None, reason="ping is not installed (apt-get install iputils-ping)"),
+]
 
 
 def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
