@@ -5,6 +5,8 @@ in this order.  Tuples hash and compare in C, so the exact-match cache and
 the megaflow subtables use them (or projections of them) directly as dict
 keys.  A mask has the same shape: each int is the bit mask of its field
 (all ones of the field's width = exact match, 0 = wildcard).
+:func:`masked` applies a mask, :func:`ufid_for` names a megaflow by its
+masked key and mask, :func:`mask_is_simple` tells a simple-match mask.
 
 Field semantics follow OVS's ``struct flow`` as the datapath flow syntax
 shows it:
