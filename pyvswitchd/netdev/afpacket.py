@@ -1,59 +1,41 @@
 """``afpacket`` / ``system``: existing Linux network interfaces through AF_PACKET sockets.
 
-Each rx queue has its own socket; transmit uses one separate socket
-(protocol 0: it never receives) for every tx queue id -- all PMDs share the
-daemon's one thread, so nothing is locked.  No call blocks; only
+Options, defaults, limits and the ``dpctl/show`` status are described for
+users in docs/netdev-types.md; this is how the device is built.
+
+Each rx queue has its own socket (several join one PACKET_FANOUT hash
+group); transmit uses one more socket, bound with protocol 0 so that it
+never receives, for every tx queue id: all PMDs share the daemon's one
+thread, so nothing needs a lock.  No call blocks; only
 :meth:`AfPacketNetdev.wait_readable` waits, through trio.
 
-Receive, option ``rx-ring``: ``v2`` (default) is a TPACKET_V2 PACKET_MMAP
-ring with per-frame status, so a frame is visible, and wakes a sleeping
-PMD, as soon as the kernel wrote it: chosen for latency (median ping RTT
-through the switch of 0.3 ms or less).  ``v3`` is a TPACKET_V3 ring of
-blocks: fewer wake-ups under load, but a frame waits until its block fills
-or the 1 ms block timer retires it.  ``none`` is a non-blocking
-``recvmsg`` per frame, also used when ring setup fails (logged) and with
-``userspace-tso``, since 64 KiB GSO super-frames do not fit ring frames.
-``recv`` returns up to 32 frames, copied.  PACKET_IGNORE_OUTGOING keeps
-frames transmitted on the interface (by us or anyone) out; a VLAN tag the
-kernel moved into metadata is put back into the frame; a PACKET_MR_PROMISC
-membership makes the interface promiscuous until the socket closes.
+Receive is an rx path object per queue (:mod:`.pktring`).  The TPACKET_V2
+ring is the default because it flags every frame as soon as the kernel has
+written it, which is what keeps a ping through the switch at or under
+0.3 ms; V3 blocks wake less often but hold a frame up to their retire
+timer.  Super-frames (``userspace-tso``) do not fit ring frames, so TSO
+means plain ``recvmsg``; so does a ring that cannot be set up (logged).
+Frames are copied out of the ring at once so the kernel gets the slot back.
 
-Transmit (:mod:`.afpacket_tx`, the device's tx path): a TPACKET_V2
-PACKET_TX_RING (``tx-ring=false``: one synchronous ``send()`` per frame).
-``send`` copies the batch into free slots, kicks the kernel with one
-zero-length write and returns OK if every slot is back by
-then (a veth transmits during a synchronous kick), else EINPROGRESS for
-:meth:`AfPacketNetdev.process_async` to finish.  Option ``tx-kick``
-(``auto``, ``async``, ``sync``; see :mod:`.txkick`) says whether that write
-runs in the daemon's thread or in an io_uring kernel worker on another CPU:
-``auto`` uses the worker while the port is busy.  Ring frames always go after
-a virtio-net header, which for a plain frame asks the kernel for a linear
-copy: cheaper for it than ring pages (see ``TxRing``).  tx_packets and tx_bytes
-count at completion, when a slot comes back; a frame the kernel never took
-or never gave back counts in tx_dropped.  Frames longer than MTU + 14 (+ 4
-with an 802.1Q tag) count in tx_errors and are not sent.
+Transmit (:mod:`.afpacket_tx`, the device's tx path) copies a batch into
+TPACKET_V2 TX ring slots and kicks the kernel with one zero-length write,
+in the daemon's thread or in an io_uring worker (:mod:`.txkick`).  ``send``
+returns OK when every slot is back by then (a veth transmits during a
+synchronous kick), else EINPROGRESS, and :meth:`AfPacketNetdev.process_async`
+finishes the batch from the PMD's deferred work.  So tx_packets count at
+completion, and a frame the kernel never took or never returned counts in
+tx_dropped.  Ring frames always follow a virtio-net header: for a plain
+frame it asks the kernel for a linear copy, cheaper for it than attaching
+ring pages (see ``TxRing``).
 
-``userspace-tso=true``: PACKET_VNET_HDR on every socket.  A received GSO
-super-frame, or a frame whose checksum is still to be finished, carries its
-virtio-net header in ``Packet.vnet`` (other frames: None); on transmit
-``Packet.vnet`` (or a zero header) goes in front, so the kernel segments
-and checksums.  The tx ring takes vnet headers (kernel 4.x and later);
-frames too large for a slot go through a plain socket after a kick, so
-order is kept.  Without the option ``vnet`` is ignored (no software
-segmentation or checksum completion here).
-
-Link state: while the interface is down ``recv`` finds nothing and ``send``
-drops (tx_dropped, ENETDOWN).  If it disappears (ENODEV, ENXIO, or ENETDOWN
-with its ifindex gone) the device enters an error state: ``error`` says
-why, ``status()`` shows it, it is logged once through ``log``; ``recv``
-returns nothing, ``send`` drops and returns ENODEV, ``wait_readable`` sleeps
-forever.  A new interface with the same name is not picked up: the port
-has to be re-added.
-
-Other options: ``n_rxq`` (more than one: a PACKET_FANOUT hash group),
-``n_txq`` (any number of ids, one ring), ``numa_id``.  Changes on an open
-device apply at the next ``reconfigure``.  The MTU is read at opening (and
-refreshed by ``status()``).
+A device that went down drops what it is sent; one that disappeared
+(ENODEV, ENXIO, or ENETDOWN with its ifindex gone) enters an error state
+instead of raising: :attr:`AfPacketNetdev.error` says why, it is logged
+once, ``recv`` returns nothing and ``wait_readable`` sleeps forever.  A
+new interface that takes the name is not adopted.  Rings never report
+socket errors themselves, so ``recv`` reads the socket's pending error
+every so many empty polls, and realigns a V2 ring found out of step with
+the kernel (counted as ``rx_ring_resyncs``).
 """
 
 from __future__ import annotations

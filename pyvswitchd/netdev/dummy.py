@@ -1,56 +1,35 @@
 """OVS's netdev-dummy: software ports for tests, ``dummy``, ``dummy-pmd``, ``dummy-internal``.
 
+Options, limits, the ``dpctl/show`` status and the differences from OVS
+are described for users in docs/netdev-types.md, the
+``netdev-dummy/receive`` command in docs/commands.md.
+
 All three types share :class:`DummyNetdev`; they differ only in who polls
 them (``dummy-pmd``: PMD tasks; the others: the main task) and in what
-``dpctl/show`` prints (only ``dummy-pmd`` shows its queue counts, as in OVS).
+``status()`` says (only ``dummy-pmd`` shows its queue counts, as in OVS).
 
-Receive: each rx queue is a FIFO filled by :meth:`DummyNetdev.inject` (the
-``netdev-dummy/receive`` command) and drained by :meth:`DummyNetdev.recv` in
-batches of up to NETDEV_MAX_BURST.  A queue holds at most
-:attr:`DummyNetdev.MAX_RX_QUEUE` frames; more are dropped and counted in
-``rx_dropped``.  Transmit: frames are counted and then dropped, as by an OVS
-dummy with no ``stream``/``pstream`` connection, but the last
-:attr:`DummyNetdev.SENT_RING` are kept for :meth:`DummyNetdev.sent_frames` so
-tests can see what was forwarded.
+Receive: each rx queue is a bounded FIFO filled by :meth:`DummyNetdev.inject`
+and drained by :meth:`DummyNetdev.recv` in batches of up to NETDEV_MAX_BURST;
+overflow counts in rx_dropped.  Transmit counts the frames and drops them,
+as an OVS dummy with no stream connection does, keeping the last
+:attr:`DummyNetdev.SENT_RING` for :meth:`DummyNetdev.sent_frames` so tests
+can see what was forwarded.  The frame-size check runs once per batch when
+every frame has the same size: this device is the sink of the pipeline
+benchmark, so its send must cost as little as a NIC's.
 
-Options (all optional):
+Asynchronous transmit (``tx_async_polls``) keeps batches per queue and
+completes them from ``process_async``, which is how tests exercise the
+PMDs' deferred work; forced completions fail deterministically
+(``tx_async_fail_rate``) so tests can predict which.  The device is also
+the NIC side of the simulated offload providers
+(:meth:`DummyNetdev.simulated_nic`): a provider's ``rx_offload``
+classifier sees injected frames first.  Injected faults
+(:attr:`DummyNetdev.fault`, :mod:`.faults`) hook into ``recv`` and
+``send``; a device without one pays a single ``is None`` test.
 
-``n_rxq`` / ``n_txq``
-    Queue counts, 1..1024 (default 1).
-``numa_id``
-    NUMA node reported to the datapath (default 0).
-``pcap=FILE``
-    Append received and transmitted frames to FILE; or separately
-    ``rxq_pcap=FILE`` (frames as they are queued for receive) and
-    ``tx_pcap=FILE`` (frames as they are transmitted).
-``tx_async_polls=N``
-    Asynchronous transmit, for exercising deferred work (default 0: off).
-    ``send`` keeps the batch and returns EINPROGRESS; ``process_async`` on
-    that queue returns EINPROGRESS until its N-th call for the oldest pending
-    batch, which transmits it.  ``force=True`` finishes every pending batch
-    at once.
-``tx_async_fail_rate=R``
-    Fraction 0..1 (default 0) of forced completions that drop their batch
-    (counted in ``tx_dropped``, :data:`ASYNC_FAIL_ERRNO` returned).  Not
-    random: the k-th forced completion fails when ``floor(k*R)`` exceeds
-    ``floor((k-1)*R)``, so R=0.25 fails the 4th, 8th, ... exactly.
-
-Tests can make a device fail, stall, slow down or vanish through
-:attr:`DummyNetdev.fault` (``netdev-dummy/fault``, only with
-``--enable-fault-injection``); see :mod:`.faults`.
-
-Changing ``n_rxq``, ``n_txq`` or ``numa_id`` on an open device sets
-``reconfigure_required``; :meth:`DummyNetdev.reconfigure` applies them (frames
-queued on removed rx queues are dropped).  At creation they apply at once.
-
-Differences from OVS: a bad option value is an error (OVS clamps or ignores
-it); ``n_rxq`` and friends apply to every dummy type (OVS ignores them except
-on ``dummy-pmd``); ``pcap`` together with ``rxq_pcap``/``tx_pcap`` is an
-error (OVS ignores the latter); a frame of bad size in a transmit batch is
-counted in ``tx_errors`` and skipped while the rest of the batch goes out
-(OVS stops at it); ``recv`` returns up to 32 frames, not one.  If a capture
-file cannot be written (disk full) capturing stops and :attr:`pcap_error`
-says why; it restarts on the next ``set_config`` naming that file.
+Queue and NUMA changes on an open device set ``reconfigure_required`` and
+are applied by :meth:`DummyNetdev.reconfigure`, while no PMD polls it
+(frames queued on removed rx queues are dropped).
 """
 
 from __future__ import annotations

@@ -1,54 +1,38 @@
 """Kernel TAP devices as switch ports: ``tap``, and ``internal`` (OVS's internal port type).
 
-The device is created (or, when a tap of that name already exists, joined)
-through ``/dev/net/tun`` with ``IFF_TAP | IFF_NO_PI``: every ``read`` on the
-file descriptor returns one Ethernet frame the kernel sent out of the device,
-every ``write`` hands one frame to the kernel as if the device had received
-it.  All descriptors are non-blocking; ``recv`` drains until EAGAIN or
-NETDEV_MAX_BURST frames, ``wait_readable`` sleeps in trio's I/O manager.
+Options, link behaviour and the ``dpctl/show`` status are described for
+users in docs/netdev-types.md; this is how the device is built.
 
-Options (all optional):
+The device is created, or joined when a tap of that name exists, through
+``/dev/net/tun`` with ``IFF_TAP | IFF_NO_PI``: every ``read`` on a queue's
+descriptor is one Ethernet frame the kernel sent out of the device, every
+``write`` one frame the kernel takes as received by it.  Descriptors are
+non-blocking; ``recv`` drains until EAGAIN or NETDEV_MAX_BURST frames, and
+``wait_readable`` waits in trio's I/O manager.  With several queues the
+device is ``IFF_MULTI_QUEUE``, one descriptor per queue, and transmit queue
+q writes to descriptor ``q % n``.  ``userspace-tso`` adds ``IFF_VNET_HDR``
+and advertises checksum and TSO offloads (``TUNSETOFFLOAD``); a joined
+device's stale offloads are switched off otherwise, since without the
+header a super-frame could not be told from a frame.
 
-``n_rxq``
-    Number of queues, 1..256 (default 1).  Above 1 the device is created
-    with ``IFF_MULTI_QUEUE`` and one descriptor per queue; the kernel spreads
-    what it sends over the queues by flow hash.  Transmit queues are the same
-    descriptors (``n_txq`` = ``n_rxq``); ``send`` on queue q writes to
-    descriptor ``q % n``.
-``userspace-tso``
-    ``true`` or ``false`` (default).  With ``true`` every frame carries a
-    10-byte virtio-net header (``IFF_VNET_HDR``) and the kernel is told this
-    side accepts partial checksums and TCP segmentation offload
-    (``TUNSETOFFLOAD``), so the host stack hands over 64 KiB TCP super-frames
-    instead of MTU-sized segments.  ``recv`` strips the header into
-    :attr:`Packet.vnet` (None when it asks for nothing: no GSO, no partial
-    checksum); ``send`` writes ``p.vnet`` (or an all-zero header) in front of
-    each frame.
+Opening brings the device up, unlike OVS: a port exists to carry traffic,
+and a down tap refuses writes (EIO, counted as tx_dropped).  The MTU is
+re-read on open, reconfiguration and every :meth:`TapNetdev.status`.
 
-Link state: the device is brought administratively up when opened.  OVS
-leaves its tap/internal ports down until someone runs ``ip link set up``;
-here a port exists to carry traffic, a down tap refuses writes (EIO), and
-the operator can still take it down by hand (frames sent to it are then
-counted in ``tx_dropped``).  The MTU is read from the kernel when the device
-is opened, reconfigured, and on every :meth:`TapNetdev.status` call; ``send``
-counts frames longer than MTU + 14 (+ 4 for an 802.1Q tag) in ``tx_errors``
-and skips them, except GSO super-frames in ``userspace-tso`` mode, which the
-kernel segments itself.
+Queue or TSO changes re-attach the descriptors in :meth:`TapNetdev.reconfigure`.
+Device-wide flags follow the first descriptor attached and a single-queue
+tap takes one descriptor at a time, so all are detached and attached anew
+while the device is made persistent for that moment (keeping its ifindex
+and addresses).  The kernel cannot turn a single-queue tap into a
+multi-queue one: ours is deleted and created again, one made persistent
+by someone else is refused.  A failed re-attach restores the old queues
+when it can.
 
-The device disappearing under the port (``ip link del``) puts the netdev in
-an error state: :attr:`TapNetdev.error` says what happened, ``status()``
-shows it, it is logged once, ``recv`` returns nothing and ``send`` drops
-(``tx_dropped``, ENODEV).  Nothing raises.  Removing and re-adding the port
-creates the device again.
-
-``close()`` closes the descriptors; the kernel then deletes a device this
-port created (a device made persistent by someone else, e.g. ``ip tuntap
-add``, stays).
-
-Changing options on an open device sets ``reconfigure_required``;
-:meth:`TapNetdev.reconfigure` then re-attaches the queues.  The device keeps
-its addresses except when a single-queue device must become multi-queue: the
-kernel cannot convert one, so it is deleted and created again.
+Errors never raise on the data path: a device deleted under the port
+(``ip link del``) puts the netdev in an error state (:attr:`TapNetdev.error`,
+logged once, shown by ``status()``) in which ``recv`` returns nothing and
+``send`` drops (ENODEV).  ``close()`` closes the descriptors, which deletes
+a device this port created.
 """
 
 from __future__ import annotations

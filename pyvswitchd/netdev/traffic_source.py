@@ -1,53 +1,30 @@
 """``traffic-source``: a PMD-polled port that generates traffic, for demos and benchmarks.
 
-Each poll of an rx queue returns the next frames of a fixed frame list,
-cycling forever (or until ``count`` frames were produced in all).  The
-frames are either synthesised or replayed from a capture file, and built
-once when the configuration changes, never on the data path.
+Options, limits and the ``dpctl/show`` status are described for users in
+docs/netdev-types.md; this is how the source is built.
 
-Options (all optional):
+Each poll of an rx queue returns the next frames of a fixed list, cycling
+(until ``count`` frames were produced, when set).  The list is synthesised
+or read from a capture file whenever the options change, never on the data
+path, so a poll costs one slice and two subtractions (see
+:class:`_SourceQueue`).
 
-``flows=N`` (default 16, at most 65536) and ``len=N`` (default 64, 42..9216)
-    N distinct Ethernet/IPv4/UDP frames of ``len`` bytes (at most 64 MiB in
-    all).  Flow i has source MAC ``02:ss:ss:ii:ii:ii`` (``ss:ss`` derived
-    from the port name, so two sources on one bridge do not share MACs;
-    ``ii:ii:ii`` = i + 1), source IP 10.0.0.0 + i + 1, UDP ports 1024 + i
-    and 2048 + i (modulo the port range); its destination MAC and IP are
-    those of flow (i + 1) % N, so a MAC-learning switch fed only by this
-    source learns every address.
-``macs=N`` (default: ``flows``)
-    Only N distinct source MACs, used round robin by the flows: many L3/L4
-    flows over few MAC pairs is what megaflow-hit (EMC-thrashing) traffic
-    looks like to a learning switch.
-``dst_mac=XX:XX:XX:XX:XX:XX``
-    Every frame's destination MAC (default: the next flow's source MAC).
-``pcap=FILE``
-    Replay the Ethernet frames of FILE instead (exclusive with ``flows`` and
-    ``len``); the file is read when the option is set or changed.
-``pps=N`` (default 0)
-    0: every poll returns a full batch (32 frames).  Otherwise a token bucket
-    per rx queue, filled at N / n_rxq frames a second from
-    ``time.monotonic_ns()``, so the long-run total is N frames a second when
-    every queue is polled often enough.  A bucket holds at most a batch or
-    10 ms of its rate, whichever is more, so a queue polled late catches up
-    a little but does not burst.
-``count=N`` (default 0: forever)
-    Stop after N frames in total; changing ``count`` starts counting again.
-``n_rxq``, ``n_txq`` (1..1024), ``numa_id``
-    As for ``dummy-pmd``; queue changes need a datapath reconfigure.
+Synthetic flow i has source MAC ``02:ss:ss`` followed by the 24-bit
+number (i mod ``macs``) + 1, where ``ss:ss`` comes from a hash of the port
+name (two sources on one bridge must not share MACs); source IP
+10.0.0.0 + i + 1; UDP ports 1024 + i and 2048 + i, modulo the port range.
+Its destination MAC and IP are flow (i + 1) mod N's, so a learning switch
+fed only by this source learns every address it sends to.
 
-Frames are spread over rx queues as RSS would spread flows: queue q gets
-frames q, q + n_rxq, q + 2 n_rxq, ... (each queue gets at least one).
+Frames are dealt to rx queues as RSS deals flows: queue q gets frames q,
+q + n_rxq, ...  With ``pps`` each queue has an integer token bucket on
+``time.monotonic_ns()`` (see :meth:`TrafficSource._set_bucket`), capped so
+that a queue polled late catches up without bursting.
 
-Every received frame gets a new :class:`Packet`: the frames (``bytes``) are
-shared, but Packet objects are not reused, because the datapath keeps
-packets beyond the poll that produced them (output batches waiting for
-``tx-flush-interval``, asynchronous sends) and writes their metadata.
-
-Transmit: a sink, frames are counted and dropped.
-
-``dpctl/show`` status: ``flows=16, pps=0, rx_queues=1`` (``pcap=FILE,
-frames=N, ...`` when replaying; ``, count=N, produced=M`` when counting).
+The same Packet objects are handed out on every lap: a packet is never
+modified once made (an action that edits a frame makes a new packet), just
+as a NIC replaying a capture hands out equal frames.  Transmit is a
+sink that counts and drops.
 """
 
 from __future__ import annotations
