@@ -1,63 +1,24 @@
 """Fault injection for the dummy netdev types: failing, stalling, slow and vanishing devices.
 
-Tests use it to check that the daemon keeps serving and accounts for every
-packet when a device misbehaves.  It is **off in production**: the commands
-below exist only when ``pyvswitchd`` runs with ``--enable-fault-injection``
-(as OVS registers its dummy devices only with ``--enable-dummy``), and only
-the dummy types (``dummy``, ``dummy-pmd``, ``dummy-internal``) implement the
-hooks; a device nobody set a fault on pays one ``is None`` test per call.
+The commands (``netdev-dummy/fault``, ``netdev-dummy/fault-show``), the
+modes and what each one costs in which counter are described for users in
+docs/fault-injection.md.
 
-``netdev-dummy/fault NAME [recv=MODE] [send=MODE] [every=N] [delay_us=N] [vanish=BOOL]``
-    Sets the fault of device NAME; keys not given keep their value.
-    ``netdev-dummy/fault NAME clear`` removes it (counts stay for
-    ``netdev-dummy/fault-show``).  The reply is the resulting setting.
+Tests use faults to show that the daemon keeps serving and accounts for
+every packet when a device misbehaves, so each mode is exact: ``every=N``
+hits a predictable burst, and every packet a fault costs is counted by
+the hook that cost it (in the device's stats), except in ``raise`` mode,
+which stands for a buggy provider and leaves the counting to the
+datapath.  The commands are registered only with
+``--enable-fault-injection``, and only :class:`~.dummy.DummyNetdev` calls
+the hooks (:meth:`NetdevFaults.allow_recv`, :meth:`NetdevFaults.on_send`),
+and only while its ``fault`` is set: an unfaulted device pays one
+``is None`` test per call.
 
-``netdev-dummy/fault-show [NAME]``
-    The settings and what they did: per direction, the bursts hit and the
-    packets the fault cost (lost, or held by a stalled transmit queue until
-    they are dropped).
-
-MODE is what a hit burst suffers; a burst is a ``recv`` call that finds
-frames queued, or a ``send`` of a non-empty batch.  ``every=N`` (default 1)
-hits the N-th, 2N-th, ... burst of each direction, counted from when the
-mode was set, so tests know exactly which bursts fail.
-
-========  ============================================  ===============================
-MODE      recv                                          send
-========  ============================================  ===============================
-none      no fault (default)                            no fault
-error     the burst is lost: ``rx_errors`` += its size  batch lost: ``tx_errors`` += its
-                                                        size, returns EIO
-stall     returns nothing; frames stay queued (a full   batch held, EINPROGRESS; never
-          queue drops further frames, ``rx_dropped``)   completes: the forced
-                                                        completion drops it
-                                                        (``tx_dropped``, and the PMD's
-                                                        ``WORK_DROPPED``)
-slow      blocks the daemon's thread ``delay_us``       blocks ``delay_us``, then sends
-          (default 1000), then receives normally
-raise     raises :class:`NetdevFault`; frames stay      raises :class:`NetdevFault`;
-          queued                                        the batch is lost and counted
-                                                        nowhere (a buggy provider):
-                                                        the caller must count it
-========  ============================================  ===============================
-
-Batches a stalled queue holds stay held when the fault is cleared (a hung
-queue loses what it had); they are dropped at their forced completion.  A
-device whose every receive stalls (``recv=stall every=1``) or that vanished
-never reports itself readable, so an idle PMD does not spin on it.
-
-``vanish=true`` makes the device behave as an interface that disappeared:
-every call fails with ENODEV.  ``recv`` returns nothing (queued frames stay,
-to be dropped at close), injected frames are dropped (``rx_dropped``), every
-send fails (``tx_errors``), reconfiguring it fails (the datapath logs that
-and keeps the port) and ``dpctl/show`` adds ``error="No such device"`` to the
-port's status.  ``vanish=false`` brings it back.
-
-Each fault is logged by the ``netdev_dummy`` module the first time it hits
-and then at most once a minute per device and direction (the next line
-after a quiet minute carries vlog's "Dropped N log messages" summary), never
-per packet.  Every line ends in ``[fault injection]``.  Coverage counter
-``netdev_fault_injected`` counts hit bursts.
+``slow`` blocks the thread with ``time.sleep`` on purpose: it stands for a
+driver call that does not yield.  Log lines are rate-limited per device
+and direction (one a minute after the first) and end in :data:`TAG`.
+The parsing helpers here are shared with :mod:`pyvswitchd.offload.faults`.
 """
 
 from __future__ import annotations

@@ -1,30 +1,18 @@
 """Fault injection for the ``dummy`` offload provider: a PMD work callback that raises or is slow.
 
-Off in production, like the netdev faults (:mod:`pyvswitchd.netdev.faults`):
-the commands exist only with ``pyvswitchd --enable-fault-injection``, and
-only the ``dummy`` provider (a software simulation used by tests) has the hook.
+The commands (``offload-dummy/fault``, ``offload-dummy/fault-show``) are
+described for users in docs/fault-injection.md.
 
-``offload-dummy/fault [work=none|raise|slow] [every=N] [delay_us=N]``
-    Sets the fault of every open ``dummy`` provider (``hw-offload`` must be
-    on); keys not given keep their value.  ``offload-dummy/fault clear``
-    removes it.  The reply is the resulting setting.
-``offload-dummy/fault-show``
-    The setting and how many callback runs it hit.
-
-``every=N`` hits the N-th, 2N-th, ... run of the provider's work callback
-(all PMDs together), counted from the command.  ``raise`` raises
-:class:`OffloadFault` at the start of the callback, before it touches a
-packet, so no packet is lost: the datapath removes the callback from that
-PMD's work list (logging it, coverage ``dpif_offload_work_failed``) until
-the PMD's next reload (a port added or removed, a ``pmd-cpu-mask`` change;
-a ``pmd-rxq-rebalance`` that moves no queue does not reload), and packets
-the simulated hardware holds meanwhile wait on its queues.  ``slow``
-holds the daemon's thread ``delay_us`` (default 1000) before the callback
-does its work; the time shows in the PMD's offload cycles.
-
-Hits are logged by the ``dpif_offload_dummy`` module, the first at once and
-then at most once a minute, each line ending in ``[fault injection]``;
-coverage ``offload_fault_injected`` counts them.
+Like the netdev faults (:mod:`pyvswitchd.netdev.faults`, whose parsing and
+trigger helpers this reuses) the commands exist only with
+``--enable-fault-injection``, and only the ``dummy`` provider, a software
+simulation used by tests, calls :meth:`OffloadFaults.before_work`.  One
+state serves every open ``dummy`` provider, so ``every=N`` counts the
+callback's runs over all PMDs together.  ``raise`` fires before the
+callback touches a packet, so what it tests is the datapath's handling of
+a failing callback (taken off that PMD's work list until its next
+reload), not packet loss; ``slow`` blocks the thread inside the callback,
+so the time lands in the PMD's offload cycles.
 """
 
 from __future__ import annotations
