@@ -2,7 +2,7 @@
 
 Scrapes run on the trio thread between PMD iterations, so every figure here
 is a consistent snapshot without locks.  Names follow OVS's vocabulary
-(shared/reference/ecosystem.md §1.5): PMD series carry ``numa_id``,
+(the naming rules are in docs/metrics.md): PMD series carry ``numa_id``,
 ``core_id`` and ``thread`` ("pmd" or "main", the latter with empty
 ``numa_id``/``core_id``); ``_total`` only on counters; cycles are
 nanoseconds (the datapath's TSC runs at 1 GHz).

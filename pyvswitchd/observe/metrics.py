@@ -8,9 +8,12 @@ consistent snapshot without locks.
 
 Families are contributed by the subsystem that owns the data, each as a
 callable returning prometheus-client metric families (see
-:meth:`Metrics.add_source`).  Names follow shared/reference/ecosystem.md
-§1.5: ``ovs_`` prefix and OVS vocabulary for datapath data, ``pyvswitchd_``
-for the daemon's own health, ``_total`` only on counters.
+:meth:`Metrics.add_source`).  Names follow Prometheus's naming practice
+with OVS's vocabulary, so that dashboards built for OVS exporters carry
+over: ``ovs_`` prefix for datapath data, ``pyvswitchd_`` for the daemon's
+own health, ``_total`` only on counters, base units, one family per
+quantity with a label for the dimension that adds up.  docs/metrics.md
+lists every family.
 """
 
 from __future__ import annotations
