@@ -19,10 +19,11 @@ item, even one of another netdev.  An item found in progress on more than
 must complete or drop what is pending, and a non-zero result counts the item
 as dropped.
 
-Geometry and counters follow ``spec-pmd.md`` §1.6 and §2.1: 128 slots of
-which 127 are usable (one stays free so that full and empty differ), and
-free-running 32-bit read/write indexes that wrap exactly like OVS's
-``uint32_t`` ones.  The ring counts into the owning PMD's ``perf.n`` under
+Geometry and counters follow the patch (posted to ovs-dev in 2021 as part
+of "Userspace deferral of work", never merged): 128 slots of which 127 are
+usable (one stays free so that full and empty differ), and free-running
+32-bit read/write indexes that wrap exactly like OVS's ``uint32_t`` ones.
+The ring counts into the owning PMD's ``perf.n`` under
 :class:`~pyvswitchd.datapath.perf.Stat` ``WORK_DEFER``, ``WORK_IN_PROG``,
 ``WORK_R_FULL``, ``WORK_DONE`` and ``WORK_DROPPED``.
 

@@ -16,8 +16,10 @@ The hot path touches it in three ways:
 "Cycles" are nanoseconds of ``time.perf_counter_ns()`` and :data:`TSC_HZ` is
 1e9, so every cycle figure is also a nanosecond figure.
 
-Behaviour follows OVS's ``lib/dpif-netdev-perf.c`` (see
-``spec-pmd.md`` §2).  Deliberate differences:
+Behaviour follows OVS's ``lib/dpif-netdev-perf.c``.  The counters are
+OVS's ``pmd_stat_type`` in OVS's order, then the offload and deferred-work
+counters of the two patch series named in :mod:`.perf_format` (see
+:class:`Stat`).  Deliberate differences:
 
 * ``start_iteration`` starts the iteration at the TSC value the caller
   passes instead of at the last TSC read of the previous iteration; a loop

@@ -3,8 +3,10 @@
 :func:`format_perf_show` renders one thread's block of
 ``dpif-netdev/pmd-perf-show``; with the default ``work_ring=False`` a PMD's
 block is byte-for-byte the layout of OVS 3.1 (including its always-zero
-``MFEX Opt hits`` line).  Additions from later OVS and from the two patch
-series of ``spec-pmd.md``:
+``MFEX Opt hits`` line).  Additions from later OVS and from two patch
+series posted to ovs-dev, S1 = "dpif-offload: Add infrastructure for
+offload provider PMD helpers" (2026) and S2 = "dpif-netdev: Add a per
+thread work ring" (2021, part of "Userspace deferral of work"):
 
 * the main thread gets a block too (OVS HEAD): no iteration lines, no
   ``cycles/pkt`` or ``us/upcall`` suffixes, never histograms or histories;

@@ -1,6 +1,7 @@
 """The datapath input function: where a received packet goes.
 
-OVS's lookup hierarchy (spec-pmd.md §7), per packet of a batch:
+OVS's lookup hierarchy (dpif-netdev's ``dfc_processing``, then
+``fast_path_processing``), per packet of a batch:
 
 1. runts (< 14 bytes) are dropped, counted only in a coverage counter;
 2. **EMC**, keyed by the header signature (see :mod:`.emc`) — a hit never

@@ -108,7 +108,8 @@ def ufid_for(key: FlowKey, mask: FlowMask) -> str:
     return str(uuid.UUID(bytes=digest.digest(), version=4))
 
 
-#: What a simple-match flow may match on (spec-pmd.md §7), VLAN_TCI aside.
+#: The fields a simple-match flow's mask may cover, and how far: OVS's simple-match
+#: table keys only on these (VLAN_TCI, which must be exactly VID|CFI, aside).
 _SIMPLE_FIELDS = {
     RECIRC_ID: FULL_MASKS[RECIRC_ID],
     IN_PORT: FULL_MASKS[IN_PORT],

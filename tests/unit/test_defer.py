@@ -1,8 +1,9 @@
 """Tests for pyvswitchd.datapath.defer: the per-PMD deferred work ring.
 
-Behaviour under test is ``spec-pmd.md`` §1.6 (ring geometry, do_work
-return codes, attempt limit, ring-full handling, drains) and the
-``Stat.WORK_*`` counters of §2.1.  Most tests drive the ring with
+Behaviour under test is the ring of OVS's "per thread work ring" patch as
+described in :mod:`pyvswitchd.datapath.defer` (ring geometry, do_work
+return codes, attempt limit, ring-full handling, drains) and its
+``Stat.WORK_*`` counters.  Most tests drive the ring with
 :class:`Scripted` netdevs whose ``process_async`` returns a scripted
 sequence of results; the rest use the dummy netdev's asynchronous transmit
 (``tx_async_polls``) and a real PMD loop.

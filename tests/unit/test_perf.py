@@ -367,7 +367,7 @@ def test_layout_captures_cover_every_section() -> None:
 
 
 def stats_scenario(*, full: bool = False) -> Rig:
-    """spec-pmd §9 'stats': 20 packets, EMC 19, one upcall, 20 tx batches of 1."""
+    """OVS's pmd.at "stats" test: 20 packets, EMC 19, one upcall, 20 tx batches of 1."""
     rig = make_rig(full_metrics=full)
     n = rig.perf.n
     for i in range(100):

@@ -129,7 +129,7 @@ def test_server_refuses_non_requests_with_unixctl_warning() -> None:
 
 
 def test_reply_encoding_matches_ovs_bytes() -> None:
-    # Captured from ovs-vswitchd 3.1 (shared/reference/ovs-ref-summary.md §2).
+    # The bytes ovs-vswitchd 3.1 sent for these replies (captured on the socket).
     assert ServerConnection.success(0, "ovs-vswitchd (Open vSwitch) 3.1.0") == (
         b'{"id":0,"result":"ovs-vswitchd (Open vSwitch) 3.1.0\\n","error":null}'
     )
