@@ -11,7 +11,8 @@ import trio
 from pyvswitchd.control.registry import CommandContext, CommandError, CommandRegistry
 from pyvswitchd.observe.coverage import RING_SLOTS, Counter, Coverage
 
-CAPTURES = Path("/work/shared/reference/ovs-3.1")
+# ovs-vswitchd 3.1's coverage replies (see tests/golden/README.md).
+CAPTURES = Path(__file__).resolve().parents[1] / "golden" / "coverage"
 
 HEADER_RE = re.compile(
     r"Event coverage, avg rate over last: 5 seconds, last minute, last hour,  "

@@ -22,7 +22,8 @@ from pyvswitchd.datapath.mac_learning import (
 )
 from pyvswitchd.observe.coverage import Coverage
 
-CAPTURES = Path("/work/shared/reference/ovs-3.1")
+# Replies of ovs-vswitchd 3.1 (see tests/golden/README.md).
+CAPTURES = Path(__file__).resolve().parents[1] / "golden"
 
 A = 0x5054_0000_0005
 B = 0x5054_0000_0007

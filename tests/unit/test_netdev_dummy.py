@@ -26,7 +26,8 @@ from pyvswitchd.netdev.registry import NetdevRegistry, default_registry
 from pyvswitchd.netdev.traffic_source import TrafficSource
 from pyvswitchd.odp.packet import Packet
 
-REFERENCE = Path("/work/shared/reference/ovs-3.1")
+# Replies of ovs-vswitchd 3.1 (see tests/golden/README.md).
+REFERENCE = Path(__file__).resolve().parents[1] / "golden"
 FLOW = (
     "in_port(1),eth(src=50:54:00:00:00:05,dst=50:54:00:00:00:07),eth_type(0x0800),"
     "ipv4(src=10.0.0.1,dst=10.0.0.2,proto=1,tos=0,ttl=64,frag=no),icmp(type=8,code=0)"
@@ -102,7 +103,7 @@ def test_defaults_and_status_text() -> None:
 
 
 def test_status_matches_reference_dpctl_show() -> None:
-    show = (REFERENCE / "dpctl_show.out").read_text()
+    show = (REFERENCE / "dpctl" / "show.out").read_text()
     p0 = DummyPmdNetdev("p0", {"n_rxq": "2"})
     assert f"port 1: p0 ({p0.type}: {p0.status()})" in show
     assert "port 2: p2 (dummy)\n" in show

@@ -16,7 +16,8 @@ from pyvswitchd.odp import protocols as proto
 from pyvswitchd.odp.flow_key import FlowKey, FlowMask, masked
 from pyvswitchd.odp.key_text import parse_odp_key
 
-CAPTURES = Path("/work/shared/reference/ovs-3.1")
+# ovs-vswitchd 3.1's dpctl/dump-flows replies (see tests/golden/README.md).
+CAPTURES = Path(__file__).resolve().parents[1] / "golden" / "dump-flows"
 
 A = 0x5054_0000_0005
 B = 0x5054_0000_0007

@@ -20,7 +20,8 @@ from pyvswitchd.control.registry import CommandContext, CommandError, CommandReg
 from pyvswitchd.observe.vlog import Destination, Level, RateLimit, Vlog, VlogError
 from pyvswitchd.observe.vlog_pattern import compile_pattern, fill_fraction
 
-CAPTURES = Path("/work/shared/reference/ovs-3.1")
+# ovs-vswitchd 3.1's replies to a session of vlog/* commands (see tests/golden/README.md).
+CAPTURES = Path(__file__).resolve().parents[1] / "golden" / "vlog"
 
 # 2023-11-14T22:13:20.123Z
 T0 = 1_700_000_000.123
