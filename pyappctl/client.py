@@ -342,7 +342,15 @@ class UnixctlClient:
         return None, reply.result
 
     def _exchange(self, command: str, params: list[str]) -> Response | ErrorResponse:
-        request = self._conn.send_request(command, params)
+        try:
+            request = self._conn.send_request(command, params)
+        except ValueError:
+            # Bytes that are not UTF-8 in argv arrive as lone surrogates
+            # (surrogateescape); JSON cannot carry them.
+            raise self._fail(
+                os.strerror(errno.EINVAL),
+                LogLine("unixctl", "command and arguments must be valid UTF-8"),
+            ) from None
         try:
             self._remaining()
             self._sock.sendall(request)

@@ -48,6 +48,8 @@ class ServerStats:
     errors: int = 0
     protocol_errors: int = 0
     refused_connections: int = 0
+    #: Connections closed because serving them raised (a bug, logged at ERR).
+    internal_errors: int = 0
 
 
 class UnixctlServer:
@@ -161,9 +163,9 @@ class UnixctlServer:
         self.stats.connections += 1
         conn = ServerConnection(self._max_message_bytes)
         context_format = OutputFormat.TEXT
-        peer = peer_credentials(stream.socket)
         try:
             async with stream:
+                peer = peer_credentials(stream.socket)
                 while True:
                     try:
                         request = conn.next_request()
@@ -195,6 +197,11 @@ class UnixctlServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             # The peer vanished (mid-reply, or reset): nothing to answer.
             pass
+        except Exception as exc:
+            # Whatever one connection's bytes or command provoke ends that
+            # connection only: the switch keeps forwarding and serving others.
+            self.stats.internal_errors += 1
+            self._log.err(f"{name}: closing connection after an internal error: {exc!r}")
         finally:
             self._active -= 1
 
@@ -225,7 +232,15 @@ class UnixctlServer:
         else:
             value = reply_value(reply, context)
             failed, shown = False, _compact(value)
-            payload = ServerConnection.success(request_id, value)
+            try:
+                payload = ServerConnection.success(request_id, value)
+            except (ValueError, TypeError, RecursionError) as exc:
+                # NaN, a lone surrogate, a set...: a handler bug, answered as one.
+                self.stats.errors += 1
+                self._log.err(f"{name}: reply to {context.name!r} is not JSON: {exc!r}")
+                text = f'"{context.name}" command failed: its reply cannot be encoded'
+                failed, shown = True, _compact(text)
+                payload = ServerConnection.failure(request_id, text)
         self._replied.inc()
         if self._log.is_enabled(Level.DBG):
             kind = "error" if failed else "success"
@@ -243,7 +258,11 @@ def reply_value(reply: Reply, context: CommandContext) -> object:
 
 
 def _compact(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """``value`` for a DBG line; never raises (the line may show what JSON cannot carry)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError):
+        return repr(value)
 
 
 _PEERCRED = struct.Struct("3i")

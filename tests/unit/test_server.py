@@ -1,0 +1,151 @@
+"""The unixctl server in-process: connection isolation, slots, big replies."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from pyvswitchd.control import server as server_mod
+from pyvswitchd.control.protocol import JsonStream
+from pyvswitchd.control.registry import CommandContext, CommandRegistry
+from pyvswitchd.control.server import UnixctlServer
+from pyvswitchd.observe.coverage import Coverage
+from pyvswitchd.observe.vlog import Vlog
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path, registry: CommandRegistry, **kwargs: Any
+) -> AsyncIterator[tuple[UnixctlServer, io.StringIO]]:
+    console = io.StringIO()
+    vlog = Vlog("test", console=console, syslog_method="null")
+    srv = UnixctlServer(str(tmp_path / "s.ctl"), registry, vlog, Coverage(), **kwargs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(srv.serve)
+        yield srv, console
+        nursery.cancel_scope.cancel()
+
+
+class Client:
+    """A raw trio client: requests in, decoded replies out."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self._json = JsonStream(64 << 20)
+        self._id = 0
+
+    @classmethod
+    async def connect(cls, path: str) -> Client:
+        return cls(await trio.open_unix_socket(path))
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stream.aclose()
+
+    async def send(self, method: str, params: Sequence[str] = ()) -> None:
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": list(params)}
+        await self.stream.send_all(json.dumps(msg).encode())
+
+    async def receive(self) -> Any:
+        """The next reply, or None when the server closed the connection."""
+        while True:
+            complete, value = self._json.next_value()
+            if complete:
+                return value
+            try:
+                data = await self.stream.receive_some(65536)
+            except trio.BrokenResourceError:  # reset: closed with our request unread
+                return None
+            if not data:
+                return None
+            self._json.feed(data)
+
+    async def call(self, method: str, *params: str) -> Any:
+        await self.send(method, params)
+        return await self.receive()
+
+
+async def test_replies_json_cannot_carry_become_errors(tmp_path: Path) -> None:
+    registry = CommandRegistry()
+    bad: dict[str, Any] = {
+        "nan": float("nan"),
+        "surrogate": "\ud800",
+        "set": {1, 2},
+    }
+    for name, value in bad.items():
+        registry.register(f"bad/{name}", "", 0, 0, lambda ctx, args, v=value: _structured(v))
+    registry.register("ok", "", 0, 0, lambda ctx, args: "fine")
+    async with running(tmp_path, registry) as (srv, console):
+        async with await Client.connect(srv.path) as client:
+            for name in bad:
+                reply = await client.call(f"bad/{name}")
+                assert reply["error"] == (
+                    f'"bad/{name}" command failed: its reply cannot be encoded\n'
+                )
+            # The same connection still works.
+            assert (await client.call("ok"))["result"] == "fine\n"
+        assert srv.stats.errors == len(bad)
+    assert console.getvalue().count("|unixctl|ERR|unix#1: reply to 'bad/") == len(bad)
+
+
+def _structured(value: Any) -> Any:
+    from pyvswitchd.control.registry import Reply
+
+    # A buggy handler: whatever it returns reaches the encoder in text mode.
+    return Reply(text=value)
+
+
+async def test_unexpected_error_closes_only_that_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = CommandRegistry()
+    registry.register("ok", "", 0, 0, lambda ctx, args: "fine")
+    async with running(tmp_path, registry) as (srv, console):
+        calls = 0
+        real = server_mod.peer_credentials
+
+        def flaky(sock: trio.socket.SocketType) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("injected")
+            return real(sock)
+
+        monkeypatch.setattr(server_mod, "peer_credentials", flaky)
+        async with await Client.connect(srv.path) as first:
+            assert await first.call("ok") is None  # closed, no reply
+        async with await Client.connect(srv.path) as second:
+            assert (await second.call("ok"))["result"] == "fine\n"
+        assert srv.stats.internal_errors == 1
+    assert "closing connection after an internal error: RuntimeError('injected')" in (
+        console.getvalue()
+    )
+
+
+async def test_json_mode_reply_with_nan(tmp_path: Path) -> None:
+    registry = CommandRegistry()
+
+    def handler(ctx: CommandContext, args: Sequence[str]) -> Any:
+        from pyvswitchd.control.registry import Reply
+
+        return Reply.structured("rate: inf\n", {"rate": float("inf")})
+
+    registry.register("rate", "", 0, 0, handler)
+    from pyvswitchd.control.builtins import register_builtins
+
+    register_builtins(registry, "test 1.0")
+    async with running(tmp_path, registry) as (srv, _console):
+        async with await Client.connect(srv.path) as client:
+            assert (await client.call("set-options", "--format", "json"))["error"] is None
+            reply = await client.call("rate")
+        assert reply["error"] == '"rate" command failed: its reply cannot be encoded\n'
