@@ -20,6 +20,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
+from ..accept import Acceptor
 from ..observe.coverage import Coverage
 from ..observe.vlog import Level, RateLimit, Vlog
 from .protocol import MAX_MESSAGE_BYTES, ProtocolError, ServerConnection
@@ -103,10 +104,11 @@ class UnixctlServer:
         sock = await self._bind()
         try:
             listener = trio.SocketListener(sock)
+            acceptor = Acceptor(listener, self._log, f"unix:{self.path}")
             async with listener, trio.open_nursery() as nursery:
                 task_status.started()
                 while True:
-                    stream = await listener.accept()
+                    stream = await acceptor.accept()
                     if self._active >= self._max_connections:
                         self.stats.refused_connections += 1
                         self._log.warn(

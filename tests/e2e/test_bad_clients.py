@@ -6,12 +6,15 @@ import contextlib
 import json
 import socket
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings
 
 from pyvswitchd.control.protocol import MAX_MESSAGE_BYTES
 from tests.hostile_json import hostile_requests
+
+from .conftest import TEST_CONFIG
 
 VERSION_REQ = b'{"id":0,"method":"version","params":[]}'
 
@@ -164,3 +167,49 @@ def test_hostile_request_fuzz(daemon) -> None:  # type: ignore[no-untyped-def]
     assert daemon.call("version").startswith("pyvswitchd")
     log = daemon.log_path.read_text()
     assert "|ERR|" not in log and "|EMER|" not in log, log[-3000:]
+
+
+#: Descriptors the test daemon may open: about 15 at rest, so a few dozen
+#: connections exhaust them.
+LOW_NOFILE = 64
+
+
+def test_descriptor_exhaustion_is_survived(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    from .test_metrics import free_port
+
+    port = free_port()
+    config = TEST_CONFIG.replace(
+        'metrics-address = "none"', f'metrics-address = "127.0.0.1:{port}"'
+    )
+    d = start_daemon(config, prefix=["prlimit", f"--nofile={LOW_NOFILE}", "--"])
+    held: list[socket.socket] = []
+    try:
+        # Idle TCP connections to the metrics port (it keeps at most its cap
+        # of them), then idle control connections until accept() gets EMFILE.
+        for _ in range(LOW_NOFILE):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        for _ in range(LOW_NOFILE):
+            held.append(connect(d.ctl_path))
+        deadline = time.monotonic() + 10
+        while "Too many open files" not in d.log_path.read_text():
+            assert time.monotonic() < deadline, d.output()
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert d.proc.poll() is None, d.output()  # the daemon used to exit here
+        # A request made now waits in the backlog until descriptors come back.
+        waiting = connect(d.ctl_path)
+        waiting.sendall(VERSION_REQ)
+        for s in held:
+            s.close()
+        held.clear()
+        reply = waiting.recv(4096)
+        waiting.close()
+        assert reply.startswith(b'{"id":0,"result":"pyvswitchd'), reply
+    finally:
+        for s in held:
+            s.close()
+    assert d.call("version")
+    log = d.log_path.read_text()
+    assert "accept failed: Too many open files; retrying" in log
+    assert "accepting again after" in log
+    assert "|EMER|" not in log
