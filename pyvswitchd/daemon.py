@@ -144,6 +144,7 @@ class Daemon:
             self.registry, self.vlog, self.coverage, group_id(config.daemon.admin_group)
         )
         self.server.set_authorizer(self.access.authorize)
+        self.server.set_admin_check(lambda p: self.access.allowed(p.uid, p.gid, p.pid))
         register_builtins(self.registry, version_text())
         self.coverage.register_commands(self.registry)
         self.vlog.register_commands(self.registry)

@@ -32,10 +32,7 @@ from .registry import (
     PeerCredentials,
     Reply,
 )
-
-#: Connections served at once; further ones are accepted and closed at once
-#: so that a client flood cannot exhaust file descriptors or memory.
-MAX_CONNECTIONS = 512
+from .slots import Refused, Slot, SlotTable
 
 _RECV_SIZE = 65536
 
@@ -48,7 +45,10 @@ class ServerStats:
     requests: int = 0
     errors: int = 0
     protocol_errors: int = 0
+    #: Connections closed on accept: no slot for them (see .slots).
     refused_connections: int = 0
+    #: Idle connections closed to make room for a new one.
+    reclaimed_connections: int = 0
     #: Connections closed because serving them raised (a bug, logged at ERR).
     internal_errors: int = 0
 
@@ -69,17 +69,19 @@ class UnixctlServer:
         *,
         mode: int = 0o770,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
-        max_connections: int = MAX_CONNECTIONS,
+        slots: SlotTable | None = None,
         authorize: Callable[[CommandContext], str | None] | None = None,
+        is_admin: Callable[[PeerCredentials], bool] | None = None,
         group: int | None = None,
     ) -> None:
         self.path = path
         self.registry = registry
         self.stats = ServerStats()
+        self.slots = slots if slots is not None else SlotTable()
         self._mode = mode
         self._max_message_bytes = max_message_bytes
-        self._max_connections = max_connections
         self._authorize = authorize
+        self._is_admin = is_admin or _is_owner_or_root
         self._group = group
         self._log = vlog.module("unixctl")
         self._jsonrpc_log = vlog.module("jsonrpc")
@@ -87,7 +89,6 @@ class UnixctlServer:
         self._received = coverage.define("unixctl_received")
         self._replied = coverage.define("unixctl_replied")
         self._serial = 0
-        self._active = 0
         self._in_flight = 0
         self._idle = trio.Event()
         self._idle.set()
@@ -95,9 +96,13 @@ class UnixctlServer:
     def set_authorizer(self, authorize: Callable[[CommandContext], str | None]) -> None:
         self._authorize = authorize
 
+    def set_admin_check(self, is_admin: Callable[[PeerCredentials], bool]) -> None:
+        """Who may use the slots reserved for administrators."""
+        self._is_admin = is_admin
+
     @property
     def active_connections(self) -> int:
-        return self._active
+        return len(self.slots)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind, report readiness, and serve until cancelled; the socket file goes with it."""
@@ -109,20 +114,46 @@ class UnixctlServer:
                 task_status.started()
                 while True:
                     stream = await acceptor.accept()
-                    if self._active >= self._max_connections:
-                        self.stats.refused_connections += 1
-                        self._log.warn(
-                            f"{self._max_connections} connections already open; "
-                            "closing new connection",
-                            rl=self._rl,
-                        )
-                        await stream.aclose()
+                    try:
+                        slot = self._admit(stream)
+                    except Exception as exc:  # never let one connection end the listener
+                        self.stats.internal_errors += 1
+                        self._log.err(f"closing new connection after an internal error: {exc!r}")
+                        slot = None
+                    if slot is None:
+                        stream.socket.close()
                         continue
-                    self._serial += 1
-                    self._active += 1
-                    nursery.start_soon(self._handle, stream, f"unix#{self._serial}")
+                    nursery.start_soon(self._handle, stream, slot)
         finally:
             self._unlink_own_socket()
+
+    def _admit(self, stream: trio.SocketStream) -> Slot | None:
+        """A slot for the new connection, or None (refused, logged)."""
+        peer = peer_credentials(stream.socket)
+        try:
+            admin = peer is not None and self._is_admin(peer)
+        except Exception as exc:  # e.g. /proc unreadable: treat as a user
+            self._log.err(f"cannot tell whether {peer} is an administrator: {exc!r}", rl=self._rl)
+            admin = False
+        self._serial += 1
+        now = trio.current_time()
+        slot = Slot(f"unix#{self._serial}", peer.uid if peer else None, admin, now, peer=peer)
+        try:
+            victim = self.slots.admit(slot, now)
+        except Refused as exc:
+            self.stats.refused_connections += 1
+            who = f"uid {peer.uid} (pid {peer.pid})" if peer else "an unknown peer"
+            self._log.warn(f"closing new connection from {who}: {exc}", rl=self._rl)
+            return None
+        if victim is not None:
+            self.stats.reclaimed_connections += 1
+            self._log.info(
+                f"{victim.name}: closing connection of uid {victim.uid}, idle for "
+                f"{victim.idle_for(now):.0f} s, to make room for {slot.name}",
+                rl=self._rl,
+            )
+            victim.cancel_scope.cancel()
+        return slot
 
     async def wait_idle(self) -> None:
         """Return once no request is being handled (used to flush `exit` replies)."""
@@ -161,41 +192,12 @@ class UnixctlServer:
         except OSError:
             pass
 
-    async def _handle(self, stream: trio.SocketStream, name: str) -> None:
+    async def _handle(self, stream: trio.SocketStream, slot: Slot) -> None:
         self.stats.connections += 1
-        conn = ServerConnection(self._max_message_bytes)
-        context_format = OutputFormat.TEXT
         try:
-            async with stream:
-                peer = peer_credentials(stream.socket)
-                while True:
-                    try:
-                        request = conn.next_request()
-                    except ProtocolError as exc:
-                        self.stats.protocol_errors += 1
-                        log = self._log if exc.log_module == "unixctl" else self._jsonrpc_log
-                        log.warn(f"{name}: {exc}", rl=self._rl)
-                        return
-                    if request is None:
-                        data = await stream.receive_some(_RECV_SIZE)
-                        if not data:
-                            return
-                        conn.receive_data(data)
-                        continue
-                    context = CommandContext(
-                        name=request.method, output_format=context_format, peer=peer
-                    )
-                    # In flight until the reply is written: `exit` waits on this.
-                    self._in_flight += 1
-                    self._idle = trio.Event()
-                    try:
-                        payload = await self._dispatch(context, request.id, request.params, name)
-                        context_format = context.output_format  # set-options may change it
-                        await stream.send_all(payload)
-                    finally:
-                        self._in_flight -= 1
-                        if not self._in_flight:
-                            self._idle.set()
+            with slot.cancel_scope:  # cancelled when the slot is reclaimed
+                async with stream:
+                    await self._converse(stream, slot)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             # The peer vanished (mid-reply, or reset): nothing to answer.
             pass
@@ -203,9 +205,46 @@ class UnixctlServer:
             # Whatever one connection's bytes or command provoke ends that
             # connection only: the switch keeps forwarding and serving others.
             self.stats.internal_errors += 1
-            self._log.err(f"{name}: closing connection after an internal error: {exc!r}")
+            self._log.err(f"{slot.name}: closing connection after an internal error: {exc!r}")
         finally:
-            self._active -= 1
+            self.slots.release(slot)
+
+    async def _converse(self, stream: trio.SocketStream, slot: Slot) -> None:
+        """Requests and replies, one at a time, until the peer leaves or misbehaves."""
+        conn = ServerConnection(self._max_message_bytes)
+        output_format = OutputFormat.TEXT
+        while True:
+            try:
+                request = conn.next_request()
+            except ProtocolError as exc:
+                self.stats.protocol_errors += 1
+                log = self._log if exc.log_module == "unixctl" else self._jsonrpc_log
+                log.warn(f"{slot.name}: {exc}", rl=self._rl)
+                return
+            if request is None:
+                data = await stream.receive_some(_RECV_SIZE)
+                if not data:
+                    return
+                conn.receive_data(data)
+                continue
+            slot.last_request = trio.current_time()
+            context = CommandContext(
+                name=request.method, output_format=output_format, peer=slot.peer
+            )
+            # In flight until the reply is written: `exit` waits on this.
+            self._in_flight += 1
+            self._idle = trio.Event()
+            slot.busy += 1
+            try:
+                payload = await self._dispatch(context, request.id, request.params, slot.name)
+                output_format = context.output_format  # set-options may change it
+                await stream.send_all(payload)
+            finally:
+                slot.busy -= 1
+                slot.last_request = trio.current_time()
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._idle.set()
 
     async def _dispatch(
         self, context: CommandContext, request_id: object, params: list[object], name: str
@@ -268,6 +307,10 @@ def _compact(value: object) -> str:
 
 
 _PEERCRED = struct.Struct("3i")
+
+
+def _is_owner_or_root(peer: PeerCredentials) -> bool:
+    return peer.uid in (0, os.getuid())
 
 
 def peer_credentials(sock: trio.socket.SocketType) -> PeerCredentials | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -11,11 +12,13 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from pyvswitchd.control import server as server_mod
 from pyvswitchd.control.protocol import JsonStream
 from pyvswitchd.control.registry import CommandContext, CommandRegistry
 from pyvswitchd.control.server import UnixctlServer
+from pyvswitchd.control.slots import SlotTable
 from pyvswitchd.observe.coverage import Coverage
 from pyvswitchd.observe.vlog import Vlog
 
@@ -54,7 +57,8 @@ class Client:
     async def send(self, method: str, params: Sequence[str] = ()) -> None:
         self._id += 1
         msg = {"id": self._id, "method": method, "params": list(params)}
-        await self.stream.send_all(json.dumps(msg).encode())
+        with contextlib.suppress(trio.BrokenResourceError):  # closed already: see receive()
+            await self.stream.send_all(json.dumps(msg).encode())
 
     async def receive(self) -> Any:
         """The next reply, or None when the server closed the connection."""
@@ -105,31 +109,36 @@ def _structured(value: Any) -> Any:
     return Reply(text=value)
 
 
+@pytest.mark.parametrize(
+    ("target", "logged"),
+    [
+        ("peer_credentials", "closing new connection after an internal error"),  # at accept
+        ("CommandContext", "unix#1: closing connection after an internal error"),  # at request
+    ],
+)
 async def test_unexpected_error_closes_only_that_connection(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, logged: str
 ) -> None:
     registry = CommandRegistry()
     registry.register("ok", "", 0, 0, lambda ctx, args: "fine")
     async with running(tmp_path, registry) as (srv, console):
         calls = 0
-        real = server_mod.peer_credentials
+        real = getattr(server_mod, target)
 
-        def flaky(sock: trio.socket.SocketType) -> Any:
+        def flaky(*args: Any, **kwargs: Any) -> Any:
             nonlocal calls
             calls += 1
             if calls == 1:
                 raise RuntimeError("injected")
-            return real(sock)
+            return real(*args, **kwargs)
 
-        monkeypatch.setattr(server_mod, "peer_credentials", flaky)
+        monkeypatch.setattr(server_mod, target, flaky)
         async with await Client.connect(srv.path) as first:
             assert await first.call("ok") is None  # closed, no reply
         async with await Client.connect(srv.path) as second:
             assert (await second.call("ok"))["result"] == "fine\n"
         assert srv.stats.internal_errors == 1
-    assert "closing connection after an internal error: RuntimeError('injected')" in (
-        console.getvalue()
-    )
+    assert f"{logged}: RuntimeError('injected')" in console.getvalue()
 
 
 async def test_json_mode_reply_with_nan(tmp_path: Path) -> None:
@@ -149,3 +158,40 @@ async def test_json_mode_reply_with_nan(tmp_path: Path) -> None:
             assert (await client.call("set-options", "--format", "json"))["error"] is None
             reply = await client.call("rate")
         assert reply["error"] == '"rate" command failed: its reply cannot be encoded\n'
+
+
+async def test_idle_connections_are_reclaimed_when_slots_run_short(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    registry = CommandRegistry()
+    registry.register("ok", "", 0, 0, lambda ctx, args: "fine")
+    release = trio.Event()
+
+    async def slow(ctx: CommandContext, args: Sequence[str]) -> str:
+        await release.wait()
+        return "slow"
+
+    registry.register("slow", "", 0, 0, slow)
+    slots = SlotTable(max_total=3, reserved=0, per_uid=3, idle_timeout=10.0)
+    async with running(tmp_path, registry, slots=slots) as (srv, console):
+        busy = await Client.connect(srv.path)
+        await busy.send("slow")  # in progress: never idle
+        idle = [await Client.connect(srv.path) for _ in range(2)]
+        await trio.testing.wait_all_tasks_blocked()
+        assert srv.active_connections == 3
+        async with await Client.connect(srv.path) as refused:
+            assert await refused.call("ok") is None  # full, and nobody idle for 10 s
+        assert srv.stats.refused_connections == 1
+        await trio.sleep(11)
+        await idle[1].call("ok")  # a request: this one is not idle any more
+        async with await Client.connect(srv.path) as newcomer:
+            assert (await newcomer.call("ok"))["result"] == "fine\n"
+            assert await idle[0].receive() is None  # closed to make room
+            assert srv.stats.reclaimed_connections == 1
+            release.set()
+            assert (await busy.receive())["result"] == "slow\n"
+        for client in [busy, *idle]:
+            await client.stream.aclose()
+    assert "unix#2: closing connection of uid 0, idle for 11 s, to make room for unix#5" in (
+        console.getvalue()
+    )
