@@ -406,6 +406,59 @@ class ServerConnection:
         return encode_error(request_id, with_newline(_encodable(error)))
 
 
+class ResultWriter:
+    """Encodes a success reply whose result comes in pieces (a streamed reply).
+
+    ``head()``, ``piece(chunk)`` for each chunk, then ``tail()``: together
+    the bytes :meth:`ServerConnection.success` would make of the whole
+    result, without the whole result ever being in memory.  Construct with
+    :meth:`text` (a text result: escaped piece by piece, final newline added
+    as :func:`with_newline` does), :meth:`plain` (text in JSON mode:
+    ``{"reply-format":"plain","reply":...}``) or :meth:`json` (the pieces
+    are JSON text already).
+    """
+
+    def __init__(
+        self, request_id: Any, *, escape: bool, newline: bool, prefix: bytes, suffix: bytes
+    ) -> None:
+        quote = b'"' if escape else b""
+        self._head = b'{"id":' + _dumps(request_id) + b',"result":' + prefix + quote
+        self._tail = quote + suffix + b',"error":null}'
+        self._escape = escape
+        self._newline = newline
+        self._last = ""
+
+    @classmethod
+    def text(cls, request_id: Any) -> ResultWriter:
+        return cls(request_id, escape=True, newline=True, prefix=b"", suffix=b"")
+
+    @classmethod
+    def plain(cls, request_id: Any) -> ResultWriter:
+        prefix = b'{"reply-format":"plain","reply":'
+        return cls(request_id, escape=True, newline=False, prefix=prefix, suffix=b"}")
+
+    @classmethod
+    def json(cls, request_id: Any) -> ResultWriter:
+        return cls(request_id, escape=False, newline=False, prefix=b"", suffix=b"")
+
+    def head(self) -> bytes:
+        return self._head
+
+    def piece(self, chunk: str) -> bytes:
+        """``chunk`` on the wire; ValueError if it holds what UTF-8 cannot carry."""
+        if not chunk:
+            return b""
+        self._last = chunk[-1]
+        if self._escape:
+            chunk = json.dumps(chunk, ensure_ascii=False)[1:-1]
+        return chunk.encode("utf-8")
+
+    def tail(self) -> bytes:
+        if self._newline and self._last and self._last != "\n":
+            return b"\\n" + self._tail
+        return self._tail
+
+
 class ClientConnection:
     """Client side: numbers requests from 0 and matches replies by id."""
 

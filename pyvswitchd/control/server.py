@@ -5,6 +5,13 @@ bytes and applies OVS's connection rules: one request in flight per
 connection (the next is not read until the reply is written), a protocol
 error closes the connection without a reply, and a reply is sent even when
 the handler failed.
+
+And the rules that keep one client from harming the switch or the others:
+no exception while serving a connection leaves it (logged, that connection
+closed); who gets a connection slot is :mod:`.slots`' business; a streamed
+reply (:class:`~.registry.StreamReply`) is built through the server's
+:class:`~.pacer.Pacer` and sent chunk by chunk, at most MAX_STREAMS at a
+time; a peer that reads none of its reply for SEND_TIMEOUT is dropped.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import os
 import socket as stdlib_socket
 import stat
 import struct
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import attrs
 import trio
@@ -23,7 +30,8 @@ import trio
 from ..accept import Acceptor
 from ..observe.coverage import Coverage
 from ..observe.vlog import Level, RateLimit, Vlog
-from .protocol import MAX_MESSAGE_BYTES, ProtocolError, ServerConnection
+from .pacer import Pacer
+from .protocol import MAX_MESSAGE_BYTES, ProtocolError, ResultWriter, ServerConnection
 from .registry import (
     CommandContext,
     CommandError,
@@ -31,10 +39,22 @@ from .registry import (
     OutputFormat,
     PeerCredentials,
     Reply,
+    StreamReply,
 )
 from .slots import Refused, Slot, SlotTable
 
 _RECV_SIZE = 65536
+#: Bytes handed to the kernel at a time; the send timeout applies to each.
+_SEND_PIECE = 65536
+
+#: Seconds a peer may go without reading any of its pending reply before the
+#: connection is closed (OVS closes clients that fall too far behind too).
+SEND_TIMEOUT = 10.0
+#: Streamed replies in progress at once.  Each holds its builder's state (a
+#: dump holds a snapshot of a flow table: 8 bytes a flow) and a chunk; more
+#: wait their turn, so a crowd of clients that ask for dumps and never read
+#: costs at most this many of them.
+MAX_STREAMS = 16
 
 
 @attrs.define
@@ -51,6 +71,8 @@ class ServerStats:
     reclaimed_connections: int = 0
     #: Connections closed because serving them raised (a bug, logged at ERR).
     internal_errors: int = 0
+    #: Connections closed because the peer stopped reading its reply.
+    stalled_connections: int = 0
 
 
 class UnixctlServer:
@@ -70,6 +92,8 @@ class UnixctlServer:
         mode: int = 0o770,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         slots: SlotTable | None = None,
+        send_timeout: float = SEND_TIMEOUT,
+        max_streams: int = MAX_STREAMS,
         authorize: Callable[[CommandContext], str | None] | None = None,
         is_admin: Callable[[PeerCredentials], bool] | None = None,
         group: int | None = None,
@@ -78,6 +102,10 @@ class UnixctlServer:
         self.registry = registry
         self.stats = ServerStats()
         self.slots = slots if slots is not None else SlotTable()
+        #: Shared by every connection: builders of big replies take turns.
+        self.pacer = Pacer()
+        self._send_timeout = send_timeout
+        self._streams = trio.CapacityLimiter(max_streams)
         self._mode = mode
         self._max_message_bytes = max_message_bytes
         self._authorize = authorize
@@ -201,6 +229,16 @@ class UnixctlServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             # The peer vanished (mid-reply, or reset): nothing to answer.
             pass
+        except _Stalled as exc:
+            # OVS drops such clients too: holding their reply would let any
+            # client that never reads pin daemon memory (and a slot) forever.
+            self.stats.stalled_connections += 1
+            who = f"uid {slot.uid}" if slot.uid is not None else "unknown peer"
+            self._log.warn(
+                f"{slot.name}: closing connection of {who}: no reply data read for "
+                f"{self._send_timeout:g} s ({exc.pending} bytes pending)",
+                rl=self._rl,
+            )
         except Exception as exc:
             # Whatever one connection's bytes or command provoke ends that
             # connection only: the switch keeps forwarding and serving others.
@@ -229,16 +267,19 @@ class UnixctlServer:
                 continue
             slot.last_request = trio.current_time()
             context = CommandContext(
-                name=request.method, output_format=output_format, peer=slot.peer
+                name=request.method, output_format=output_format, peer=slot.peer, pacer=self.pacer
             )
             # In flight until the reply is written: `exit` waits on this.
             self._in_flight += 1
             self._idle = trio.Event()
             slot.busy += 1
             try:
-                payload = await self._dispatch(context, request.id, request.params, slot.name)
+                reply = await self._dispatch(context, request.id, request.params, slot.name)
                 output_format = context.output_format  # set-options may change it
-                await stream.send_all(payload)
+                if isinstance(reply, bytes):
+                    await self._send(stream, reply)
+                else:
+                    await self._send_streamed(stream, reply)
             finally:
                 slot.busy -= 1
                 slot.last_request = trio.current_time()
@@ -246,9 +287,58 @@ class UnixctlServer:
                 if not self._in_flight:
                     self._idle.set()
 
+    async def _send(self, stream: trio.SocketStream, data: bytes) -> None:
+        """``data`` to the peer; _Stalled if it accepts none of it for send_timeout."""
+        view = memoryview(data)
+        for start in range(0, len(view), _SEND_PIECE):
+            with trio.move_on_after(self._send_timeout) as scope:
+                await stream.send_all(view[start : start + _SEND_PIECE])
+            if scope.cancelled_caught:
+                raise _Stalled(len(view) - start)
+
+    async def _send_streamed(self, stream: trio.SocketStream, reply: _Streamed) -> None:
+        """A streamed reply, chunk by chunk as the builder makes them."""
+        writer = reply.writer
+        try:
+            await self._send(stream, writer.head() + writer.piece(reply.first))
+            async for chunk in reply.rest:
+                await self._send(stream, writer.piece(chunk))
+            await self._send(stream, writer.tail())
+        finally:
+            with trio.CancelScope(shield=True):
+                await _aclose(reply.rest)
+            self._streams.release()
+
+    async def _start_stream(
+        self, reply: StreamReply, context: CommandContext, request_id: object
+    ) -> _Streamed:
+        # The first chunk is made before anything is sent, so that a handler
+        # failing at once still gets an error reply.
+        if context.output_format is OutputFormat.JSON:
+            if reply.json is not None:
+                writer, chunks = ResultWriter.json(request_id), reply.json()
+            else:
+                writer, chunks = ResultWriter.plain(request_id), reply.text()
+        else:
+            writer, chunks = ResultWriter.text(request_id), reply.text()
+        try:
+            await self._streams.acquire()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await _aclose(chunks)
+            raise
+        try:
+            first = await anext(aiter(chunks), "")
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await _aclose(chunks)
+            self._streams.release()
+            raise
+        return _Streamed(writer, first, chunks)  # _send_streamed releases
+
     async def _dispatch(
         self, context: CommandContext, request_id: object, params: list[object], name: str
-    ) -> bytes:
+    ) -> bytes | _Streamed:
         self._received.inc()
         self.stats.requests += 1
         if self._log.is_enabled(Level.DBG):
@@ -259,7 +349,9 @@ class UnixctlServer:
             refusal = self._authorize(context) if self._authorize else None
             if refusal is not None:
                 raise CommandError(refusal)
-            reply = await self.registry.invoke(context, params)
+            reply = await self.registry.invoke_streaming(context, params)
+            if isinstance(reply, StreamReply):
+                streamed = await self._start_stream(reply, context, request_id)
         except CommandError as exc:
             self.stats.errors += 1
             failed, shown = True, _compact(str(exc))
@@ -271,6 +363,11 @@ class UnixctlServer:
             failed, shown = True, _compact(text)
             payload = ServerConnection.failure(request_id, text)
         else:
+            if isinstance(reply, StreamReply):
+                self._replied.inc()
+                if self._log.is_enabled(Level.DBG):
+                    self._log.dbg(f"replying with success, id={_compact(request_id)}: (streamed)")
+                return streamed
             value = reply_value(reply, context)
             failed, shown = False, _compact(value)
             try:
@@ -287,6 +384,30 @@ class UnixctlServer:
             kind = "error" if failed else "success"
             self._log.dbg(f"replying with {kind}, id={_compact(request_id)}: {shown}")
         return payload
+
+
+class _Stalled(Exception):
+    """The peer read nothing of its reply for the send timeout."""
+
+    def __init__(self, pending: int) -> None:
+        super().__init__(pending)
+        self.pending = pending
+
+
+@attrs.frozen
+class _Streamed:
+    """A streamed reply under way: its encoder, first chunk and the rest."""
+
+    writer: ResultWriter
+    first: str
+    rest: AsyncIterator[str]
+
+
+async def _aclose(chunks: AsyncIterator[str]) -> None:
+    # Async generators hold their builder's state until closed: close at once.
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def reply_value(reply: Reply, context: CommandContext) -> object:

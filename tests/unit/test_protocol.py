@@ -265,3 +265,29 @@ def test_hostile_requests_are_refused_or_round_trip(text: str) -> None:
         client.feed(reply)
         complete, value = client.next_value()
         assert complete and value["id"] == request.id
+
+
+@pytest.mark.parametrize(
+    "chunks", [["a\n", 'é"b\\\n'], ["no newline at ", "the end"], [], ["", "x", ""]]
+)
+def test_streamed_text_result_is_the_same_bytes(chunks: list[str]) -> None:
+    from pyvswitchd.control.protocol import ResultWriter
+
+    for request_id in (0, "abc", [1, {"x": None}]):
+        w = ResultWriter.text(request_id)
+        wire = w.head() + b"".join(w.piece(c) for c in chunks) + w.tail()
+        assert wire == ServerConnection.success(request_id, "".join(chunks))
+        w = ResultWriter.plain(request_id)
+        wire = w.head() + b"".join(w.piece(c) for c in chunks) + w.tail()
+        plain = {"reply-format": "plain", "reply": "".join(chunks)}
+        assert wire == ServerConnection.success(request_id, plain)
+
+
+def test_streamed_json_result_is_the_same_bytes() -> None:
+    from pyvswitchd.control.protocol import ResultWriter
+
+    value = [{"ufid": "u1", "packets": 3}, {"ufid": "é", "used_s": None}]
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    w = ResultWriter.json(7)
+    wire = w.head() + w.piece(text[:5]) + w.piece(text[5:]) + w.tail()
+    assert wire == ServerConnection.success(7, value)

@@ -16,7 +16,7 @@ import trio.testing
 
 from pyvswitchd.control import server as server_mod
 from pyvswitchd.control.protocol import JsonStream
-from pyvswitchd.control.registry import CommandContext, CommandRegistry
+from pyvswitchd.control.registry import CommandContext, CommandRegistry, StreamReply
 from pyvswitchd.control.server import UnixctlServer
 from pyvswitchd.control.slots import SlotTable
 from pyvswitchd.observe.coverage import Coverage
@@ -195,3 +195,106 @@ async def test_idle_connections_are_reclaimed_when_slots_run_short(
     assert "unix#2: closing connection of uid 0, idle for 11 s, to make room for unix#5" in (
         console.getvalue()
     )
+
+
+def big_stream(ctx: CommandContext, n_lines: int = 200_000) -> StreamReply:
+    def text() -> AsyncIterator[str]:
+        return ctx.pacer.render(range(n_lines), lambda i: f"line {i:08d} of a big reply\n")
+
+    def data() -> AsyncIterator[str]:
+        return ctx.pacer.json_array(range(n_lines), lambda i: {"line": i})
+
+    return StreamReply(text, data)
+
+
+async def test_streamed_reply_reaches_text_and_json_clients(tmp_path: Path) -> None:
+    from pyvswitchd.control.builtins import register_builtins
+
+    registry = CommandRegistry()
+    register_builtins(registry, "test 1.0")
+    registry.register("big", "", 0, 0, lambda ctx, args: big_stream(ctx, 50_000))
+    async with (
+        running(tmp_path, registry) as (srv, _console),
+        await Client.connect(srv.path) as client,
+    ):
+        reply = await client.call("big")
+        assert reply["result"] == "".join(f"line {i:08d} of a big reply\n" for i in range(50_000))
+        await client.call("set-options", "--format", "json")
+        reply = await client.call("big")
+        assert reply["result"] == [{"line": i} for i in range(50_000)]
+        assert (await client.call("version"))["error"] is None
+
+
+async def test_client_that_stops_reading_is_dropped(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    from pyvswitchd.control.server import SEND_TIMEOUT
+
+    registry = CommandRegistry()
+    registry.register("big", "", 0, 0, lambda ctx, args: big_stream(ctx))
+    registry.register("ok", "", 0, 0, lambda ctx, args: "fine")
+    async with running(tmp_path, registry) as (srv, console):
+        async with await Client.connect(srv.path) as sleeper:
+            await sleeper.send("big")  # 6 MB of reply, never read
+            trio.current_time()
+            await trio.sleep(SEND_TIMEOUT - 1)
+            assert srv.stats.stalled_connections == 0
+            await trio.sleep(2)
+            assert srv.stats.stalled_connections == 1
+            # Its builder is closed: nothing of the reply stays behind.
+            assert srv.active_connections == 0
+        async with await Client.connect(srv.path) as other:
+            assert (await other.call("ok"))["result"] == "fine\n"
+    assert "unix#1: closing connection of uid 0: no reply data read for 10 s" in (
+        console.getvalue()
+    )
+
+
+async def test_streams_in_progress_are_limited(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    registry = CommandRegistry()
+    started = 0
+
+    def handler(ctx: CommandContext, args: Sequence[str]) -> StreamReply:
+        async def text() -> AsyncIterator[str]:
+            nonlocal started
+            started += 1
+            render = ctx.pacer.render(range(200_000), lambda i: f"{i:020d}\n")
+            async with contextlib.aclosing(render) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+
+        return StreamReply(text)
+
+    registry.register("big", "", 0, 0, handler)
+    async with running(tmp_path, registry, max_streams=2) as (srv, _console):
+        sleepers = [await Client.connect(srv.path) for _ in range(5)]
+        for client in sleepers:
+            await client.send("big")
+        await trio.sleep(1)
+        assert started == 2  # the others wait for a turn, holding nothing
+        await trio.sleep(60)  # the stalled ones are dropped, the waiting ones go on
+        assert started == 5
+        for client in sleepers:
+            await client.stream.aclose()
+
+
+async def test_stream_failing_at_once_is_an_error_reply(tmp_path: Path) -> None:
+    registry = CommandRegistry()
+
+    def handler(ctx: CommandContext, args: Sequence[str]) -> StreamReply:
+        def fail(i: int) -> str:
+            raise ValueError("flow vanished")
+
+        return StreamReply(lambda: ctx.pacer.render(range(10), fail))
+
+    registry.register("bad", "", 0, 0, handler)
+    registry.register("ok", "", 0, 0, lambda ctx, args: "fine")
+    async with (
+        running(tmp_path, registry) as (srv, _console),
+        await Client.connect(srv.path) as client,
+    ):
+        reply = await client.call("bad")
+        assert reply["error"] == '"bad" command failed: flow vanished\n'
+        assert (await client.call("ok"))["result"] == "fine\n"
