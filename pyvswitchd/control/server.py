@@ -42,6 +42,7 @@ from .registry import (
     StreamReply,
 )
 from .slots import Refused, Slot, SlotTable
+from .sun_path import unix_address
 
 _RECV_SIZE = 65536
 #: Bytes handed to the kernel at a time; the send timeout applies to each.
@@ -198,7 +199,8 @@ class UnixctlServer:
             # other task runs while the process-wide umask is changed.
             old_umask = os.umask(0o777 & ~self._mode)
             try:
-                sock.bind(self.path)
+                with unix_address(self.path) as address:
+                    sock.bind(address)
             finally:
                 os.umask(old_umask)
             os.chmod(self.path, self._mode)  # umask cannot add bits, e.g. group write
@@ -454,7 +456,8 @@ def remove_stale_socket(path: str) -> None:
     probe = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
-        probe.connect(path)
+        with unix_address(path) as address:
+            probe.connect(address)
     except OSError:
         os.unlink(path)
         return
