@@ -44,6 +44,17 @@ Tasks.
     the end, both taken right after a ``config/reload`` of the same file, so
     the same PMDs exist: the totals must be equal.
 
+Hostile client (on by default; ``--no-hostile`` turns it off).
+    Beside the reconfiguration storm, a thread attacks the control socket
+    in a loop: hypothesis-made hostile requests (the strategies of
+    ``tests/hostile_json.py``: lone surrogates, huge integers, NaN and
+    Infinity, deep nesting, in id, method and params), one connection
+    each, every accepted request's reply checked to echo its id; now and
+    then random bytes, half-sent requests left hanging, bursts of idle
+    connections and ``dpctl/dump-flows`` requests whose reply is never
+    read.  It pauses around the tasks snapshots (its connections are
+    tasks too).  None of it may cost a packet, memory or an ERR line.
+
 The daemon must also never log at ERR or EMER level and must exit 0 on
 SIGTERM at the end.  It prints a summary (requests, reconfigurations,
 minutes soaked, packets accounted, RSS and tasks before and after) and
@@ -55,20 +66,24 @@ read the daemon's log afterwards.  ``--short`` is the CI mode (~30 s,
 ``tests/e2e/test_soak.py``).
 
 Usage: python benchmarks/soak.py [--minutes M | --short] [--period S] [--pps N]
-                                 [--seed N] [--rss-tolerance KIB] [--keep]
+                                 [--seed N] [--rss-tolerance KIB] [--keep] [--no-hostile]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -252,6 +267,131 @@ class Daemon:
 
 
 @attrs.define
+class Hostile:
+    """The hostile client: a thread attacking the control socket until stopped."""
+
+    path: str
+    seed: int
+    requests: int = 0
+    answered: int = 0
+    refused: int = 0
+    other_attacks: int = 0
+    failures: list[str] = attrs.field(factory=list)
+    _stop: threading.Event = attrs.field(factory=threading.Event)
+    _pause: threading.Event = attrs.field(factory=threading.Event)
+    _idle: threading.Event = attrs.field(factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hostile", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(60)
+
+    @contextlib.contextmanager
+    def paused(self) -> Any:
+        """No hostile connection open inside the block (for the tasks snapshots)."""
+        self._idle.clear()
+        self._pause.set()
+        try:
+            if self._thread is not None and self._thread.is_alive():
+                self._idle.wait(60)
+            yield
+        finally:
+            self._pause.clear()
+
+    def _exchange(self, wire: bytes, *, read: bool = True) -> bytes:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(self.path)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                s.sendall(wire)
+            if not read:
+                return b""
+            s.shutdown(socket.SHUT_WR)
+            data = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := s.recv(65536):
+                    data += chunk
+            return data
+
+    def _fuzz_once(self, request: str) -> None:
+        wire = request.encode("utf-8", "surrogatepass")
+        self.requests += 1
+        reply = self._exchange(wire)
+        if not reply:
+            self.refused += 1
+            return
+        self.answered += 1
+        if json.loads(reply)["id"] != json.loads(wire)["id"]:
+            self.failures.append(f"reply {reply[:200]!r} does not echo the id of {wire[:200]!r}")
+
+    def _other_attack(self, rng: random.Random) -> None:
+        self.other_attacks += 1
+        kind = rng.randrange(4)
+        if kind == 0:  # garbage
+            self._exchange(os.urandom(rng.randrange(1, 4096)))
+        elif kind == 1:  # half a request, then hang up
+            self._exchange(b'{"id":1,"method":"version","par', read=False)
+        elif kind == 2:  # a burst of idle connections held for a moment
+            held = []
+            try:
+                for _ in range(64):
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    held.append(s)
+                    s.connect(self.path)
+                time.sleep(0.5)
+            finally:
+                for s in held:
+                    s.close()
+        else:  # ask for a dump and never read it
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(self.path)
+                s.sendall(b'{"id":0,"method":"dpctl/dump-flows","params":["-m"]}')
+                time.sleep(0.5)
+
+    def _run(self) -> None:
+        from hypothesis import HealthCheck, given, settings
+
+        from tests.hostile_json import hostile_requests
+
+        rng = random.Random(self.seed)
+
+        @settings(
+            max_examples=50,
+            database=None,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(hostile_requests())
+        def fuzz(request: str) -> None:
+            if self._stop.is_set() or self._pause.is_set():
+                return
+            self._fuzz_once(request)
+
+        while not self._stop.is_set():
+            if self._pause.is_set():
+                self._idle.set()
+                time.sleep(0.05)
+                continue
+            try:
+                fuzz()
+                self._other_attack(rng)
+            except Exception as exc:  # the daemon went away, or a check failed
+                self.failures.append(f"hostile client: {exc!r}")
+                return
+
+    def summary(self) -> str:
+        return (
+            f"{self.requests} hostile requests ({self.answered} answered, {self.refused} "
+            f"closed as malformed), {self.other_attacks} other attacks"
+        )
+
+
+@attrs.define
 class Soak:
     """One soak run: its plan, its running totals and its checks."""
 
@@ -263,6 +403,7 @@ class Soak:
     pps: int
     rss_tolerance_kb: int
     rng: random.Random
+    hostile: Hostile | None = None
     churn_sent: int = 0
     churn_sources: int = 0
     reconfigurations: int = 0
@@ -430,13 +571,20 @@ class Soak:
 
     def snapshot(self) -> dict[str, Any]:
         """Tasks, RSS and memory/show, right after a reload of the base file."""
-        self.op_reload(variant=0)
-        time.sleep(0.2)  # let the PMDs settle after the reload
-        return {
-            "tasks": self.daemon.tasks(),
-            "rss_kb": rss_kb(self.daemon.pid),
-            "memory": self.daemon.call("memory/show"),
-        }
+        with self.hostile.paused() if self.hostile else contextlib.nullcontext():
+            self.op_reload(variant=0)
+            # Let the PMDs settle after the reload, and the hostile client's
+            # connections (tasks too) close.
+            self._wait(
+                lambda: self.daemon.call("memory/show")["control-connections"] == 1,
+                "hostile connections to close",
+            )
+            time.sleep(0.2)
+            return {
+                "tasks": self.daemon.tasks(),
+                "rss_kb": rss_kb(self.daemon.pid),
+                "memory": self.daemon.call("memory/show"),
+            }
 
     def run(self) -> dict[str, Any]:
         d = self.daemon
@@ -444,6 +592,8 @@ class Soak:
         self.learn()
         self.op_reload(variant=0)  # the sources start sending now
         self._wait(lambda: self.balance()[0] > 0, "traffic to start")
+        if self.hostile is not None:
+            self.hostile.start()
         before: dict[str, Any] | None = None
         end = start + self.seconds
         while time.monotonic() < end:
@@ -461,6 +611,9 @@ class Soak:
         if before is None:
             before = self.snapshot()
         soaked = time.monotonic() - start
+        if self.hostile is not None:
+            self.hostile.stop()
+            self.failures.extend(self.hostile.failures)
         after = self.snapshot()
         # Stop the sources (each sends at most one more frame) and let the datapath drain.
         self.config_path.write_text(
@@ -552,6 +705,7 @@ def summary(soak: Soak, result: dict[str, Any], rc: int, log: Path) -> str:
         f"  memory/show:        {mem_before}  ->  {mem_after}",
         f"  tasks:              {before['tasks']['total']} after warm-up, "
         f"{after['tasks']['total']} at the end",
+        f"  hostile client:     {soak.hostile.summary() if soak.hostile else 'off'}",
         f"  daemon log:         {dict(sorted(levels.items()))}; exit status {rc}",
     ]
     return "\n".join(lines) + "\n"
@@ -566,6 +720,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="step order seed (default 1)")
     parser.add_argument("--rss-tolerance", type=int, metavar="KIB", help="allowed RSS growth")
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
+    parser.add_argument(
+        "--hostile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="attack the control socket meanwhile (default: on)",
+    )
     args = parser.parse_args(argv)
     if args.minutes <= 0 or (args.period is not None and args.period <= 0) or args.pps <= 0:
         parser.error("--minutes, --period and --pps must be positive")
@@ -598,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
         args.pps,
         tolerance,
         random.Random(args.seed),
+        Hostile(daemon.client.path, args.seed) if args.hostile else None,
     )
     failed = False
     try:
@@ -605,6 +766,8 @@ def main(argv: list[str] | None = None) -> int:
     except SoakError as exc:
         print(f"soak: FAILED: {exc}", file=sys.stderr)
         failed = True
+    if soak.hostile is not None:
+        soak.hostile.stop()
     rc = daemon.stop()
     log = rundir / "pyvswitchd.log"
     if not failed:
