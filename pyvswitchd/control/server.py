@@ -115,6 +115,8 @@ class UnixctlServer:
         self._log = vlog.module("unixctl")
         self._jsonrpc_log = vlog.module("jsonrpc")
         self._rl = RateLimit(5, 5)
+        # Apart, so that a flood of malformed input cannot hide a bug's ERR lines.
+        self._err_rl = RateLimit(5, 5)
         self._received = coverage.define("unixctl_received")
         self._replied = coverage.define("unixctl_replied")
         self._serial = 0
@@ -147,7 +149,10 @@ class UnixctlServer:
                         slot = self._admit(stream)
                     except Exception as exc:  # never let one connection end the listener
                         self.stats.internal_errors += 1
-                        self._log.err(f"closing new connection after an internal error: {exc!r}")
+                        self._log.err(
+                            f"closing new connection after an internal error: {exc!r}",
+                            rl=self._err_rl,
+                        )
                         slot = None
                     if slot is None:
                         stream.socket.close()
@@ -162,7 +167,9 @@ class UnixctlServer:
         try:
             admin = peer is not None and self._is_admin(peer)
         except Exception as exc:  # e.g. /proc unreadable: treat as a user
-            self._log.err(f"cannot tell whether {peer} is an administrator: {exc!r}", rl=self._rl)
+            self._log.err(
+                f"cannot tell whether {peer} is an administrator: {exc!r}", rl=self._err_rl
+            )
             admin = False
         self._serial += 1
         now = trio.current_time()
@@ -245,7 +252,10 @@ class UnixctlServer:
             # Whatever one connection's bytes or command provoke ends that
             # connection only: the switch keeps forwarding and serving others.
             self.stats.internal_errors += 1
-            self._log.err(f"{slot.name}: closing connection after an internal error: {exc!r}")
+            self._log.err(
+                f"{slot.name}: closing connection after an internal error: {exc!r}",
+                rl=self._err_rl,
+            )
         finally:
             self.slots.release(slot)
 
@@ -360,7 +370,7 @@ class UnixctlServer:
             payload = ServerConnection.failure(request_id, str(exc))
         except Exception as exc:  # a handler bug must not take the daemon down
             self.stats.errors += 1
-            self._log.err(f"{name}: command {context.name!r} failed: {exc!r}")
+            self._log.err(f"{name}: command {context.name!r} failed: {exc!r}", rl=self._err_rl)
             text = f'"{context.name}" command failed: {exc}'
             failed, shown = True, _compact(text)
             payload = ServerConnection.failure(request_id, text)
@@ -377,7 +387,9 @@ class UnixctlServer:
             except (ValueError, TypeError, RecursionError) as exc:
                 # NaN, a lone surrogate, a set...: a handler bug, answered as one.
                 self.stats.errors += 1
-                self._log.err(f"{name}: reply to {context.name!r} is not JSON: {exc!r}")
+                self._log.err(
+                    f"{name}: reply to {context.name!r} is not JSON: {exc!r}", rl=self._err_rl
+                )
                 text = f'"{context.name}" command failed: its reply cannot be encoded'
                 failed, shown = True, _compact(text)
                 payload = ServerConnection.failure(request_id, text)
