@@ -44,6 +44,17 @@ Tasks.
     the end, both taken right after a ``config/reload`` of the same file, so
     the same PMDs exist: the totals must be equal.
 
+Hostile client (on by default; ``--no-hostile`` turns it off).
+    Beside the reconfiguration storm, a thread attacks the control socket
+    in a loop: hypothesis-made hostile requests (the strategies of
+    ``tests/hostile_json.py``: lone surrogates, huge integers, NaN and
+    Infinity, deep nesting, in id, method and params), one connection
+    each, every accepted request's reply checked to echo its id; now and
+    then random bytes, half-sent requests left hanging, bursts of idle
+    connections and ``dpctl/dump-flows`` requests whose reply is never
+    read.  It pauses around the tasks snapshots (its connections are
+    tasks too).  None of it may cost a packet, memory or an ERR line.
+
 The daemon must also never log at ERR or EMER level and must exit 0 on
 SIGTERM at the end.  It prints a summary (requests, reconfigurations,
 minutes soaked, packets accounted, RSS and tasks before and after) and
@@ -55,7 +66,7 @@ read the daemon's log afterwards.  ``--short`` is the CI mode (~30 s,
 ``tests/e2e/test_soak.py``).
 
 Usage: python benchmarks/soak.py [--minutes M | --short] [--period S] [--pps N]
-                                 [--seed N] [--rss-tolerance KIB] [--keep]
+                                 [--seed N] [--rss-tolerance KIB] [--keep] [--no-hostile]
 """
 
 from __future__ import annotations
@@ -78,6 +89,8 @@ from typing import Any
 import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hostile_client import Hostile
 
 from pyappctl.client import UnixctlClient
 
@@ -263,6 +276,7 @@ class Soak:
     pps: int
     rss_tolerance_kb: int
     rng: random.Random
+    hostile: Hostile | None = None
     churn_sent: int = 0
     churn_sources: int = 0
     reconfigurations: int = 0
@@ -430,13 +444,20 @@ class Soak:
 
     def snapshot(self) -> dict[str, Any]:
         """Tasks, RSS and memory/show, right after a reload of the base file."""
-        self.op_reload(variant=0)
-        time.sleep(0.2)  # let the PMDs settle after the reload
-        return {
-            "tasks": self.daemon.tasks(),
-            "rss_kb": rss_kb(self.daemon.pid),
-            "memory": self.daemon.call("memory/show"),
-        }
+        with self.hostile.paused() if self.hostile else contextlib.nullcontext():
+            self.op_reload(variant=0)
+            # Let the PMDs settle after the reload, and the hostile client's
+            # connections (tasks too) close.
+            self._wait(
+                lambda: self.daemon.call("memory/show")["control-connections"] == 1,
+                "hostile connections to close",
+            )
+            time.sleep(0.2)
+            return {
+                "tasks": self.daemon.tasks(),
+                "rss_kb": rss_kb(self.daemon.pid),
+                "memory": self.daemon.call("memory/show"),
+            }
 
     def run(self) -> dict[str, Any]:
         d = self.daemon
@@ -444,6 +465,8 @@ class Soak:
         self.learn()
         self.op_reload(variant=0)  # the sources start sending now
         self._wait(lambda: self.balance()[0] > 0, "traffic to start")
+        if self.hostile is not None:
+            self.hostile.start()
         before: dict[str, Any] | None = None
         end = start + self.seconds
         while time.monotonic() < end:
@@ -461,6 +484,9 @@ class Soak:
         if before is None:
             before = self.snapshot()
         soaked = time.monotonic() - start
+        if self.hostile is not None:
+            self.hostile.stop()
+            self.failures.extend(self.hostile.failures)
         after = self.snapshot()
         # Stop the sources (each sends at most one more frame) and let the datapath drain.
         self.config_path.write_text(
@@ -552,6 +578,7 @@ def summary(soak: Soak, result: dict[str, Any], rc: int, log: Path) -> str:
         f"  memory/show:        {mem_before}  ->  {mem_after}",
         f"  tasks:              {before['tasks']['total']} after warm-up, "
         f"{after['tasks']['total']} at the end",
+        f"  hostile client:     {soak.hostile.summary() if soak.hostile else 'off'}",
         f"  daemon log:         {dict(sorted(levels.items()))}; exit status {rc}",
     ]
     return "\n".join(lines) + "\n"
@@ -566,6 +593,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="step order seed (default 1)")
     parser.add_argument("--rss-tolerance", type=int, metavar="KIB", help="allowed RSS growth")
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
+    parser.add_argument(
+        "--hostile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="attack the control socket meanwhile (default: on)",
+    )
     args = parser.parse_args(argv)
     if args.minutes <= 0 or (args.period is not None and args.period <= 0) or args.pps <= 0:
         parser.error("--minutes, --period and --pps must be positive")
@@ -598,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
         args.pps,
         tolerance,
         random.Random(args.seed),
+        Hostile(daemon.client.path, args.seed) if args.hostile else None,
     )
     failed = False
     try:
@@ -605,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     except SoakError as exc:
         print(f"soak: FAILED: {exc}", file=sys.stderr)
         failed = True
+    if soak.hostile is not None:
+        soak.hostile.stop()
     rc = daemon.stop()
     log = rundir / "pyvswitchd.log"
     if not failed:

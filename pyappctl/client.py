@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from pyvswitchd.control.protocol import ClientConnection, ErrorResponse, ProtocolError, Response
+from pyvswitchd.control.sun_path import unix_address
 
 __all__ = [
     "DEFAULT_RUNDIR",
@@ -50,10 +51,6 @@ DEFAULT_TARGET = "pyvswitchd"
 
 #: Run directory used when neither PYVSWITCH_RUNDIR nor OVS_RUNDIR is set.
 DEFAULT_RUNDIR = "/run/pyvswitch"
-
-# Longest socket path a C client can put in sun_path (108 bytes with the
-# terminating NUL).  Longer paths are reached through /proc/self/fd, as OVS does.
-_SUN_PATH_MAX = 107
 
 _RECV_SIZE = 65536
 
@@ -271,18 +268,9 @@ class UnixctlClient:
         return left
 
     def _connect(self) -> None:
-        encoded = os.fsencode(self.path)
-        if len(encoded) <= _SUN_PATH_MAX:
-            self._connect_to(self.path)
-            return
-        # Too long for sun_path: name the socket relative to an open
-        # descriptor of its directory instead.
-        directory, name = os.path.split(self.path)
-        dirfd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            self._connect_to(f"/proc/self/fd/{dirfd}/{name}")
-        finally:
-            os.close(dirfd)
+        # A path too long for sun_path is reached through /proc/self/fd.
+        with unix_address(self.path) as address:
+            self._connect_to(address)
 
     def _connect_to(self, address: str) -> None:
         while True:
@@ -342,7 +330,15 @@ class UnixctlClient:
         return None, reply.result
 
     def _exchange(self, command: str, params: list[str]) -> Response | ErrorResponse:
-        request = self._conn.send_request(command, params)
+        try:
+            request = self._conn.send_request(command, params)
+        except ValueError:
+            # Bytes that are not UTF-8 in argv arrive as lone surrogates
+            # (surrogateescape); JSON cannot carry them.
+            raise self._fail(
+                os.strerror(errno.EINVAL),
+                LogLine("unixctl", "command and arguments must be valid UTF-8"),
+            ) from None
         try:
             self._remaining()
             self._sock.sendall(request)

@@ -16,7 +16,14 @@ import trio
 
 from . import PROGRAM_NAME
 from .config import ConfigError, parse_address
-from .daemon import DEFAULT_RUNDIR, Daemon, DaemonOptions, load_config, version_text
+from .daemon import (
+    DEFAULT_RUNDIR,
+    Daemon,
+    DaemonOptions,
+    StartupError,
+    load_config,
+    version_text,
+)
 from .daemon import list_metrics as metrics_table
 from .observe.vlog import Vlog, VlogError
 from .pidfile import AlreadyRunning
@@ -163,10 +170,14 @@ def command(
             _fail(f"{options.log_file}: cannot open log file: {exc.strerror}")
     try:
         trio.run(daemon.run)
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, StartupError) as exc:
         _fail(str(exc))
-    except OSError as exc:
+    except OSError as exc:  # before the daemon's tasks started (run directory, pidfile)
         _fail(f"cannot start: {exc}")
+    except Exception:
+        # Daemon.run logged it at EMER, traceback included, to every log
+        # destination (console included): printing it again would only repeat it.
+        sys.exit(1)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -109,6 +109,17 @@ def version_text() -> str:
     return f"{PROGRAM_NAME} ({PACKAGE_NAME}) {__version__}"
 
 
+class StartupError(Exception):
+    """Start-up failed for a reason stated in one line (``str(exc)``)."""
+
+
+def sole_exception(exc: BaseException) -> BaseException:
+    """The exception inside nested one-member groups (a nursery wraps what it raises)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def load_config(path: str | None) -> Config:
     """The file's config, or the built-in default when no file is named."""
     return config_mod.load(path) if path else config_mod.load_default()
@@ -144,6 +155,7 @@ class Daemon:
             self.registry, self.vlog, self.coverage, group_id(config.daemon.admin_group)
         )
         self.server.set_authorizer(self.access.authorize)
+        self.server.set_admin_check(lambda p: self.access.allowed(p.uid, p.gid, p.pid))
         register_builtins(self.registry, version_text())
         self.coverage.register_commands(self.registry)
         self.vlog.register_commands(self.registry)
@@ -342,37 +354,52 @@ class Daemon:
         await self.metrics.serve(listeners)
 
     async def run(self) -> None:
-        """Serve until stopped.  Raises AlreadyRunning / OSError if start-up fails."""
+        """Serve until stopped.
+
+        Raises AlreadyRunning, OSError or StartupError when start-up fails
+        for a reason the user can fix (one line says it all).  Anything else
+        that ends the daemon is first logged at EMER with its traceback, to
+        every log destination, then raised.
+        """
         os.makedirs(self.options.rundir, exist_ok=True)
         pidfile = PidFile(self.options.pidfile_path)
         pidfile.acquire()
         try:
-            async with trio.open_nursery() as root:
-                # Signals first: a SIGTERM that arrives once the socket exists
-                # (scripts wait for it) must stop the daemon cleanly, not kill it.
-                await root.start(self._signals)
-                await root.start(self.server.serve)
-                async with trio.open_nursery() as services:
-                    await services.start(self.datapath.run)
-                    await self.apply_config(self.config)
-                    await services.start(self.coverage.run_periodically)
-                    await services.start(self.memory.monitor)
-                    if self.options.metrics_address:
-                        await services.start(self._serve_metrics, self.options.metrics_address)
-                    tune_gc()
-                    self._log.info(f"{version_text()} ready on {self.server.path}")
-                    self._ready.set()
-                    self.notifier.ready()
-                    await self._stop.wait()
-                    self.notifier.stopping()
-                    await self.datapath.shutdown()
-                    services.cancel_scope.cancel()
-                self._stopped.set()
-                # Let `exit` callers get their (deferred) empty reply before the socket goes.
-                with trio.move_on_after(EXIT_REPLY_GRACE):
-                    await trio.lowlevel.checkpoint()
-                    await self.server.wait_idle()
-                root.cancel_scope.cancel()
+            await self._run()
+        except Exception as exc:
+            leaf = sole_exception(exc)
+            if not self._ready.is_set() and isinstance(leaf, OSError):
+                raise StartupError(f"cannot start: {leaf}") from exc
+            self._log.emer_exception(f"fatal error, exiting: {leaf!r}", exc)
+            raise
         finally:
             pidfile.release()
             self._log.info("stopped")
+
+    async def _run(self) -> None:
+        async with trio.open_nursery() as root:
+            # Signals first: a SIGTERM that arrives once the socket exists
+            # (scripts wait for it) must stop the daemon cleanly, not kill it.
+            await root.start(self._signals)
+            await root.start(self.server.serve)
+            async with trio.open_nursery() as services:
+                await services.start(self.datapath.run)
+                await self.apply_config(self.config)
+                await services.start(self.coverage.run_periodically)
+                await services.start(self.memory.monitor)
+                if self.options.metrics_address:
+                    await services.start(self._serve_metrics, self.options.metrics_address)
+                tune_gc()
+                self._log.info(f"{version_text()} ready on {self.server.path}")
+                self._ready.set()
+                self.notifier.ready()
+                await self._stop.wait()
+                self.notifier.stopping()
+                await self.datapath.shutdown()
+                services.cancel_scope.cancel()
+            self._stopped.set()
+            # Let `exit` callers get their (deferred) empty reply before the socket goes.
+            with trio.move_on_after(EXIT_REPLY_GRACE):
+                await trio.lowlevel.checkpoint()
+                await self.server.wait_idle()
+            root.cancel_scope.cancel()

@@ -16,11 +16,20 @@ Wire facts reproduced here (captured from Open vSwitch 3.1):
 * a member whose value is ``null`` counts as absent;
 * an invalid message is a protocol error: the server closes the
   connection without replying.
+
+Python's json module accepts more than JSON, and more than it can write
+back: ``NaN`` and ``Infinity``, numbers too big for a float, lone UTF-16
+surrogates (``"\\ud800"``); on an integer of more than 4300 digits it
+raises a bare ValueError.  A reply echoes the request's ``id``, so the
+stream refuses all of these as protocol errors, as OVS's own parser does:
+every value it returns encodes again.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any, TypeAlias
 
 import attrs
@@ -39,6 +48,49 @@ _QUOTE = ord('"')
 _BACKSLASH = ord("\\")
 # Characters that end a bare top-level scalar such as `true` or `123`.
 _SCALAR_END = _WHITESPACE | _OPEN | _CLOSE | frozenset(b'",:')
+# A \\u escape of a UTF-16 surrogate: only then can a decoded string hold a lone one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class _NotJson(ValueError):
+    """Input the json module would accept but JSON (and OVS) does not."""
+
+
+def _reject_keyword(name: str) -> Any:
+    raise _NotJson(f"invalid keyword '{name}'")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as inf
+        raise _NotJson("number outside valid range")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_keyword, parse_float=_finite_float)
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True if a string anywhere in ``value`` (keys included) cannot be UTF-8 encoded."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            strings: Any = (item,)
+        elif isinstance(item, dict):
+            strings = item.keys()
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+            continue
+        else:
+            continue
+        for text in strings:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 class ProtocolError(Exception):
@@ -102,14 +154,22 @@ class JsonStream:
                 f"error parsing stream: invalid UTF-8 at byte {exc.start}"
             ) from None
         try:
-            return True, json.loads(text)
+            value = _DECODER.decode(text)
         except json.JSONDecodeError as exc:
             raise ProtocolError(
                 f"error parsing stream: line {exc.lineno - 1}, column {exc.colno - 1}, "
                 f"byte {exc.pos}: {exc.msg}"
             ) from None
+        except _NotJson as exc:
+            raise ProtocolError(f"error parsing stream: {exc}") from None
+        except ValueError:
+            # int() refuses more than sys.get_int_max_str_digits() digits.
+            raise ProtocolError("error parsing stream: number outside valid range") from None
         except RecursionError:  # pragma: no cover - MAX_DEPTH keeps us below this
             raise ProtocolError("error parsing stream: nesting too deep") from None
+        if _SURROGATE_ESCAPE.search(chunk) and _has_lone_surrogate(value):
+            raise ProtocolError("error parsing stream: malformed escaped surrogate pair")
+        return True, value
 
     def _scan(self) -> int:
         """Advance the scanner; return the end offset of a complete value or -1."""
@@ -269,8 +329,23 @@ def parse_message(value: Any) -> Message:
 
 
 def _dumps(obj: Any) -> bytes:
-    # Compact and UTF-8 like OVS's serialiser; no trailing newline on the wire.
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact and UTF-8 like OVS's serialiser; no trailing newline on the wire.
+
+    Raises ValueError (NaN, infinities, lone surrogates), TypeError (not a
+    JSON type) or RecursionError for what JSON cannot carry: such a value
+    must never reach a peer half-encoded.
+    """
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8")
+
+
+def _encodable(text: str) -> str:
+    """``text`` with anything UTF-8 cannot carry (lone surrogates) replaced by ``?``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def with_newline(text: str) -> str:
@@ -320,13 +395,68 @@ class ServerConnection:
 
     @staticmethod
     def success(request_id: Any, result: Any) -> bytes:
+        """The reply bytes; ValueError/TypeError if ``result`` is not JSON (see _dumps)."""
         if isinstance(result, str):
             result = with_newline(result)
         return encode_response(request_id, result)
 
     @staticmethod
     def failure(request_id: Any, error: str) -> bytes:
-        return encode_error(request_id, with_newline(error))
+        """The error reply bytes; never raises for an id that came from :meth:`next_request`."""
+        return encode_error(request_id, with_newline(_encodable(error)))
+
+
+class ResultWriter:
+    """Encodes a success reply whose result comes in pieces (a streamed reply).
+
+    ``head()``, ``piece(chunk)`` for each chunk, then ``tail()``: together
+    the bytes :meth:`ServerConnection.success` would make of the whole
+    result, without the whole result ever being in memory.  Construct with
+    :meth:`text` (a text result: escaped piece by piece, final newline added
+    as :func:`with_newline` does), :meth:`plain` (text in JSON mode:
+    ``{"reply-format":"plain","reply":...}``) or :meth:`json` (the pieces
+    are JSON text already).
+    """
+
+    def __init__(
+        self, request_id: Any, *, escape: bool, newline: bool, prefix: bytes, suffix: bytes
+    ) -> None:
+        quote = b'"' if escape else b""
+        self._head = b'{"id":' + _dumps(request_id) + b',"result":' + prefix + quote
+        self._tail = quote + suffix + b',"error":null}'
+        self._escape = escape
+        self._newline = newline
+        self._last = ""
+
+    @classmethod
+    def text(cls, request_id: Any) -> ResultWriter:
+        return cls(request_id, escape=True, newline=True, prefix=b"", suffix=b"")
+
+    @classmethod
+    def plain(cls, request_id: Any) -> ResultWriter:
+        prefix = b'{"reply-format":"plain","reply":'
+        return cls(request_id, escape=True, newline=False, prefix=prefix, suffix=b"}")
+
+    @classmethod
+    def json(cls, request_id: Any) -> ResultWriter:
+        return cls(request_id, escape=False, newline=False, prefix=b"", suffix=b"")
+
+    def head(self) -> bytes:
+        return self._head
+
+    def piece(self, chunk: str) -> bytes:
+        """``chunk`` on the wire; ValueError if it holds what UTF-8 cannot carry."""
+        if not chunk:
+            return b""
+        self._last = chunk[-1]
+        if self._escape:
+            chunk = json.dumps(chunk, ensure_ascii=False)[1:-1]
+        return chunk.encode("utf-8")
+
+    def tail(self) -> bytes:
+        if self._newline and self._last and self._last != "\n":
+            return b"\\n" + self._tail
+        return self._tail
 
 
 class ClientConnection:

@@ -11,17 +11,21 @@ the command's arguments (without the command name) and returns either plain
 text or a :class:`Reply` carrying a structured form for JSON output; it
 signals failure by raising :class:`CommandError`.  Handlers may be plain
 functions or coroutines: a coroutine is how a reply is deferred (``exit``
-waits for shutdown before it answers).
+waits for shutdown before it answers).  A reply too big to build at once
+is a :class:`StreamReply` (``dpctl/dump-flows``).
 """
 
 from __future__ import annotations
 
 import enum
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
 import attrs
+
+from .pacer import Pacer
 
 #: Largest argument count a command can declare ("no upper bound").
 UNLIMITED = 2**31 - 1
@@ -57,6 +61,30 @@ class Reply:
 
 
 @attrs.frozen
+class StreamReply:
+    """A successful reply too big to build at once, produced chunk by chunk.
+
+    ``text`` makes an async iterator of the reply text's pieces; ``json``,
+    when given, one of the pieces of the text of a JSON value (the structured
+    form sent to JSON-mode clients).  The server sends the pieces as they
+    come, so neither ever exists whole in the daemon; see
+    :mod:`pyvswitchd.control.pacer` for building them without stalling the
+    PMDs.  Each factory is called at most once per reply.
+    """
+
+    text: Callable[[], AsyncIterator[str]]
+    json: Callable[[], AsyncIterator[str]] | None = None
+
+    async def collect(self) -> Reply:
+        """The whole reply, for callers that want it in one piece (tests, scripts)."""
+        text = "".join([chunk async for chunk in self.text()])
+        if self.json is None:
+            return Reply(text=text)
+        data = json.loads("".join([chunk async for chunk in self.json()]))
+        return Reply.structured(text, data)
+
+
+@attrs.frozen
 class PeerCredentials:
     """The connecting process, as SO_PEERCRED reports it."""
 
@@ -67,14 +95,19 @@ class PeerCredentials:
 
 @attrs.define
 class CommandContext:
-    """What a handler may know about the request it serves."""
+    """What a handler may know about the request it serves.
+
+    ``pacer`` is the server's, shared by all connections: builders of big
+    replies take turns through it.
+    """
 
     name: str
     output_format: OutputFormat = OutputFormat.TEXT
     peer: PeerCredentials | None = None
+    pacer: Pacer = attrs.field(factory=Pacer)
 
 
-HandlerResult: TypeAlias = "str | Reply"
+HandlerResult: TypeAlias = "str | Reply | StreamReply"
 Handler: TypeAlias = Callable[
     [CommandContext, Sequence[str]], "HandlerResult | Awaitable[HandlerResult]"
 ]
@@ -153,12 +186,24 @@ class CommandRegistry:
         return command
 
     async def invoke(self, context: CommandContext, params: Sequence[object]) -> Reply:
-        """Check and run the command ``context.name``; CommandError carries any failure."""
+        """Check and run the command ``context.name``; CommandError carries any failure.
+
+        A streamed reply is collected whole: see :meth:`invoke_streaming`.
+        """
+        result = await self.invoke_streaming(context, params)
+        if isinstance(result, StreamReply):
+            return await result.collect()
+        return result
+
+    async def invoke_streaming(
+        self, context: CommandContext, params: Sequence[object]
+    ) -> Reply | StreamReply:
+        """As :meth:`invoke`, but a handler's StreamReply is returned as is."""
         command = self.check(context.name, params)
         args = [p for p in params if isinstance(p, str)]
         result = command.handler(context, args)
         if inspect.isawaitable(result):
             result = await result
-        if isinstance(result, Reply):
+        if isinstance(result, Reply | StreamReply):
             return result
         return Reply(text=result)

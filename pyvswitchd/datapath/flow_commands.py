@@ -8,7 +8,9 @@ the flows per thread in OVS's layout::
     recirc_id(0),in_port(1),...,ipv4(frag=no), packets:4, bytes:424, used:2.312s, actions:3
 
 Errors carry dpctl's wording (``pyvswitchd: updating flow table (File
-exists)``).
+exists)``).  ``dump-flows`` is a streamed reply built through the control
+server's pacer: tens of thousands of flows are formatted a slice at a time
+while the PMDs keep forwarding, and sent as they are formatted.
 """
 
 from __future__ import annotations
@@ -16,11 +18,18 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from .. import PROGRAM_NAME
-from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
+from ..control.registry import (
+    UNLIMITED,
+    CommandContext,
+    CommandError,
+    CommandRegistry,
+    Reply,
+    StreamReply,
+)
 from ..odp.actions import ActionSyntaxError, format_actions, parse_actions
 from ..odp.flow_text import (
     FlowMatch,
@@ -70,8 +79,20 @@ def miniflow_bits(mask: tuple[int, ...]) -> tuple[int, int]:
     return sum(1 for i in fields if i < 6), sum(1 for i in fields if i >= 6)
 
 
-def format_flow_line(dp: Datapath, flow: DpFlow, now: float, *, verbose: bool, names: bool) -> str:
-    port_names = dp.port_names() if (verbose or names) else None
+def format_flow_line(
+    dp: Datapath,
+    flow: DpFlow,
+    now: float,
+    *,
+    verbose: bool,
+    names: bool,
+    port_names: dict[int, str] | None = None,
+) -> str:
+    """One dump-flows line; ``port_names`` saves looking them up per flow of a dump."""
+    if port_names is None and (verbose or names):
+        port_names = dp.port_names()
+    elif not (verbose or names):
+        port_names = None
     text = format_flow(
         flow.full_key if verbose else flow.key,
         flow.mask,
@@ -90,8 +111,11 @@ def format_flow_line(dp: Datapath, flow: DpFlow, now: float, *, verbose: bool, n
     return f"{text}, {stats}, actions:{actions}"
 
 
-def flow_data(dp: Datapath, pmd: Pmd, flow: DpFlow, now: float) -> dict[str, object]:
-    names = dp.port_names()
+def flow_data(
+    dp: Datapath, pmd: Pmd, flow: DpFlow, now: float, names: dict[int, str] | None = None
+) -> dict[str, object]:
+    if names is None:
+        names = dp.port_names()
     return {
         "ufid": flow.ufid,
         "thread": "main" if pmd.is_main else "pmd",
@@ -196,7 +220,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
                 return Reply.structured(line + "\n", flow_data(dp, pmd, flow, now))
         raise dpctl_error("getting flow", errno.ENOENT)
 
-    def dump_flows(ctx: CommandContext, args: Sequence[str]) -> Reply:
+    def dump_flows(ctx: CommandContext, args: Sequence[str]) -> StreamReply:
         verbose = names = False
         pmd_filter: int | None = None
         filter_text: str | None = None
@@ -226,22 +250,41 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
         filt = parse(filter_text) if filter_text else None
         filt_km = (filt.key, filt.mask) if filt is not None else None
         now = time.monotonic()
-        lines: list[str] = []
-        data: list[dict[str, object]] = []
+        port_names = dp.port_names()
         threads = [dp.main, *[dp.pmds[c] for c in sorted(dp.pmds)]]
-        for pmd in threads:
-            core = -1 if pmd.is_main else pmd.core_id
-            if pmd_filter is not None and core != pmd_filter:
-                continue
-            flows = [f for f in pmd.flow_table if filt_km is None or _matches(f, *filt_km)]
-            if not flows:
-                continue
-            lines.append(_thread_title(pmd))
-            for flow in flows:
-                lines.append(format_flow_line(dp, flow, now, verbose=verbose, names=names))
-                data.append(flow_data(dp, pmd, flow, now))
-        text = "".join(f"{line}\n" for line in lines)
-        return Reply.structured(text, data)
+        if pmd_filter is not None:
+            threads = [p for p in threads if (-1 if p.is_main else p.core_id) == pmd_filter]
+
+        def flows() -> Iterator[tuple[Pmd, DpFlow]]:
+            # Lazy: each table is snapshotted (and filtered) when the dump
+            # reaches it, inside the pacer's slices.
+            for pmd in threads:
+                for flow in pmd.flow_table:
+                    if filt_km is None or _matches(flow, *filt_km):
+                        yield pmd, flow
+
+        def text() -> AsyncIterator[str]:
+            shown: Pmd | None = None
+
+            def line(item: tuple[Pmd, DpFlow]) -> str:
+                nonlocal shown
+                pmd, flow = item
+                text = format_flow_line(
+                    dp, flow, now, verbose=verbose, names=names, port_names=port_names
+                )
+                if pmd is shown:
+                    return text + "\n"
+                shown = pmd
+                return f"{_thread_title(pmd)}\n{text}\n"
+
+            return ctx.pacer.render(flows(), line)
+
+        def data() -> AsyncIterator[str]:
+            return ctx.pacer.json_array(
+                flows(), lambda item: flow_data(dp, item[0], item[1], now, port_names)
+            )
+
+        return StreamReply(text, data)
 
     registry.register("dpctl/add-flow", "[dp] flow actions", 2, 3, add_flow, mutating=True)
     registry.register("dpctl/mod-flow", "[dp] flow actions", 2, 3, mod_flow, mutating=True)

@@ -26,6 +26,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from .accept import Acceptor
 from .coverage import Coverage
 from .vlog import RateLimit, Vlog
 
@@ -33,8 +34,16 @@ Source = Callable[[], Iterable[Metric]]
 
 #: Bytes of request head accepted from a scraper; anything longer is refused.
 MAX_REQUEST_BYTES = 16384
-#: Seconds a scraper may take to send its request.
+#: Seconds a scraper may take to send its request (an idle connection is
+#: closed after this long).
 REQUEST_TIMEOUT = 10.0
+#: Seconds a connection may last in all, reading the response included.
+CONNECTION_TIMEOUT = 30.0
+#: Connections served at once; further ones are closed on accept.  A
+#: Prometheus server uses one per scrape, so this is plenty, and it bounds
+#: the descriptors (and memory) a flood of TCP connections can take from
+#: the control socket and the ports.
+MAX_CONNECTIONS = 32
 
 
 class _SourcesCollector(Collector):
@@ -49,13 +58,16 @@ class _SourcesCollector(Collector):
 class Metrics:
     """The registry of metric sources and the HTTP listener that exposes them."""
 
-    def __init__(self, vlog: Vlog) -> None:
+    def __init__(self, vlog: Vlog, *, max_connections: int = MAX_CONNECTIONS) -> None:
         self._sources: list[Source] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_SourcesCollector(self._sources))
         self._log = vlog.module("metrics")
         self._rl = RateLimit(5, 5)
         self.scrapes = 0
+        self.max_connections = max_connections
+        self.active_connections = 0
+        self.refused_connections = 0
 
     def add_source(self, source: Source) -> None:
         self._sources.append(source)
@@ -74,12 +86,35 @@ class Metrics:
 
     async def serve(self, listeners: list[trio.SocketListener]) -> None:
         """Answer scrapes on ``listeners`` until cancelled."""
-        await trio.serve_listeners(self._handle, listeners)
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(self._accept_loop, listener, nursery)
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        # Not trio.serve_listeners: it has no connection cap, and it reports
+        # EMFILE through the logging module every 100 ms.
+        address = listener.socket.getsockname()
+        acceptor = Acceptor(listener, self._log, f"metrics {address[0]}:{address[1]}")
+        async with listener:
+            while True:
+                stream = await acceptor.accept()
+                if self.active_connections >= self.max_connections:
+                    self.refused_connections += 1
+                    self._log.warn(
+                        f"{self.max_connections} metrics connections already open; "
+                        "closing new connection",
+                        rl=self._rl,
+                    )
+                    stream.socket.close()
+                    continue
+                self.active_connections += 1
+                nursery.start_soon(self._handle, stream)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         try:
-            async with stream:
-                await self._exchange(stream)
+            with trio.move_on_after(CONNECTION_TIMEOUT):
+                async with stream:
+                    await self._exchange(stream)
         except (
             trio.BrokenResourceError,
             trio.ClosedResourceError,
@@ -87,6 +122,10 @@ class Metrics:
             OSError,
         ) as exc:
             self._log.dbg(f"metrics connection dropped: {exc}")
+        except Exception as exc:  # one scrape's bug must not stop the switch
+            self._log.err(f"metrics connection failed: {exc!r}", rl=self._rl)
+        finally:
+            self.active_connections -= 1
 
     async def _exchange(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)

@@ -23,6 +23,10 @@ class SyslogSender:
         self._libc_opened = False
         self._sock: socket.socket | None = None
         self._max_len = sys.maxsize
+        #: Seconds a datagram may wait for room in a full receiver.  0 (drop
+        #: it) while the daemon runs: a stalled syslog must not stall the
+        #: switch.  Raised for the last words of a daemon that is dying.
+        self.patience = 0.0
         if self._libc:
             self.prefix = "<%B> %D{%h %e %T} %E %A:"
         elif method == "null":
@@ -49,12 +53,29 @@ class SyslogSender:
             try:
                 self._sock.send(data[:length])
                 return
+            except BlockingIOError:
+                if self.patience <= 0:
+                    return
+                self._send_patiently(data[:length])
+                return
             except OSError as exc:
                 if exc.errno != errno.EMSGSIZE:
                     return
                 # Learn the largest datagram the socket takes, as OVS does.
                 length -= max(length // 20, 1)
                 self._max_len = length
+
+    def _send_patiently(self, data: bytes) -> None:
+        # Only on the way out (see patience): the receiver is behind, so wait
+        # for room rather than lose the lines that say why the daemon died.
+        assert self._sock is not None
+        self._sock.settimeout(self.patience)
+        try:
+            self._sock.send(data)
+        except OSError:
+            pass
+        finally:
+            self._sock.setblocking(False)
 
     def close(self) -> None:
         if self._sock is not None:

@@ -39,6 +39,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
@@ -153,6 +154,24 @@ class VlogModule:
     def emer(self, msg: str, *, rl: RateLimit | None = None) -> None:
         if self._min_level >= 1:
             self._vlog._log(self, Level.EMER, msg, rl)
+
+    def emer_exception(self, msg: str, exc: BaseException) -> None:
+        """``msg`` then ``exc``'s traceback, at EMER: what a fatal error leaves behind.
+
+        One record per traceback line, so that every line of the log file
+        still starts with its time stamp and level (syslog too gets a line
+        per record).  Syslog datagrams wait up to 0.5 s each for a receiver
+        that is behind instead of being dropped: the daemon is exiting.
+        """
+        syslog = self._vlog._syslog
+        saved, syslog.patience = syslog.patience, 0.5  # a burst: wait for the receiver
+        try:
+            self.emer(msg)
+            for chunk in traceback.format_exception(exc):
+                for line in chunk.rstrip("\n").split("\n"):
+                    self.emer(line)
+        finally:
+            syslog.patience = saved
 
     def err(self, msg: str, *, rl: RateLimit | None = None) -> None:
         if self._min_level >= 2:

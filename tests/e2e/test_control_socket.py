@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import stat
 import subprocess
@@ -171,3 +172,27 @@ def test_file_log_uses_ovs_line_format(daemon) -> None:  # type: ignore[no-untyp
     )
     assert any(pattern.match(line) for line in lines)
     assert any("|unixctl|DBG|received request version[], id=0" in line for line in lines)
+
+
+def test_socket_path_longer_than_sun_path(start_daemon, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The daemon used to exit at start with "OSError: AF_UNIX path too long".
+    from .conftest import TEST_CONFIG
+
+    rundir = tmp_path / ("r" * 120)
+    rundir.mkdir()
+    d = start_daemon(TEST_CONFIG, rundir=rundir, unixctl="pyvswitchd.ctl")
+    assert len(os.fsencode(d.ctl_path)) > 107
+    assert stat.S_ISSOCK(os.stat(d.ctl_path).st_mode)
+    assert stat.S_IMODE(os.stat(d.ctl_path).st_mode) == 0o770
+    r = d.appctl("version")
+    assert (r.returncode, r.stdout, r.stderr) == (0, VERSION, "")
+    r = d.ovs_appctl("version")  # OVS's own client reaches it the same way
+    assert (r.returncode, r.stdout) == (0, VERSION)
+    # A daemon killed without cleaning up leaves its socket: the next one
+    # probes it (through the same alias), finds it dead and replaces it.
+    d.stop(signal.SIGKILL)
+    assert os.path.exists(d.ctl_path)
+    again = start_daemon(TEST_CONFIG, rundir=rundir, unixctl="pyvswitchd.ctl")
+    assert again.call("version") == VERSION
+    assert again.stop() == 0
+    assert not os.path.exists(again.ctl_path)

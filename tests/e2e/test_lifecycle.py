@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -169,3 +172,65 @@ def test_vlog_reopen_after_rotation(daemon) -> None:  # type: ignore[no-untyped-
     daemon.call("version")
     assert daemon.log_path.exists()
     assert "received request version" in daemon.log_path.read_text()
+
+
+# A bug in a daemon task, planted at interpreter start-up (sitecustomize is
+# imported before pyvswitchd runs): the memory monitor raises once the
+# daemon has been serving for a moment.
+CRASH_HOOK = """\
+import trio
+import pyvswitchd.observe.memory as memory
+
+
+async def monitor(self, *, task_status=trio.TASK_STATUS_IGNORED):
+    task_status.started()
+    await trio.sleep(1.0)
+    raise RuntimeError("injected crash")
+
+
+memory.Memory.monitor = monitor
+"""
+
+
+def test_crash_is_logged_at_emer_everywhere(start_daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
+    syslog_path = tmp_path / "syslog.sock"
+    syslog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    syslog.bind(str(syslog_path))
+    syslog.settimeout(0.5)
+    datagrams: list[str] = []
+
+    def drain() -> None:  # a datagram socket queues only ~10 messages
+        with contextlib.suppress(OSError):
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    datagrams.append(syslog.recv(65536).decode())
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        d = start_daemon(
+            TEST_CONFIG,
+            f"--syslog-method=unix:{syslog_path}",
+            env={"PYTHONPATH": str(hook)},
+        )
+        assert d.proc.wait(20) == 1
+        time.sleep(0.6)
+    finally:
+        syslog.close()
+        reader.join()
+    log = d.log_path.read_text()
+    console = d.stderr_path.read_text()
+    for where, text in (("log file", log), ("console", console), ("syslog", "\n".join(datagrams))):
+        assert "fatal error, exiting: RuntimeError('injected crash')" in text, where
+        assert "Traceback (most recent call last):" in text, where
+        assert "RuntimeError: injected crash" in text, where
+    # Every line of the file keeps its time stamp and level, traceback included.
+    emer = [line for line in log.splitlines() if "|daemon|EMER|" in line]
+    assert len(emer) > 5 and any("in monitor" in line for line in emer)
+    assert log.rstrip().endswith("|daemon|INFO|stopped")
+    # The console got it through vlog only: no second, raw traceback from Python.
+    assert console.count("fatal error, exiting") == 1
+    assert all(re.match(r"\d{4}-\d\d-\d\dT[\d:.]+Z\|\d+\|", line) for line in console.splitlines())

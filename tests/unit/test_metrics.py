@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import trio
+import trio.testing
 from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -87,3 +88,59 @@ def test_openmetrics_negotiation() -> None:
     body, ctype = metrics.render("application/openmetrics-text; version=1.0.0")
     assert ctype.startswith("application/openmetrics-text")
     assert body.rstrip().endswith(b"# EOF")
+
+
+async def _is_closed(stream: trio.SocketStream) -> bool:
+    try:
+        with trio.fail_after(60):
+            return await stream.receive_some(10) == b""
+    except trio.BrokenResourceError:
+        return True
+
+
+async def test_connection_cap_and_idle_timeout(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    from pyvswitchd.observe.metrics import REQUEST_TIMEOUT
+
+    vlog = Vlog("test", console=io.StringIO(), syslog_method="null")
+    metrics = Metrics(vlog, max_connections=2)
+    listeners = await metrics.listen("127.0.0.1:0")
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(metrics.serve, listeners)
+    idle = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(2)]
+    await trio.testing.wait_all_tasks_blocked()
+    assert metrics.active_connections == 2
+    extra = await trio.open_tcp_stream("127.0.0.1", port)
+    start = trio.current_time()
+    assert await _is_closed(extra)  # over the cap: closed at once
+    assert trio.current_time() - start < 1
+    assert metrics.refused_connections == 1
+    # The idle ones are closed after REQUEST_TIMEOUT, and the cap frees up.
+    for stream in idle:
+        assert await _is_closed(stream)
+    assert REQUEST_TIMEOUT <= trio.current_time() - start < REQUEST_TIMEOUT + 1
+    assert metrics.active_connections == 0
+    assert (await fetch(port, b"GET / HTTP/1.0\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    for stream in [*idle, extra]:
+        await stream.aclose()
+
+
+async def test_slow_reader_is_cut_off(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    from pyvswitchd.observe.metrics import CONNECTION_TIMEOUT
+
+    metrics, _ = make()
+    big = [GaugeMetricFamily(f"x_{i}", "h" * 1000, value=i) for i in range(20000)]
+    metrics.add_source(lambda: big)
+    listeners = await metrics.listen("127.0.0.1:0")
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(metrics.serve, listeners)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+    start = trio.current_time()
+    await trio.sleep(CONNECTION_TIMEOUT + 1)  # never read the 40 MB response
+    assert metrics.active_connections == 0
+    assert trio.current_time() - start >= CONNECTION_TIMEOUT
+    await stream.aclose()

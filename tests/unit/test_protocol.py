@@ -22,6 +22,7 @@ from pyvswitchd.control.protocol import (
     encode_response,
     parse_message,
 )
+from tests.hostile_json import hostile_requests
 
 
 def drain(stream: JsonStream) -> list[object]:
@@ -200,3 +201,93 @@ def test_arbitrary_bytes_never_escape_as_other_exceptions(data: bytes) -> None:
             pass
     except ProtocolError:
         pass
+
+
+# -- values Python's json accepts but cannot send back (issue 16, item 1) ----------
+
+
+@pytest.mark.parametrize(
+    ("wire", "text"),
+    [
+        (b'{"id":"\\ud800","method":"version","params":[]}', "malformed escaped surrogate pair"),
+        (b'{"id":1,"method":"\\udfff","params":[]}', "malformed escaped surrogate pair"),
+        (b'{"id":1,"method":"v","params":[{"\\udc00":1}]}', "malformed escaped surrogate pair"),
+        (b'{"id":' + b"9" * 5000 + b',"method":"v","params":[]}', "number outside valid range"),
+        (b'{"id":1e400,"method":"v","params":[]}', "number outside valid range"),
+        (b'{"id":NaN,"method":"version","params":[]}', "invalid keyword 'NaN'"),
+        (b'{"id":Infinity,"method":"version","params":[]}', "invalid keyword 'Infinity'"),
+        (b'{"id":1,"method":"v","params":[-Infinity]}', "invalid keyword '-Infinity'"),
+    ],
+)
+def test_values_that_cannot_be_echoed_are_parse_errors(wire: bytes, text: str) -> None:
+    conn = ServerConnection()
+    conn.receive_data(wire)
+    with pytest.raises(ProtocolError) as info:
+        conn.next_request()
+    assert str(info.value) == f"error parsing stream: {text}"
+    assert info.value.log_module == "jsonrpc"
+
+
+def test_valid_surrogate_pairs_and_escaped_backslashes_are_fine() -> None:
+    conn = ServerConnection()
+    conn.receive_data(b'{"id":"\\ud83d\\ude00","method":"v","params":["\\\\ud800"]}')
+    assert conn.next_request() == Request("\U0001f600", "v", ["\\ud800"])
+    big = 10**4000
+    conn.receive_data(b'{"id":%d,"method":"v","params":[]}' % big)
+    request = conn.next_request()
+    assert request is not None and request.id == big
+    assert ServerConnection.success(request.id, "") == b'{"id":%d,"result":"","error":null}' % big
+
+
+def test_reply_encoding_refuses_what_json_cannot_carry() -> None:
+    for result in (float("nan"), float("inf"), "\ud800", {1, 2}):
+        with pytest.raises((ValueError, TypeError)):
+            ServerConnection.success(0, result)
+    # An error text is the server's own: it always encodes.
+    assert ServerConnection.failure(0, "bad \ud800 arg") == b'{"id":0,"error":"bad ? arg\\n"}'
+
+
+@given(hostile_requests())
+def test_hostile_requests_are_refused_or_round_trip(text: str) -> None:
+    conn = ServerConnection()
+    conn.receive_data(text.encode("utf-8", "surrogatepass"))
+    try:
+        request = conn.next_request()
+    except ProtocolError:
+        return
+    assert request is not None
+    # Whatever was accepted can be answered, and the answer carries the same id.
+    for reply in (
+        ServerConnection.success(request.id, "ok"),
+        ServerConnection.failure(request.id, f'"{request.method}" is not a valid command'),
+    ):
+        client = JsonStream()
+        client.feed(reply)
+        complete, value = client.next_value()
+        assert complete and value["id"] == request.id
+
+
+@pytest.mark.parametrize(
+    "chunks", [["a\n", 'é"b\\\n'], ["no newline at ", "the end"], [], ["", "x", ""]]
+)
+def test_streamed_text_result_is_the_same_bytes(chunks: list[str]) -> None:
+    from pyvswitchd.control.protocol import ResultWriter
+
+    for request_id in (0, "abc", [1, {"x": None}]):
+        w = ResultWriter.text(request_id)
+        wire = w.head() + b"".join(w.piece(c) for c in chunks) + w.tail()
+        assert wire == ServerConnection.success(request_id, "".join(chunks))
+        w = ResultWriter.plain(request_id)
+        wire = w.head() + b"".join(w.piece(c) for c in chunks) + w.tail()
+        plain = {"reply-format": "plain", "reply": "".join(chunks)}
+        assert wire == ServerConnection.success(request_id, plain)
+
+
+def test_streamed_json_result_is_the_same_bytes() -> None:
+    from pyvswitchd.control.protocol import ResultWriter
+
+    value = [{"ufid": "u1", "packets": 3}, {"ufid": "é", "used_s": None}]
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    w = ResultWriter.json(7)
+    wire = w.head() + w.piece(text[:5]) + w.piece(text[5:]) + w.tail()
+    assert wire == ServerConnection.success(7, value)

@@ -509,6 +509,19 @@ def test_close_without_reply(capsysbinary: Any, server: FakeServer) -> None:
     ), error
 
 
+def test_argument_that_is_not_utf8(capsysbinary: Any, server: FakeServer) -> None:
+    # b"\xff" in argv decodes to a lone surrogate, which JSON cannot carry.
+    target = str(server.path)
+    rc, out, error = run_main(
+        capsysbinary, "-t", target, "version", b"\xff".decode("utf-8", "surrogateescape")
+    )
+    assert (rc, out) == (1, "")
+    lines = error.splitlines()
+    assert lines[0].endswith("|unixctl|WARN|command and arguments must be valid UTF-8")
+    assert lines[-1] == f"pyappctl: {target}: transaction error (Invalid argument)"
+    assert server.requests == []
+
+
 @pytest.mark.parametrize(
     ("reply", "reason", "warning"),
     [

@@ -684,3 +684,17 @@ def test_syslog_udp_datagrams() -> None:
         received = server.recv(4096)
         vlog.close()
     assert received == b"<29>bfd over udp"
+
+
+def test_emer_exception_logs_a_record_per_traceback_line() -> None:
+    vlog, console, _ = make()
+    log = vlog.module("daemon")
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        log.emer_exception("fatal error, exiting: ValueError('boom')", exc)
+    lines = console.getvalue().splitlines()
+    assert lines[0].endswith("|daemon|EMER|fatal error, exiting: ValueError('boom')")
+    assert lines[1].endswith("|daemon|EMER|Traceback (most recent call last):")
+    assert lines[-1].endswith("|daemon|EMER|ValueError: boom")
+    assert all("|daemon|EMER|" in line for line in lines)
