@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pyvswitchd import config
 from pyvswitchd.datapath.dp import Datapath, tune_gc
 from pyvswitchd.datapath.perf import Stat
+from pyvswitchd.datapath.pmd import Pmd
+from pyvswitchd.datapath.worker_pmd import WorkerPmd
 from pyvswitchd.netdev.registry import default_registry
 from pyvswitchd.observe.coverage import Coverage
 from pyvswitchd.observe.vlog import Vlog
@@ -83,9 +85,16 @@ def sink_learning_frame() -> bytes:
     return bytes.fromhex("ff" * 6 + SINK_MAC.replace(":", "")) + b"\x08\x06" + bytes(46)
 
 
-async def measure_kind(kind: str, seconds: float) -> float:
+def received(pmd: Pmd | WorkerPmd) -> int:
+    """Packets the PMD received so far (a worker's as of a fresh snapshot)."""
+    if isinstance(pmd, WorkerPmd):
+        pmd.refresh()
+    return pmd.perf.get_all()[Stat.RECV]
+
+
+async def measure_kind(kind: str, seconds: float, processes: bool = False) -> float:
     vlog = Vlog("bench", console=io.StringIO(), syslog_method="null")
-    dp = Datapath(vlog, Coverage(), default_registry())
+    dp = Datapath(vlog, Coverage(), default_registry(), pmd_processes=processes)
     async with trio.open_nursery() as nursery:
         await nursery.start(dp.run)
         # The bridge learns the sink's MAC before the source exists: traffic
@@ -95,7 +104,7 @@ async def measure_kind(kind: str, seconds: float) -> float:
         text = BRIDGE + SOURCE_PORT.format(source=KINDS[kind]) + sink_text
         await dp.apply_config(config.loads(BRIDGE + sink_text))
         sink = dp.port_by_name("sink0").netdev
-        sink.inject([sink_learning_frame()])  # type: ignore[attr-defined]
+        await sink.receive([sink_learning_frame()])  # type: ignore[attr-defined]
         sink_port = dp.port_by_name("sink0").port_no
         sink_mac = int(SINK_MAC.replace(":", ""), 16)
         # The PMD signals nothing: poll the learning table.
@@ -112,24 +121,30 @@ async def measure_kind(kind: str, seconds: float) -> float:
         if kind != "upcall":
             # Steady state: every flow of the source's traffic goes to the sink only.
             src_port = dp.port_by_name("src0").port_no
-            outputs = {flow.actions for flow in pmd.flow_table if flow.full_key[0] == src_port}
+            flows = dict(dp.thread_flows())[pmd]
+            outputs = {
+                tuple(flow.actions)
+                async for page in flows.dump()
+                for flow in page
+                if flow.full_key[0] == src_port
+            }
             if outputs != {(Output(sink_port),)}:
                 raise SystemExit(f"{kind}: not in steady state, flows output {outputs}")
-        start_rx = pmd.perf.get(Stat.RECV)
+        start_rx = received(pmd)
         start = time.perf_counter()
         if kind == "upcall":
             # A fixed number of new MACs: time until the last one went through.
             target = start_rx + 60000
             with trio.move_on_after(seconds * 30):
                 # The PMD signals nothing: poll its counter.
-                while pmd.perf.get(Stat.RECV) < target:  # noqa: ASYNC110
+                while received(pmd) < target:  # noqa: ASYNC110
                     await trio.sleep(0.005)
-            if pmd.perf.get(Stat.RECV) < target:
+            if received(pmd) < target:
                 raise SystemExit("upcall: the 60k frames did not all arrive in time")
         else:
             await trio.sleep(seconds)
         elapsed = time.perf_counter() - start
-        packets = pmd.perf.get(Stat.RECV) - start_rx
+        packets = received(pmd) - start_rx
         await dp.shutdown()
         nursery.cancel_scope.cancel()
     return packets / elapsed
@@ -199,6 +214,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--kinds", default="emc,megaflow,upcall,emc-async")
     parser.add_argument(
+        "--modes",
+        default="task",
+        help="comma list: task (the PMD as a trio task of this process, as unit tests run "
+        "it) and/or process (a PMD worker process, as the daemon runs it)",
+    )
+    parser.add_argument(
         "--offload-cost",
         action="store_true",
         help="instead: cycles per idle PMD iteration without/with an offload work callback",
@@ -219,22 +240,29 @@ def main() -> None:
         return
     tune_gc()  # as the daemon does once it is up
     kinds = args.kinds.split(",")
+    modes = args.modes.split(",")
     print(f"CPython {sys.version.split()[0]}, {args.runs} runs x {args.seconds} s, medians")
     baseline_runs = []
-    results: dict[str, list[float]] = {k: [] for k in kinds}
+    results: dict[tuple[str, str], list[float]] = {(k, m): [] for k in kinds for m in modes}
     for _ in range(args.runs):
         baseline_runs.append(measure_baseline(args.seconds))
         for kind in kinds:
-            results[kind].append(trio.run(measure_kind, kind, args.seconds))
+            # Modes alternate within a run: the machine's drift hits both alike.
+            for mode in modes:
+                pps = trio.run(measure_kind, kind, args.seconds, mode == "process")
+                results[(kind, mode)].append(pps)
     baseline = statistics.median(baseline_runs)
     print(f"{'baseline (raw dict+append loop)':34s} {baseline:12,.0f} pps")
     for kind in kinds:
-        pps = statistics.median(results[kind])
-        runs = ", ".join(f"{r:,.0f}" for r in results[kind])
-        print(
-            f"{kind + ' traffic, 1 PMD':34s} {pps:12,.0f} pps   "
-            f"ratio to baseline {pps / baseline:.3f}   runs [{runs}]"
-        )
+        for mode in modes:
+            got = results[(kind, mode)]
+            pps = statistics.median(got)
+            runs = ", ".join(f"{r:,.0f}" for r in got)
+            label = f"{kind} traffic, 1 PMD" + (f" ({mode})" if len(modes) > 1 else "")
+            print(
+                f"{label:34s} {pps:12,.0f} pps   "
+                f"ratio to baseline {pps / baseline:.3f}   runs [{runs}]"
+            )
 
 
 if __name__ == "__main__":

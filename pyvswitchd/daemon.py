@@ -170,7 +170,13 @@ class Daemon:
         self.metrics.add_source(coverage_source(self.coverage))
         self.metrics.add_source(self._health_metrics)
         self.start_time = time.time()
-        self.datapath = Datapath(self.vlog, self.coverage, default_registry())
+        self.datapath = Datapath(
+            self.vlog,
+            self.coverage,
+            default_registry(),
+            pmd_processes=True,
+            fault_injection=options.fault_injection,
+        )
         dp_commands.register_commands(self.datapath, self.registry)
         self.metrics.add_source(lambda: datapath_metrics(self.datapath))
         netdev_dummy.register_commands(self.registry, self.datapath.netdev_by_name)
@@ -188,8 +194,11 @@ class Daemon:
 
     def _enable_fault_injection(self) -> None:
         # Test-only commands that make devices and offload fail on purpose.
+        # PMD worker processes run their own sides of the devices and their
+        # own copies of the providers: settings reach them, counts come back.
+        workers = self.datapath.workers
         netdev_faults.register_commands(
-            self.registry, self.datapath.netdev_by_name, self.vlog, self.coverage
+            self.registry, self.datapath.netdev_by_name, self.vlog, self.coverage, workers
         )
         offload = self.datapath.offload
         offload_faults.register_commands(
@@ -197,6 +206,7 @@ class Daemon:
             lambda: offload.collection.providers if offload.collection is not None else [],
             self.vlog,
             self.coverage,
+            workers,
         )
         self._log.warn("fault injection enabled: not for production use")
 

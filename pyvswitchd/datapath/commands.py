@@ -8,6 +8,7 @@ commands, while ``pmd-rxq-rebalance`` insists on an existing one.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 
@@ -15,15 +16,17 @@ from ..config import PortConfig
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from ..netdev.provider import NetdevError
 from . import rxq_show
-from .dp import DP_TYPE, Datapath
+from .dp import DP_TYPE, AnyPmd, Datapath
 from .dp_ports import DP_NAME
 from .flow_commands import check_dp_name, dpctl_error, register_flow_commands
 from .mac_learning import register_fdb_commands
 from .perf import Stat, parse_perf_log_set
 from .perf_format import format_perf_show, perf_data
-from .pmd import Pmd
+from .perf_snapshot import PerfReader
 from .port import Rxq
 from .sleep import format_sleep_show
+from .worker_messages import ClearStats
+from .worker_pmd import WorkerGone, WorkerPmd
 
 NO_DATAPATH = "please specify an existing datapath"
 
@@ -51,14 +54,14 @@ def _parse_common(
     return core, seconds
 
 
-def _selected(dp: Datapath, core: int | None) -> list[Pmd]:
+def _selected(dp: Datapath, core: int | None) -> list[AnyPmd]:
     return [p for p in dp.sorted_pmds() if core is None or p.core_id == core]
 
 
 def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
     """Register the datapath's commands on ``registry``."""
 
-    def perf_show(ctx: CommandContext, args: Sequence[str]) -> Reply:
+    async def perf_show(ctx: CommandContext, args: Sequence[str]) -> Reply:
         histograms, it_hist, ms_hist = True, 0, 0
         rest = list(args)
         while rest:
@@ -78,9 +81,17 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
         now = time.time()
         blocks, data = [], []
         for pmd in _selected(dp, core):
+            perf: PerfReader
+            if isinstance(pmd, WorkerPmd):
+                try:
+                    perf = await pmd.perf_detail(histories=bool(it_hist or ms_hist))
+                except WorkerGone:
+                    continue  # it is being replaced: no figures to show this time
+            else:
+                perf = pmd.perf
             blocks.append(
                 format_perf_show(
-                    pmd.perf,
+                    perf,
                     pmd.header(),
                     is_pmd=not pmd.is_main,
                     now_wall=now,
@@ -92,15 +103,18 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
                     work_ring=not pmd.is_main,
                 )
             )
-            entry = perf_data(pmd.perf, is_pmd=not pmd.is_main, now_wall=now)
+            entry = perf_data(perf, is_pmd=not pmd.is_main, now_wall=now)
             entry.update(_thread_ids(pmd))
             data.append(entry)
         return Reply.structured("".join(blocks), data)
 
-    def stats_clear(ctx: CommandContext, args: Sequence[str]) -> str:
+    async def stats_clear(ctx: CommandContext, args: Sequence[str]) -> str:
         core, _ = _parse_common(dp, args)
         for pmd in _selected(dp, core):
-            if pmd.perf.polling:
+            if isinstance(pmd, WorkerPmd):
+                with contextlib.suppress(WorkerGone):
+                    await pmd.request(ClearStats())
+            elif pmd.perf.polling:
                 pmd.perf.request_clear()
             else:
                 pmd.perf.clear()
@@ -109,6 +123,7 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
     def rxq_show_cmd(ctx: CommandContext, args: Sequence[str]) -> Reply:
         core, secs = _parse_common(dp, args, secs=True)
         secs = secs or rxq_show.parse_secs(None)
+        dp.refresh_workers()
         views = [_usage_view(p) for p in dp.sorted_pmds() if not p.is_main]
         text = rxq_show.format_pmd_rxq_show(views, secs, core_filter=core)
         return Reply.structured(text, rxq_show.pmd_rxq_show_data(views, secs, core_filter=core))
@@ -134,6 +149,7 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         dp.perf_log.assign(new)
+        dp.knobs_changed()
         dp.log.info(new.summary())
         return ""
 
@@ -168,7 +184,7 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
     registry.register("dpif-netdev/bond-show", "[dp]", 0, 1, bond_show)
     _register_dpctl(dp, registry)
     register_flow_commands(dp, registry)
-    dp.offload.register_commands(registry)
+    dp.offload.register_commands(registry, dp.workers.gather_offload_counters)
     register_fdb_commands(
         registry,
         lambda: {name: b.mac_learning for name, b in dp.normal.items()},
@@ -181,7 +197,7 @@ def _fdb_port_name(dp: Datapath, port_no: int) -> str:
     return "LOCAL" if port is not None and port.name in dp.bridges else str(port_no)
 
 
-def _thread_ids(pmd: Pmd) -> dict[str, object]:
+def _thread_ids(pmd: AnyPmd) -> dict[str, object]:
     if pmd.is_main:
         return {"thread": "main", "numa_id": None, "core_id": None}
     return {"thread": "pmd", "numa_id": pmd.numa_id, "core_id": pmd.core_id}
@@ -195,7 +211,7 @@ def _clamped_int(text: str, lo: int, hi: int) -> int:
     return max(lo, min(hi, value))
 
 
-def _usage_view(pmd: Pmd) -> rxq_show.PmdUsage:
+def _usage_view(pmd: AnyPmd) -> rxq_show.PmdUsage:
     def rxq_view(rxq: Rxq) -> rxq_show.RxqUsage:
         return rxq_show.RxqUsage(
             port_name=rxq.port.name,
@@ -266,8 +282,9 @@ def _register_dpctl(dp: Datapath, registry: CommandRegistry) -> None:
             check_dp_name(dp, name)
         if not dp.exists:
             return Reply.structured("", [])
+        dp.refresh_workers()
         hit, missed, lost = lookups(dp)
-        n_flows = sum(len(p.flow_table) for p in dp.sorted_pmds())
+        n_flows = sum(p.flow_count for p in dp.sorted_pmds())
         lines = [
             f"{DP_TYPE}@{DP_NAME}:",
             f"  lookups: hit:{hit} missed:{missed} lost:{lost}",
@@ -279,7 +296,7 @@ def _register_dpctl(dp: Datapath, registry: CommandRegistry) -> None:
             status = port.netdev.status()
             kind = f"{port.type}: {status}" if status else port.type
             lines.append(f"  port {no}: {port.name} ({kind})")
-            st = port.netdev.stats
+            st = dp.port_stats(port)
             if stats:
                 lines += [
                     f"    RX packets:{st.rx_packets} errors:{st.rx_errors} "

@@ -16,31 +16,37 @@ from __future__ import annotations
 import gc
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import attrs
 import trio
 
 from ..config import BridgeConfig, Config, OtherConfig, PortConfig
-from ..netdev.provider import Netdev, NetdevError
+from ..netdev.provider import Netdev, NetdevError, NetdevStats
 from ..netdev.registry import NetdevRegistry
-from ..observe.coverage import Coverage
+from ..observe.coverage import Counter, Coverage
 from ..observe.vlog import Vlog
-from ..odp.flow_key import IN_PORT
 from . import rxq_sched
-from .defer import DeferHooks, InlineHooks
 from .dp_offload import DatapathOffload
 from .dp_ports import DP_NAME, DatapathPorts
 from .emc import insert_min_for
-from .flow_table import FlowTable
 from .normal import NormalBridge
-from .perf import PerfLogConfig, PmdPerf
+from .perf import PerfLogConfig
 from .pipeline import FlowPipeline
-from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, PmdLifecycle, TxPort, any_readable
+from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, TxPort, any_readable
+from .pmd_threads import PmdThreads
 from .port import Port, Rxq
 from .revalidator import REVALIDATE_INTERVAL, Revalidator
 from .sleep import SleepConfig, parse_sleep_max, sleep_log_lines
-from .upcall import Upcall
+from .thread_flows import LocalFlows, ThreadFlows, WorkerFlows
+from .upcall import ExecutorCache, Upcall
+from .worker_host import WorkerHost
+from .worker_pmd import WorkerPmd
+from .worker_spawner import WorkerSpawner
+
+#: A PMD in this process (a trio task) or in a worker process.
+AnyPmd = Pmd | WorkerPmd
 
 DP_TYPE = "netdev"
 #: Allocations of container objects between two young-generation collections.
@@ -72,6 +78,30 @@ MAIN_IDLE_INTERVAL = 0.02
 def _wakes(netdev: Netdev) -> bool:
     """Whether ``netdev`` has a ``wait_readable`` that returns (the base one never does)."""
     return type(netdev).wait_readable is not Netdev.wait_readable
+
+
+@attrs.frozen
+class PmdCounters:
+    """The coverage counters every PMD of the datapath counts into."""
+
+    sent: Counter
+    received: Counter
+    #: Output to a port the PMD does not have.
+    dropped: Counter
+    #: Packets of a netdev call that raised (a provider bug, not an errno).
+    netdev_error: Counter
+    #: Frames too short or malformed to parse.
+    invalid: Counter
+
+    @classmethod
+    def define(cls, coverage: Coverage) -> PmdCounters:
+        # Defined in this order for coverage/show's listing.
+        sent = coverage.define("netdev_sent")
+        received = coverage.define("netdev_received")
+        invalid = coverage.define("datapath_drop_rx_invalid_packet")
+        dropped = coverage.define("datapath_drop_invalid_port")
+        netdev_error = coverage.define("datapath_drop_netdev_error")
+        return cls(sent, received, dropped, netdev_error, invalid)
 
 
 @attrs.define
@@ -106,6 +136,8 @@ class Datapath:
         netdevs: NetdevRegistry,
         *,
         hooks_factory: Callable[[Pmd], PmdHooks] | None = None,
+        pmd_processes: bool = False,
+        fault_injection: bool = False,
     ) -> None:
         self.log = vlog.module("dpif_netdev")
         self.vlog = vlog
@@ -115,14 +147,17 @@ class Datapath:
         self.perf_log = PerfLogConfig()
         #: Port number -> port; filled by :attr:`dp_ports`.
         self.ports: dict[int, Port] = {}
-        self.pmds: dict[int, Pmd] = {}
-        self._hooks_factory = hooks_factory
-        self._cov_sent = coverage.define("netdev_sent")
-        self._cov_received = coverage.define("netdev_received")
-        self._cov_drop_invalid = coverage.define("datapath_drop_rx_invalid_packet")
-        self._cov_drop_port = coverage.define("datapath_drop_invalid_port")
-        # Packets of a netdev send that raised (a provider bug, not an errno).
-        self._cov_drop_netdev_error = coverage.define("datapath_drop_netdev_error")
+        self.pmds: dict[int, AnyPmd] = {}
+        #: Whether PMDs run in worker processes (the daemon) or as trio tasks
+        #: of this process (unit tests that drive PMDs on an injected clock).
+        self.pmd_processes = pmd_processes
+        self.fault_injection = fault_injection
+        self.workers = WorkerHost(self)
+        self.spawner = WorkerSpawner(self.log)
+        coverage.add_refresher(self.workers.fold_coverage)
+        vlog.add_listener(self.workers.push_log_levels)
+        self._alb_seen: dict[int, int] = {}
+        self.pmd_counters = PmdCounters.define(coverage)
         port_added = coverage.define("dpif_port_add")
         port_removed = coverage.define("dpif_port_del")
         self.offload = DatapathOffload(DP_NAME, vlog, coverage, self.ports.get)
@@ -136,19 +171,19 @@ class Datapath:
             offload=self.offload,
             port_added=port_added,
             port_removed=port_removed,
+            allocate_slot=self.workers.allocate_slot,
+            forward_rx=self.workers.forward_rx if pmd_processes else None,
         )
         self._force_reload = False
-        self._pmd_serial = 0
         self.upcall = Upcall(self.ports, self.dp_ports.normal, coverage)
-        self.pipeline = FlowPipeline(self.upcall.handle, self._cov_drop_invalid)
-        self.revalidator = Revalidator(
-            lambda: [p.flow_table for p in self.sorted_pmds()],
-            lambda: self.normal,
-            self.upcall.compile_outputs,
-            coverage,
+        self.executors = ExecutorCache()
+        self.pipeline = FlowPipeline(
+            self.upcall.answer, self.executors.make_flow, self.pmd_counters.invalid
         )
-        self._lock = trio.Lock()
-        self._nursery: trio.Nursery | None = None
+        self.revalidator = Revalidator(self.flow_owners, lambda: self.normal, coverage)
+        self.lock = trio.Lock()
+        self.nursery: trio.Nursery | None = None
+        self._main_wake = trio.Event()
         self.sched = rxq_sched.RxqSchedConfig(self.log)
         self.alb = rxq_sched.AutoLoadBalance(self.log)
         #: Clock of the ALB rebalance timer, ms; tests substitute their own.
@@ -158,7 +193,8 @@ class Datapath:
         self._reconfigure_pending = False
         self._sleep_logged: tuple[int, tuple[tuple[int, int], ...]] | None = None
         self.reconfigurations = 0
-        self.main = self._make_pmd(NON_PMD_CORE_ID, 0)
+        self.threads = PmdThreads(self, processes=pmd_processes, hooks_factory=hooks_factory)
+        self.main = self.threads.make_local(NON_PMD_CORE_ID, 0)
 
     # -- queries ----------------------------------------------------------------
 
@@ -190,7 +226,24 @@ class Datapath:
         port = self.port_by_name(name)
         return port.netdev if port else None
 
-    def sorted_pmds(self) -> list[Pmd]:
+    def thread_flows(self) -> list[tuple[AnyPmd, ThreadFlows]]:
+        """Every thread's flow table (PMDs by core, then the main thread)."""
+        expired = self.revalidator.expired_counter
+        return [
+            (
+                pmd,
+                WorkerFlows(pmd)
+                if isinstance(pmd, WorkerPmd)
+                else LocalFlows(pmd.flow_table, self.executors, expired),
+            )
+            for pmd in self.sorted_pmds()
+        ]
+
+    def flow_owners(self) -> list[ThreadFlows]:
+        """Every thread's flow table, as the revalidator reaches it."""
+        return [flows for _, flows in self.thread_flows()]
+
+    def sorted_pmds(self) -> list[AnyPmd]:
         """PMDs by core id, then the main thread (OVS's display order)."""
         return [self.pmds[c] for c in sorted(self.pmds)] + [self.main]
 
@@ -204,32 +257,46 @@ class Datapath:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the PMD tasks and poll non-PMD ports until cancelled."""
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+            if self.pmd_processes:
+                await nursery.start(self.spawner.run)
+            self.nursery = nursery
+            nursery.start_soon(self._revalidate_periodically)
             task_status.started()
             try:
-                next_revalidation = trio.current_time() + REVALIDATE_INTERVAL
                 while True:
+                    # A new event before the iteration: frames that arrive
+                    # while it runs wake the wait below at once.
+                    self._main_wake = trio.Event()
                     self._main_iteration()
-                    if trio.current_time() >= next_revalidation:
-                        self.revalidator.max_idle_ms = self.settings.max_idle_ms
-                        self.revalidator.run_once()
-                        self.main.flow_table.rerank()
-                        next_revalidation = trio.current_time() + REVALIDATE_INTERVAL
                     # Waking every millisecond without cause would only take the
                     # CPU from the PMDs (and from the processes whose packets
                     # they forward): sleep until a port has packets, if every
                     # port of the main task can say so (as OVS's main thread
                     # blocks in poll_block()); otherwise poll.
                     rxqs = self.main.poll_list
-                    if not rxqs:
-                        await trio.sleep(MAIN_IDLE_INTERVAL)
+                    if not rxqs or all(rxq.netdev.notifies_rx for rxq in rxqs):
+                        with trio.move_on_after(MAIN_IDLE_INTERVAL):
+                            await self._main_wake.wait()
                     elif all(_wakes(rxq.netdev) for rxq in rxqs):
                         with trio.move_on_after(MAIN_IDLE_INTERVAL):
                             await any_readable(rxqs)
                     else:
                         await trio.sleep(MAIN_POLL_INTERVAL)
             finally:
-                self._nursery = None
+                self.nursery = None
+
+    async def _revalidate_periodically(self) -> None:
+        # Its own task: a pass asks every PMD worker, and the main task must
+        # keep polling meanwhile.
+        while True:
+            await trio.sleep(REVALIDATE_INTERVAL)
+            self.revalidator.max_idle_ms = self.settings.max_idle_ms
+            await self.revalidator.run_once()
+            self.main.flow_table.rerank()
+
+    def _wake_main(self) -> None:
+        """A non-PMD port received frames: the main task polls now."""
+        self._main_wake.set()
 
     def _main_iteration(self) -> None:
         main = self.main
@@ -242,22 +309,30 @@ class Datapath:
 
     def _alb_check(self) -> None:
         """Main-task side of auto load balance: maybe request a rebalance."""
-        if not self.alb.enabled or self._reconfigure_pending or self._nursery is None:
+        for pmd in self.pmds.values():
+            if isinstance(pmd, WorkerPmd):
+                pmd.refresh()
+                if self._alb_seen.get(pmd.serial) != pmd.interval_seq:
+                    self._alb_seen[pmd.serial] = pmd.interval_seq
+                    self.on_interval(pmd)
+        if not self.alb.enabled or self._reconfigure_pending or self.nursery is None:
             return
         if self.alb.poll(
             self.clock_ms(),
             overload_counts=lambda: [p.overloaded for p in self.pmds.values()],
-            reconfigure_pending=lambda: self._reconfigure_pending or self._lock.locked(),
+            reconfigure_pending=lambda: self._reconfigure_pending or self.lock.locked(),
             view=self._sched_view,
         ):
             self._reconfigure_pending = True
-            self._nursery.start_soon(self._alb_reconfigure)
+            self.nursery.start_soon(self._alb_reconfigure)
 
     def set_measurement_interval(self, ns: int) -> None:
         """Change the PMD measurement interval (OVS: 5 s); tests shorten it."""
         self.interval_ns = ns
         for pmd in self.pmds.values():
-            pmd.set_interval(ns)
+            if isinstance(pmd, Pmd):
+                pmd.set_interval(ns)
+        self.workers.push_knobs_soon()
 
     async def _alb_reconfigure(self) -> None:
         try:
@@ -281,7 +356,7 @@ class Datapath:
             isolate=self.settings.rxq_isolate,
         )
 
-    def _on_interval(self, pmd: Pmd) -> None:
+    def on_interval(self, pmd: AnyPmd) -> None:
         """A PMD closed a 5 s interval: update its ALB overload count."""
         idle, busy, sleep, offload = pmd.last_interval
         pmd.overloaded = self.alb.update_overload(
@@ -295,7 +370,7 @@ class Datapath:
 
     async def shutdown(self) -> None:
         """Stop every PMD (flushing their output) and close every netdev."""
-        async with self._lock:
+        async with self.lock:
             for core in list(self.pmds):
                 await self._destroy_pmd(core)
             for port in list(self.ports.values()):
@@ -306,7 +381,7 @@ class Datapath:
 
     async def apply_config(self, config: Config) -> None:
         """Bring the datapath to ``config`` (start-up, SIGHUP, config/reload)."""
-        async with self._lock:
+        async with self.lock:
             self._apply_other_config(config.other_config)
             self.dp_ports.apply_bridges(config.bridges)
             # Offload just enabled: every PMD reloads to pick up the work callbacks.
@@ -338,8 +413,9 @@ class Datapath:
         s.emc_insert_min = emc_min
         s.smc_enable = oc.smc_enable
         for pmd in self.sorted_pmds():
-            pmd.flow_table.emc.insert_min = emc_min
-            pmd.flow_table.smc_enabled = oc.smc_enable
+            if isinstance(pmd, Pmd):
+                pmd.flow_table.emc.insert_min = emc_min
+                pmd.flow_table.smc_enabled = oc.smc_enable
         self.alb.configure(
             enabled=oc.pmd_auto_lb,
             load_threshold=oc.pmd_auto_lb_load_threshold,
@@ -348,19 +424,19 @@ class Datapath:
         )
 
     async def reconfigure(self) -> None:
-        async with self._lock:
+        async with self.lock:
             await self._reconfigure_locked()
 
     async def add_port(self, bridge: str, pc: PortConfig) -> Port:
         """``dpctl/add-if``: NetdevError saying why the port could not be added."""
-        async with self._lock:
+        async with self.lock:
             port = self.dp_ports.add(bridge, pc)
             await self._reconfigure_locked()
             return port
 
     async def del_port(self, name: str) -> None:
         """``dpctl/del-if``: NetdevError if there is no such port."""
-        async with self._lock:
+        async with self.lock:
             self.dp_ports.remove(name)
             await self._reconfigure_locked()
 
@@ -387,7 +463,10 @@ class Datapath:
                 by_numa[pmd.numa_id] = by_numa.get(pmd.numa_id, 0) + 1
             for numa, count in sorted(by_numa.items()):
                 self.log.info(f"There are {count} pmd threads on numa node {numa}")
-        # Ports whose queue layout changes leave every PMD before the netdev changes.
+        # Ports whose queue layout changes leave every PMD's poll list before
+        # the netdev changes; removed ports leave the tx ports too.  A port
+        # that stays keeps its tx port: packets the PMDs send it meanwhile
+        # go out, none is dropped for a port that only changes its queues.
         stale = [p for p in self.ports.values() if p.netdev.reconfigure_required]
         if stale or self.dp_ports.closing:
             stale_nos = {p.port_no for p in stale}
@@ -397,22 +476,24 @@ class Datapath:
                     for r in pmd.poll_list
                     if r.port_no not in stale_nos and r.port_no in self.ports
                 ]
-                tx = {
-                    n: t for n, t in pmd.tx_ports.items() if n in self.ports and n not in stale_nos
-                }
-                await pmd.reload(keep, tx)
+                if isinstance(pmd, WorkerPmd):
+                    await pmd.reload(keep, _present(pmd.tx_ports, self.ports))
+                else:
+                    await pmd.reload(keep, _present(pmd.tx_ports, self.ports))
             for port in stale:
                 port.netdev.reconfigure()
                 port.rebuild_rxqs()
         self._update_sleep()
+        await self._push_knobs()
         schedule = self._schedule()
         await self._distribute(schedule)
         self.alb.note_reconfigured()
         closing = self.dp_ports.take_closing()
         if closing:
-            self._purge_flows({p.port_no for p in closing})
+            await self._purge_flows({p.port_no for p in closing})
         for port in closing:
             port.netdev.close()
+            self.workers.free_slot(port.stats_slot)
 
     async def _adjust_pmds(self) -> bool:
         wanted = self._wanted_cores()
@@ -421,73 +502,21 @@ class Datapath:
             await self._destroy_pmd(core)
             changed = True
         for core in sorted(set(wanted) - set(self.pmds)):
-            pmd = self._make_pmd(core, wanted[core])
-            self.pmds[core] = pmd
-            if self._nursery is None:
+            if self.nursery is None:
                 raise NetdevError("the datapath is not running (daemon starting or stopping)")
-            await self._nursery.start(self._run_pmd, pmd)
-            self.log.info(f"PMD thread on numa_id: {pmd.numa_id}, core id: {core:2d} created.")
+            self.pmds[core] = await self.threads.start(self.nursery, core, wanted[core])
+            self.log.info(f"PMD thread on numa_id: {wanted[core]}, core id: {core:2d} created.")
             changed = True
         return changed
 
-    async def _run_pmd(
-        self, pmd: Pmd, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        # Log lines from this task carry OVS's thread name, e.g. "(pmd-c00/id:7)".
-        self._pmd_serial += 1
-        self.vlog.set_subprogram_name(f"pmd-c{pmd.core_id:02d}/id:{self._pmd_serial}")
-        await pmd.run(task_status=task_status)
-
     async def _destroy_pmd(self, core: int) -> None:
         pmd = self.pmds.pop(core)
-        await pmd.request_exit()
+        await self.threads.stop(pmd)
         for rxq in pmd.poll_list:
             rxq.core_id = None
-        # Its megaflows go with it, as in OVS, so offload providers drop the
-        # rules they hold for them.
-        pmd.flow_table.flush()
+        if isinstance(pmd, WorkerPmd):
+            self._alb_seen.pop(pmd.serial, None)
         self.log.info(f"PMD thread on numa_id: {pmd.numa_id}, core id: {core:2d} destroyed.")
-
-    def _make_pmd(self, core: int, numa: int) -> Pmd:
-        log = self.vlog.module("dpif_netdev_perf")
-        perf = PmdPerf(log_config=self.perf_log, log=log)
-        # The main thread completes asynchronous sends inline and runs no
-        # offload work (OVS hooks only PMD threads).
-        make_hooks: Callable[[Pmd], PmdHooks]
-        lifecycle: PmdLifecycle | None = None
-        if self._hooks_factory is not None:
-            make_hooks = self._hooks_factory
-        elif core == NON_PMD_CORE_ID:
-            make_hooks = InlineHooks
-        else:
-            make_hooks = self._defer_hooks
-            lifecycle = self.offload
-        table = FlowTable(self.settings.emc_insert_min, self.offload.flow_observer(core))
-        table.smc_enabled = self.settings.smc_enable
-        pmd = Pmd(
-            core,
-            numa,
-            self.settings,
-            self.pipeline,
-            perf,
-            sent_counter=self._cov_sent,
-            received_counter=self._cov_received,
-            drop_counter=self._cov_drop_port,
-            netdev_error_counter=self._cov_drop_netdev_error,
-            log=self.log,
-            make_hooks=make_hooks,
-            lifecycle=lifecycle,
-            flow_table=table,
-            on_interval=self._on_interval,
-        )
-        pmd.interval_ns = self.interval_ns
-        return pmd
-
-    def _defer_hooks(self, pmd: Pmd) -> PmdHooks:
-        """A PMD thread's hooks: its deferred-work ring, then the offload work."""
-        return DeferHooks(
-            pmd, offload_work=self.offload.pmd_work, offload_idle=self.offload.pmd_idle
-        )
 
     def _update_sleep(self) -> None:
         cfg = self.settings.sleep
@@ -542,6 +571,12 @@ class Datapath:
             new_poll = polls[core]
             same_ports = set(pmd.tx_ports) == (port_nos if new_poll else set())
             unchanged = new_poll == pmd.poll_list and same_ports
+            if isinstance(pmd, WorkerPmd):
+                unchanged = unchanged and not pmd.stale(self.ports)
+                if unchanged and not self._force_reload:
+                    continue
+                await pmd.reload(new_poll, self._tx_qids(index) if new_poll else {})
+                continue
             if unchanged and not self._force_reload and not pmd.reload_requested:
                 continue
             tx = self._tx_ports(pmd.static_tx_qid) if new_poll else {}
@@ -556,8 +591,13 @@ class Datapath:
             if not p.pmd
             for r in p.rxqs
         ]
+        for rxq in main.poll_list:
+            rxq.netdev.rx_listener = self._wake_main
         main.static_tx_qid = len(self.pmds)
         main.tx_ports = self._tx_ports(main.static_tx_qid)
+
+    def _tx_qids(self, static_qid: int) -> dict[int, int]:
+        return {no: static_qid % max(port.netdev.n_txq, 1) for no, port in self.ports.items()}
 
     def _tx_ports(self, static_qid: int) -> dict[int, TxPort]:
         return {
@@ -573,12 +613,33 @@ class Datapath:
         for name, nos in members.items():
             self.normal[name].set_ports(nos)
 
-    def _purge_flows(self, port_nos: set[int]) -> None:
+    async def _purge_flows(self, port_nos: set[int]) -> None:
         """Delete every flow that comes from or goes to one of ``port_nos``."""
-        for pmd in self.sorted_pmds():
-            table = pmd.flow_table
-            for flow in table:
-                if flow.key[IN_PORT] in port_nos or any(
-                    getattr(a, "port", None) in port_nos for a in flow.actions
-                ):
-                    table.remove(flow)
+        gone = frozenset(port_nos)
+        for flows in self.flow_owners():
+            await flows.flush(gone)
+
+    # -- PMD worker processes ------------------------------------------------------
+
+    async def _push_knobs(self) -> None:
+        await self.workers.push_knobs()
+
+    def knobs_changed(self) -> None:
+        """A knob PMDs read live changed outside a reconfiguration: tell the workers."""
+        self.workers.push_knobs_soon()
+
+    def refresh_workers(self) -> None:
+        """Take fresh snapshots of the PMD workers' counter blocks."""
+        self.workers.refresh()
+
+    def port_stats(self, port: Port) -> NetdevStats:
+        """A port's counters over every process that uses it."""
+        return self.workers.port_stats(port)
+
+
+_T = TypeVar("_T")
+
+
+def _present(tx: dict[int, _T], ports: Mapping[int, Port]) -> dict[int, _T]:
+    """The tx ports of ``tx`` whose port is still in the datapath."""
+    return {n: t for n, t in tx.items() if n in ports}

@@ -18,8 +18,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from .perf import Stat
 
 if TYPE_CHECKING:
-    from .dp import Datapath
-    from .pmd import Pmd
+    from .dp import AnyPmd, Datapath
 
 PMD_LABELS = ["numa_id", "core_id", "thread"]
 
@@ -67,7 +66,7 @@ _PORT_STATS = (
 )
 
 
-def _labels(pmd: Pmd) -> list[str]:
+def _labels(pmd: AnyPmd) -> list[str]:
     if pmd.is_main:
         return ["", "", "main"]
     return [str(pmd.numa_id), str(pmd.core_id), "pmd"]
@@ -76,6 +75,7 @@ def _labels(pmd: Pmd) -> list[str]:
 def datapath_metrics(dp: Datapath) -> Iterable[Metric]:
     """Every datapath family (see ``pyvswitchd --list-metrics``)."""
     pmds = dp.sorted_pmds() if dp.exists else []
+    dp.refresh_workers()
     counters = {
         name: CounterMetricFamily(f"ovs_pmd_{name}", help_, labels=PMD_LABELS)
         for name, help_, _ in _COUNTERS
@@ -116,7 +116,7 @@ def datapath_metrics(dp: Datapath) -> Iterable[Metric]:
             idle, busy, sleep, offload = pmd.last_interval
             total = idle + busy + sleep + offload
             usage.add_metric(labels, busy / total if total else 0.0)
-        flows.add_metric(labels, len(pmd.flow_table))
+        flows.add_metric(labels, pmd.flow_count)
     yield from counters.values()
     yield from (lookups, cycles, work, iterations, usage, flows)
     yield from _rxq_metrics(pmds)
@@ -135,7 +135,7 @@ def _offload_metrics(dp: Datapath) -> Iterable[Metric]:
     yield flows
 
 
-def _rxq_metrics(pmds: list[Pmd]) -> Iterable[Metric]:
+def _rxq_metrics(pmds: list[AnyPmd]) -> Iterable[Metric]:
     labels = ["port", "queue_id", "core_id"]
     cycles = CounterMetricFamily(
         "ovs_pmd_rxq_cycles", "Processing cycles (ns) spent on an rx queue", labels=labels
@@ -161,7 +161,7 @@ def _port_metrics(dp: Datapath) -> Iterable[Metric]:
     }
     for port in dp.ports.values():
         values = [port.bridge or "", port.name, port.type]
-        stats = port.netdev.stats
+        stats = dp.port_stats(port)
         for field, family in families.items():
             family.add_metric(values, getattr(stats, field))
     yield from families.values()

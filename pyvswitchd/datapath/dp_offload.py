@@ -13,7 +13,7 @@ main thread never runs offload work, as in OVS.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeAlias, cast
 
 from ..observe.ratelimit import RateLimit
@@ -23,6 +23,7 @@ from ..odp.packet import Packet
 from ..offload.pmd_context import PmdOffloadContext
 from ..offload.provider import OffloadProvider, SimulatedHardware
 from ..offload.registry import Offload, OffloadCollection
+from .worker_messages import OffloadSetup
 
 if TYPE_CHECKING:
     from ..config import OtherConfig
@@ -65,13 +66,31 @@ class DatapathOffload:
         self._flow_for_mark: FlowForMark | None = None
         self._contexts: dict[int, PmdOffloadContext] = {}
         self._port = port_lookup
+        self._knobs: dict[str, str] = {}
+        self._interfaces: dict[str, dict[str, str]] = {}
 
     @property
     def enabled(self) -> bool:
         return self.offload.config.enabled
 
-    def register_commands(self, registry: CommandRegistry) -> None:
-        self.offload.register_commands(registry)
+    def register_commands(
+        self, registry: CommandRegistry, before_show: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """``before_show``: gathers what PMD workers' copies of the providers counted."""
+        self.offload.register_commands(registry, before_show)
+
+    def worker_counters(self) -> dict[str, dict[int, dict[str, int]]]:
+        """A PMD worker's side: each provider's counters, for the daemon's reports."""
+        if self.collection is None:
+            return {}
+        return {p.type: p.worker_counters() for p in self.collection.providers}
+
+    def add_worker_counters(self, reports: list[dict[str, dict[int, dict[str, int]]]]) -> None:
+        """The daemon's side: the workers' reports, added to the next show."""
+        if self.collection is None:
+            return
+        for provider in self.collection.providers:
+            provider.add_worker_counters([r.get(provider.type, {}) for r in reports])
 
     def configure(self, other_config: OtherConfig, ports: Iterable[Port]) -> bool:
         """Apply the offload knobs; True when every PMD must reload (offload just enabled)."""
@@ -80,6 +99,13 @@ class DatapathOffload:
         if other_config.hw_offload_priority is not None:
             knobs["hw-offload-priority"] = other_config.hw_offload_priority
         interfaces = {p.name: p.other_config for p in ports}
+        return self.apply(knobs, interfaces, ports)
+
+    def apply(
+        self, knobs: dict[str, str], interfaces: dict[str, dict[str, str]], ports: Iterable[Port]
+    ) -> bool:
+        """:meth:`configure` from the knobs themselves (a PMD worker's copy starts here)."""
+        self._knobs, self._interfaces = dict(knobs), dict(interfaces)
         self.offload.config.set_global_config(knobs, interfaces)
         if self.collection is None and self.enabled:
             self.collection, _ = self.offload.open(self.dp_name, DPIF_TYPE)
@@ -94,6 +120,18 @@ class DatapathOffload:
             return False
         self.collection.set_config(knobs)
         return self.collection.take_force_pmd_reload()
+
+    def worker_setup(self) -> OffloadSetup | None:
+        """What a PMD worker needs to open its own copy of the providers (None: offload off).
+
+        The providers' global state stays here; each worker runs its own
+        copy for the flows it installs and the packets it receives, and
+        calls their PMD lifecycle hooks in its own process, as OVS's PMD
+        threads do.
+        """
+        if not self.enabled:
+            return None
+        return OffloadSetup(True, dict(self._knobs), dict(self._interfaces))
 
     def port_added(self, port: Port) -> None:
         if self.collection is None:

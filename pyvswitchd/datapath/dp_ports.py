@@ -10,10 +10,11 @@ only after the reconfigure that stops every PMD polling it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ..config import BridgeConfig, PortConfig
+from ..netdev.dummy import DummyNetdev
 from ..netdev.provider import NetdevError
 from ..netdev.registry import NetdevRegistry
 from ..observe.coverage import Counter, Coverage
@@ -27,6 +28,9 @@ from .port import Port
 if TYPE_CHECKING:
     from .dp import DatapathSettings
     from .dp_offload import DatapathOffload
+
+#: Hands frames for rx queue ``qid`` of a port to the PMD worker polling it.
+ForwardRx = Callable[[Port, int, list[bytes]], Awaitable[bool]]
 
 DP_NAME = "ovs-netdev"
 LOCAL_PORT_TYPE = "dummy-internal"
@@ -57,8 +61,16 @@ class DatapathPorts:
         offload: DatapathOffload,
         port_added: Counter,
         port_removed: Counter,
+        allocate_slot: Callable[[], int] = lambda: 0,
+        forward_rx: ForwardRx | None = None,
     ) -> None:
+        """``allocate_slot`` gives each port its statistics slot in the PMD
+        workers' counter blocks; ``forward_rx``, set when PMDs run in worker
+        processes, hands ``netdev-dummy/receive`` frames to the worker that
+        polls the queue."""
         self.ports = ports
+        self._allocate_slot = allocate_slot
+        self._forward_rx = forward_rx
         self.bridges: dict[str, BridgeConfig] = {}
         #: Port name -> why it could not be opened or configured (last apply).
         self.errors: dict[str, str] = {}
@@ -120,8 +132,13 @@ class DatapathPorts:
             if existing is None:
                 self._open_port(bridge_name, pc)
                 continue
+            options = self._port_options(pc)
             try:
-                existing.netdev.set_config(self._port_options(pc))
+                existing.netdev.set_config(options)
+                if options != existing.options:
+                    # PMD workers reopen their side of the port with the new options.
+                    existing.options = options
+                    existing.generation += 1
             except NetdevError as exc:
                 self.errors[name] = str(exc)
                 self.log.warn(f"{name}: could not set configuration ({exc})")
@@ -157,6 +174,11 @@ class DatapathPorts:
             while port_no in self.ports:
                 port_no += 1
         port = Port(port_no, netdev, bridge)
+        port.options = self._port_options(pc)
+        port.stats_slot = self._allocate_slot()
+        forward_rx = self._forward_rx
+        if forward_rx is not None and netdev.pmd and isinstance(netdev, DummyNetdev):
+            netdev.rx_forward = lambda qid, frames: forward_rx(port, qid, frames)
         self._set_port_other_config(port, pc.other_config)
         self.ports[port_no] = port
         self.offload.port_added(port)

@@ -7,18 +7,22 @@ the flows per thread in OVS's layout::
     flow-dump from pmd on cpu core: 0
     recirc_id(0),in_port(1),...,ipv4(frag=no), packets:4, bytes:424, used:2.312s, actions:3
 
+Each thread's table is reached through :mod:`.thread_flows`: a PMD worker
+process applies edits between two iterations and sends its flows in pages.
 Errors carry dpctl's wording (``pyvswitchd: updating flow table (File
 exists)``).  ``dump-flows`` is a streamed reply built through the control
-server's pacer: tens of thousands of flows are formatted a slice at a time
-while the PMDs keep forwarding, and sent as they are formatted.
+server's pacer: tens of thousands of flows are formatted a slice at a time,
+page by page, while the daemon keeps serving, and sent as they are formatted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 from .. import PROGRAM_NAME
@@ -40,12 +44,10 @@ from ..odp.flow_text import (
 )
 from .dp import DP_TYPE
 from .dp_ports import DP_NAME
-from .execute import compile_actions
-from .flow_table import DpFlow
+from .thread_flows import FlowView
 
 if TYPE_CHECKING:
-    from .dp import Datapath
-    from .pmd import Pmd
+    from .dp import AnyPmd, Datapath
 
 #: Accepted datapath names (the bare name is what dpif-netdev commands take).
 DP_NAMES = (DP_NAME, f"{DP_TYPE}@{DP_NAME}")
@@ -63,13 +65,13 @@ def check_dp_name(dp: Datapath, name: str) -> None:
         raise dpctl_error(f"opening datapath {name} failed", errno.ENODEV)
 
 
-def _thread_title(pmd: Pmd) -> str:
+def _thread_title(pmd: AnyPmd) -> str:
     if pmd.is_main:
         return "flow-dump from the main thread:"
     return f"flow-dump from pmd on cpu core: {pmd.core_id}"
 
 
-def format_used(flow: DpFlow, now: float) -> str:
+def format_used(flow: FlowView, now: float) -> str:
     return f"{now - flow.used:.3f}s" if flow.used else "never"
 
 
@@ -81,7 +83,7 @@ def miniflow_bits(mask: tuple[int, ...]) -> tuple[int, int]:
 
 def format_flow_line(
     dp: Datapath,
-    flow: DpFlow,
+    flow: FlowView,
     now: float,
     *,
     verbose: bool,
@@ -112,7 +114,7 @@ def format_flow_line(
 
 
 def flow_data(
-    dp: Datapath, pmd: Pmd, flow: DpFlow, now: float, names: dict[int, str] | None = None
+    dp: Datapath, pmd: AnyPmd, flow: FlowView, now: float, names: dict[int, str] | None = None
 ) -> dict[str, object]:
     if names is None:
         names = dp.port_names()
@@ -150,7 +152,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
         except FlowSyntaxError as exc:
             raise dpctl_error(f"parsing flow key ({exc})") from None
 
-    def put(args: Sequence[str], *, create: bool, modify: bool) -> str:
+    async def put(args: Sequence[str], *, create: bool, modify: bool) -> str:
         flow_text, actions_text = split_dp(args, 2)
         match = parse(flow_text)
         key, mask = match.key, match.mask
@@ -158,64 +160,48 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             actions = parse_actions(actions_text, port_names=dp.port_numbers())
         except ActionSyntaxError as exc:
             raise dpctl_error(f"parsing actions ({exc})") from None
-        execute = compile_actions(actions)
-        tables = [p.flow_table for p in dp.sorted_pmds()]
-        existing = [t.find(key, mask) for t in tables]
+        threads = [flows for _, flows in dp.thread_flows()]
+        existing = [await flows.find(key, mask) for flows in threads]
         if any(existing) and not modify:
             raise dpctl_error("updating flow table", errno.EEXIST)
         if not any(existing) and not create:
             raise dpctl_error("updating flow table", errno.ENOENT)
-        for table, flow in zip(tables, existing, strict=True):
-            if flow is not None:
-                table.set_actions(flow, actions, execute)
-            else:
-                table.install(
-                    DpFlow(
-                        match.unmasked_key,
-                        mask,
-                        actions,
-                        execute,
-                        packet_type_exact=match.packet_type_exact,
-                    )
-                )
+        for flows in threads:
+            await flows.put(match.unmasked_key, mask, actions, match.packet_type_exact)
         return ""
 
-    def add_flow(ctx: CommandContext, args: Sequence[str]) -> str:
-        return put(args, create=True, modify=False)
+    async def add_flow(ctx: CommandContext, args: Sequence[str]) -> str:
+        return await put(args, create=True, modify=False)
 
-    def mod_flow(ctx: CommandContext, args: Sequence[str]) -> str:
-        return put(args, create=False, modify=True)
+    async def mod_flow(ctx: CommandContext, args: Sequence[str]) -> str:
+        return await put(args, create=False, modify=True)
 
-    def del_flow(ctx: CommandContext, args: Sequence[str]) -> str:
+    async def del_flow(ctx: CommandContext, args: Sequence[str]) -> str:
         (flow_text,) = split_dp(args, 1)
         match = parse(flow_text, "deleting flow")
-        key, mask = match.key, match.mask
         found = False
-        for pmd in dp.sorted_pmds():
-            flow = pmd.flow_table.find(key, mask)
-            if flow is not None:
-                pmd.flow_table.remove(flow)
-                found = True
+        for _, flows in dp.thread_flows():
+            found = await flows.delete(match.key, match.mask) or found
         if not found:
             raise dpctl_error("deleting flow", errno.ENOENT)
         return ""
 
-    def del_flows(ctx: CommandContext, args: Sequence[str]) -> str:
+    async def del_flows(ctx: CommandContext, args: Sequence[str]) -> str:
         if args:
             check_dp_name(dp, args[0])
         if not dp.exists:
             raise dpctl_error("no datapaths exist")
-        for pmd in dp.sorted_pmds():
-            pmd.flow_table.flush()
+        for _, flows in dp.thread_flows():
+            await flows.flush()
         return ""
 
-    def get_flow(ctx: CommandContext, args: Sequence[str]) -> Reply:
+    async def get_flow(ctx: CommandContext, args: Sequence[str]) -> Reply:
         (ufid_text,) = split_dp(args, 1)
         ufid = ufid_text.removeprefix("ufid:")
-        now = time.monotonic()
-        for pmd in dp.sorted_pmds():
-            flow = pmd.flow_table.by_ufid(ufid)
+        for pmd, flows in dp.thread_flows():
+            flow = await flows.get(ufid)
             if flow is not None:
+                now = time.monotonic()
                 line = format_flow_line(dp, flow, now, verbose=True, names=True)
                 return Reply.structured(line + "\n", flow_data(dp, pmd, flow, now))
         raise dpctl_error("getting flow", errno.ENOENT)
@@ -251,22 +237,28 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
         filt_km = (filt.key, filt.mask) if filt is not None else None
         now = time.monotonic()
         port_names = dp.port_names()
-        threads = [dp.main, *[dp.pmds[c] for c in sorted(dp.pmds)]]
+        threads = dp.thread_flows()
+        # OVS's order: the main thread first, then the PMDs by core.
+        threads = [threads[-1], *threads[:-1]]
         if pmd_filter is not None:
-            threads = [p for p in threads if (-1 if p.is_main else p.core_id) == pmd_filter]
+            threads = [t for t in threads if (-1 if t[0].is_main else t[0].core_id) == pmd_filter]
 
-        def flows() -> Iterator[tuple[Pmd, DpFlow]]:
-            # Lazy: each table is snapshotted (and filtered) when the dump
-            # reaches it, inside the pacer's slices.
-            for pmd in threads:
-                for flow in pmd.flow_table:
-                    if filt_km is None or _matches(flow, *filt_km):
-                        yield pmd, flow
+        async def pages() -> AsyncGenerator[list[tuple[AnyPmd, FlowView]], None]:
+            # A page at a time: a worker sends its flows in pages, and each
+            # page is formatted through the pacer before the next is asked for.
+            for pmd, flows in threads:
+                async with contextlib.aclosing(flows.dump()) as dump:
+                    async for page in dump:
+                        yield [
+                            (pmd, flow)
+                            for flow in page
+                            if filt_km is None or _matches(flow, *filt_km)
+                        ]
 
-        def text() -> AsyncIterator[str]:
-            shown: Pmd | None = None
+        async def text() -> AsyncIterator[str]:
+            shown: AnyPmd | None = None
 
-            def line(item: tuple[Pmd, DpFlow]) -> str:
+            def line(item: tuple[AnyPmd, FlowView]) -> str:
                 nonlocal shown
                 pmd, flow = item
                 text = format_flow_line(
@@ -277,12 +269,31 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
                 shown = pmd
                 return f"{_thread_title(pmd)}\n{text}\n"
 
-            return ctx.pacer.render(flows(), line)
+            async with contextlib.aclosing(pages()) as batches:
+                async for batch in batches:
+                    async with contextlib.aclosing(ctx.pacer.render(batch, line)) as chunks:
+                        async for chunk in chunks:
+                            yield chunk
 
-        def data() -> AsyncIterator[str]:
-            return ctx.pacer.json_array(
-                flows(), lambda item: flow_data(dp, item[0], item[1], now, port_names)
-            )
+        async def data() -> AsyncIterator[str]:
+            first = True
+
+            def element(item: tuple[AnyPmd, FlowView]) -> str:
+                nonlocal first
+                value = flow_data(dp, item[0], item[1], now, port_names)
+                text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+                if first:
+                    first = False
+                    return text
+                return "," + text
+
+            yield "["
+            async with contextlib.aclosing(pages()) as batches:
+                async for batch in batches:
+                    async with contextlib.aclosing(ctx.pacer.render(batch, element)) as chunks:
+                        async for chunk in chunks:
+                            yield chunk
+            yield "]"
 
         return StreamReply(text, data)
 
@@ -300,6 +311,6 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
     )
 
 
-def _matches(flow: DpFlow, key: tuple[int, ...], mask: tuple[int, ...]) -> bool:
+def _matches(flow: FlowView, key: tuple[int, ...], mask: tuple[int, ...]) -> bool:
     """``filter=``: the flow's key agrees with ``key`` on every bit ``mask`` sets."""
     return all((fk & m) == (k & m) for fk, k, m in zip(flow.key, key, mask, strict=True))

@@ -13,13 +13,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Hashable, Iterator, Sequence
-from typing import Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from ..odp.actions import Action
 from ..odp.flow_key import IN_PORT, FlowKey, FlowMask, masked
 from .dpcls import Dpcls, Projector, make_projector
 from .emc import Emc, Smc
-from .execute import CompiledActions
+from .execute import CompiledActions, compile_actions
 
 #: A flow's compiled actions, run on each batch that hits it.
 Executor: TypeAlias = CompiledActions
@@ -189,6 +189,28 @@ class FlowTable:
         self.classifiers.clear()
         self.emc.clear()
         self.smc.clear()
+        return n
+
+    def put(
+        self, unmasked_key: FlowKey, mask: FlowMask, actions: Sequence[Any], exact_type: bool
+    ) -> None:
+        """``dpctl/add-flow`` / ``mod-flow``: install, or change the actions of, a megaflow."""
+        execute = compile_actions(list(actions))
+        existing = self.find(unmasked_key, mask)
+        if existing is not None:
+            self.set_actions(existing, actions, execute)
+            return
+        self.install(DpFlow(unmasked_key, mask, actions, execute, packet_type_exact=exact_type))
+
+    def remove_ports(self, port_nos: frozenset[int]) -> int:
+        """Delete every flow from or to one of ``port_nos`` (a port left); how many."""
+        n = 0
+        for flow in self:
+            if flow.key[IN_PORT] in port_nos or any(
+                getattr(a, "port", None) in port_nos for a in flow.actions
+            ):
+                self.remove(flow)
+                n += 1
         return n
 
     def rerank(self) -> None:

@@ -42,7 +42,6 @@ Formatting of ``dpif-netdev/pmd-perf-show`` lives in
 from __future__ import annotations
 
 import enum
-import math
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
@@ -53,16 +52,14 @@ from pyvswitchd.observe.ratelimit import RateLimit
 from pyvswitchd.observe.vlog import VlogModule
 from pyvswitchd.odp.int_parse import INT_MAX, INT_MIN, strtoll
 
+from .histogram import Histogram, linear_walls, log_walls
+
 #: Cycle counter frequency: cycles are nanoseconds.
 TSC_HZ = 1_000_000_000
 #: Microseconds per cycle.
 US_PER_CYCLE = 1e6 / TSC_HZ
 #: Length of the iteration and millisecond histories.
 HISTORY_LEN = 1000
-#: Bins per histogram; the last one collects everything above the last wall.
-NUM_BINS = 32
-#: The wall of the last histogram bin (printed as ">").
-UINT32_MAX = 2**32 - 1
 # How often, in cycles, end_iteration looks at the millisecond clock
 # (OVS: tsc_hz / 250000, i.e. every 4 us).
 _MS_CHECK_CYCLES = TSC_HZ // 250_000
@@ -111,66 +108,6 @@ _UPCALL = int(Stat.CYCLES_UPCALL)
 _SLEEP_ITER = int(Stat.SLEEP_ITER)
 _SLEEP = int(Stat.CYCLES_SLEEP)
 _OFFLOAD = int(Stat.CYCLES_OFFLOAD)
-
-
-# -- histograms ---------------------------------------------------------------
-
-
-def linear_walls(lo: int, hi: int) -> tuple[int, ...]:
-    """Walls of a histogram with 31 equal steps from ``lo`` to ``hi``."""
-    steps = NUM_BINS - 2
-    return (*(lo + i * (hi - lo) // steps for i in range(NUM_BINS - 1)), UINT32_MAX)
-
-
-def log_walls(lo: int, hi: int) -> tuple[int, ...]:
-    """Walls of a histogram with logarithmic steps from ``lo`` to ``hi``.
-
-    With ``lo == 0`` the first wall is 0 and the steps start at 1.  Walls
-    are truncated to integers and forced to increase by at least one, so
-    small ranges start out linear.  The floating-point expression is
-    evaluated in the same order as OVS's, which makes the walls identical
-    (e.g. 499 rather than 500 for ``exp(log(500))``).
-    """
-    walls = [0] * NUM_BINS
-    if lo > 0:
-        start, n, log_lo = 0, NUM_BINS - 1, math.log(lo)
-    else:
-        start, n, log_lo = 1, NUM_BINS - 2, 0.0
-    log_hi = math.log(hi)
-    wall = start
-    for i in range(n):
-        wall = int(max(wall, math.exp(log_lo + i * (log_hi - log_lo) / (n - 1))))
-        walls[start + i] = wall
-        wall += 1
-    walls[NUM_BINS - 2] = max(walls[NUM_BINS - 2], hi)
-    walls[NUM_BINS - 1] = UINT32_MAX
-    return tuple(walls)
-
-
-@attrs.define(eq=False)
-class Histogram:
-    """32 bins; a sample goes into the first bin whose wall is >= it.
-
-    ``bins`` is updated in place only, so the hot path may keep a reference.
-    """
-
-    walls: tuple[int, ...]
-    bins: list[int] = attrs.field(factory=lambda: [0] * NUM_BINS)
-    # The first 31 walls: bisect_left on them yields the bin index directly,
-    # 31 for anything beyond the last finite wall.
-    search: list[int] = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self.search = list(self.walls[: NUM_BINS - 1])
-
-    def add(self, value: int) -> None:
-        self.bins[bisect_left(self.search, value)] += 1
-
-    def samples(self) -> int:
-        return sum(self.bins)
-
-    def clear(self) -> None:
-        self.bins[:] = [0] * NUM_BINS
 
 
 # -- per-iteration / per-millisecond samples ----------------------------------
@@ -305,7 +242,7 @@ def parse_perf_log_set(args: Sequence[str], current: PerfLogConfig) -> PerfLogCo
     return cfg
 
 
-def _default_ms() -> int:
+def monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
 
 
@@ -343,7 +280,7 @@ class PmdPerf:
         full_metrics: Callable[[], bool] | bool = False,
         log_config: PerfLogConfig | None = None,
         log: VlogModule | None = None,
-        wall_ms: Callable[[], int] = _default_ms,
+        wall_ms: Callable[[], int] = monotonic_ms,
         tsc: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
         if isinstance(full_metrics, bool):

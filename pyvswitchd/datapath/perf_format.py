@@ -27,15 +27,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pyvswitchd.datapath.histogram import NUM_BINS
 from pyvswitchd.datapath.perf import (
     HISTORY_LEN,
-    NUM_BINS,
     TSC_HZ,
     US_PER_CYCLE,
-    PmdPerf,
     Stat,
     format_iteration_history,
 )
+from pyvswitchd.datapath.perf_snapshot import PerfReader
 
 _HIST_TITLES = (
     "cycles/it",
@@ -67,12 +67,12 @@ def _wall_clock(now_wall: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(now_wall)) + f".{ms:03d}"
 
 
-def _duration_s(perf: PmdPerf) -> float:
+def _duration_s(perf: PerfReader) -> float:
     return (perf.wall_ms() - perf.start_ms) / 1000.0
 
 
 def format_perf_show(
-    perf: PmdPerf,
+    perf: PerfReader,
     header: str,
     *,
     is_pmd: bool,
@@ -113,7 +113,9 @@ def format_perf_show(
     return "".join(out)
 
 
-def format_overall_stats(perf: PmdPerf, duration: float, *, is_pmd: bool, work_ring: bool) -> str:
+def format_overall_stats(
+    perf: PerfReader, duration: float, *, is_pmd: bool, work_ring: bool
+) -> str:
     """The counter lines of one thread (``duration`` in seconds, > 0)."""
     s = perf.get_all()
     idle, busy = s[Stat.CYCLES_ITER_IDLE], s[Stat.CYCLES_ITER_BUSY]
@@ -206,7 +208,7 @@ def _work_lines(s: list[int]) -> list[str]:
     return [f"{label:<{_WORK_LABEL_WIDTH}}{value:12d}{extra}" for label, value, extra in rows]
 
 
-def format_histograms(perf: PmdPerf) -> str:
+def format_histograms(perf: PerfReader) -> str:
     """The ``Histograms`` section: 7 histograms side by side, then averages."""
     hists = perf.histograms()
     lines = ["Histograms", "   " + "  ".join(f"{t:<21}" for t in _HIST_TITLES)]
@@ -231,7 +233,7 @@ def format_histograms(perf: PmdPerf) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_ms_history(perf: PmdPerf, n_ms: int) -> str:
+def format_ms_history(perf: PerfReader, n_ms: int) -> str:
     """The ``-ms`` table: the last ``n_ms`` completed milliseconds, newest first."""
     if n_ms <= 0:
         return ""
@@ -255,7 +257,7 @@ def format_ms_history(perf: PmdPerf, n_ms: int) -> str:
 
 
 def perf_data(
-    perf: PmdPerf, *, is_pmd: bool, now_wall: float, histograms: bool = False
+    perf: PerfReader, *, is_pmd: bool, now_wall: float, histograms: bool = False
 ) -> dict[str, Any]:
     """The figures of :func:`format_perf_show` as a JSON-able dict.
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from operator import attrgetter, sub
 from typing import TYPE_CHECKING, Any, cast
 
@@ -45,8 +45,16 @@ if TYPE_CHECKING:
     from ..odp.flow_key import FlowKey
     from .emc import Emc
     from .pmd import Pmd
+    from .upcall import Megaflow
 
-Upcall = Callable[["Pmd", "FlowKey"], "DpFlow | None"]
+#: What the daemon answers about one missed key: the megaflow to install, the
+#: index of an earlier key of the same batch whose megaflow covers this one,
+#: or None (the upcall failed: the packet is lost).
+UpcallAnswer = "Megaflow | int | None"
+#: Asks about the misses of one batch; one answer per key, in order.
+Upcall = Callable[[Sequence["FlowKey"]], Sequence["Megaflow | int | None"]]
+#: Builds the flow to install for a key and the megaflow the daemon chose.
+FlowMaker = Callable[["FlowKey", "Megaflow"], DpFlow]
 
 try:
     # collections' C counting loop (what Counter.update runs), without
@@ -77,8 +85,9 @@ FAST_PATH_BACKOFF = 8
 class FlowPipeline:
     """EMC → SMC → dpcls → upcall, then per-flow batched actions."""
 
-    def __init__(self, upcall: Upcall, drop_invalid: Counter) -> None:
+    def __init__(self, upcall: Upcall, make_flow: FlowMaker, drop_invalid: Counter) -> None:
         self.upcall = upcall
+        self.make_flow = make_flow
         self._drop_invalid = drop_invalid
         #: (in_port, mark, core_id) -> flow, while hardware offload is enabled.
         self.mark_lookup: Callable[[int, int, int], DpFlow | None] | None = None
@@ -195,6 +204,7 @@ class FlowPipeline:
         etable = emc.table(in_port) if emc_on else {}
         smc = table.smc if table.smc_enabled else None
         groups: dict[DpFlow, list[Packet]] = {}
+        misses: list[tuple[Packet, FlowKey, Any]] = []
         last_flow: DpFlow | None = None
         last_group: list[Packet] = []
         n_emc = n_smc = n_masked = n_lookups = n_miss = n_lost = n_invalid = n_phwol = 0
@@ -252,11 +262,9 @@ class FlowPipeline:
                     if smc is not None:
                         smc.insert(key, flow)
                 else:
-                    flow = self._miss(pmd, key)
-                    if flow is None:
-                        n_lost += 1
-                        continue
-                    n_miss += 1
+                    # Misses go to the daemon together, after the batch.
+                    misses.append((packet, key, sig))
+                    continue
             if emc_on and sig is not None:
                 emc.maybe_insert(etable, sig, flow)
             if flow is last_flow:
@@ -265,6 +273,13 @@ class FlowPipeline:
                 last_flow = flow
                 last_group = groups.setdefault(flow, [])
                 last_group.append(packet)
+        if misses:
+            n_miss, n_lost, n_hit, n_covered = self._upcall(
+                pmd, misses, groups, etable if emc_on else None
+            )
+            n_emc += n_hit
+            n_masked += n_covered
+            n_lookups += n_covered
         n = pmd.perf.n
         n[Stat.PHWOL_HIT] += n_phwol
         n[Stat.EXACT_HIT] += n_emc
@@ -282,8 +297,49 @@ class FlowPipeline:
             flow.used = now
             flow.execute(pmd, packets)
 
-    def _miss(self, pmd: Pmd, key: FlowKey) -> DpFlow | None:
+    def _upcall(
+        self,
+        pmd: Pmd,
+        misses: list[tuple[Packet, FlowKey, Any]],
+        groups: dict[DpFlow, list[Packet]],
+        etable: dict[Any, DpFlow] | None,
+    ) -> tuple[int, int, int, int]:
+        """Ask about a batch's misses at once: (upcalls, lost, EMC hits, megaflow hits).
+
+        A key the daemon finds covered by the megaflow of an earlier key of
+        the same batch is looked up again, in order, once the earlier one's
+        flow is in the table: it counts as the EMC or megaflow hit it would
+        have been had the upcalls run one by one.
+        """
+        table = pmd.flow_table
+        emc = table.emc
         start = _tsc()
-        flow = self.upcall(pmd, key)
-        pmd.perf.record_upcall(_tsc() - start)
-        return flow
+        answers = self.upcall([key for _, key, _ in misses])
+        installed: list[DpFlow | None] = []
+        n_up = n_lost = n_emc = n_masked = 0
+        for (packet, key, sig), answer in zip(misses, answers, strict=True):
+            if answer is None:
+                flow = None
+            elif isinstance(answer, int):
+                flow = installed[answer] if 0 <= answer < len(installed) else None
+                if flow is not None:
+                    if etable is not None and sig is not None and etable.get(sig) is flow:
+                        n_emc += 1
+                    else:
+                        n_masked += 1
+            else:
+                flow = table.install(self.make_flow(key, answer))
+                n_up += 1
+            installed.append(flow)
+            if flow is None:
+                n_lost += 1
+                continue
+            if etable is not None and sig is not None:
+                emc.maybe_insert(etable, sig, flow)
+            groups.setdefault(flow, []).append(packet)
+        if n_up:
+            share = (_tsc() - start) // n_up
+            record = pmd.perf.record_upcall
+            for _ in range(n_up):
+                record(share)
+        return n_up, n_lost, n_emc, n_masked

@@ -67,6 +67,13 @@ PMD_YIELD_INTERVAL_NS = 1_000_000
 PMD_IDLE_SPIN_NS = 200_000
 _tsc = time.perf_counter_ns
 
+#: :meth:`Pmd.plan_sleep`: keep polling.
+NO_SLEEP = 0
+#: Block until a polled queue may have packets (or a reload), at most the bound.
+WAIT_RXQS = 1
+#: Sleep the bound (load-based sleep), waking early only for a reload.
+TIMED_SLEEP = 2
+
 
 async def any_readable(rxqs: Sequence[Rxq]) -> None:
     """Return as soon as one of ``rxqs`` may have packets (their ``wait_readable``)."""
@@ -149,8 +156,10 @@ class PmdLifecycle(Protocol):
 class PmdSettings(Protocol):
     """Datapath-wide knobs a PMD reads every iteration (never via reload)."""
 
-    tx_flush_interval_us: int
-    perf_metrics: bool
+    @property
+    def tx_flush_interval_us(self) -> int: ...
+    @property
+    def perf_metrics(self) -> bool: ...
 
 
 class Pmd:
@@ -228,6 +237,8 @@ class Pmd:
         self._next_optimization = 0
         self._lifecycle = lifecycle
         self.hooks: PmdHooks = make_hooks(self) if make_hooks is not None else _NoHooks()
+        #: When the polled queues last ran dry (0: they did not), ns.
+        self._idle_since = 0
 
     @property
     def is_main(self) -> bool:
@@ -242,6 +253,10 @@ class Pmd:
     @property
     def name(self) -> str:
         return "main" if self.is_main else f"pmd-c{self.core_id:02d}"
+
+    @property
+    def flow_count(self) -> int:
+        return len(self.flow_table)
 
     # -- the handshake, main task side ----------------------------------------
 
@@ -270,19 +285,12 @@ class Pmd:
     # -- the task -------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The PMD as a trio task (the main thread's and unit tests' PMDs)."""
         task_status.started()
         while True:
-            self._adopt_pending()
-            exiting = self.exit_requested
-            lifecycle = self._lifecycle
-            if not exiting and lifecycle is not None:
-                lifecycle.pmd_reload(self)
-            self.reload_requested = False
+            exiting = self.reload_point()
             self._acked.set()
             if exiting:
-                self.close()
-                if lifecycle is not None:
-                    lifecycle.pmd_exit(self)
                 return
             if not self.poll_list:
                 # An idle PMD sleeps until the next reload, as OVS's does.
@@ -291,6 +299,25 @@ class Pmd:
                     await self._wake.wait()
                 continue
             await self._poll_loop()
+
+    def reload_point(self) -> bool:
+        """Adopt what a reload handed over; True when the PMD is to end.
+
+        Called between poll loops, never inside an iteration: the offload
+        providers' lifecycle hook runs here, and a departing PMD releases
+        what it holds.
+        """
+        self._adopt_pending()
+        exiting = self.exit_requested
+        lifecycle = self._lifecycle
+        if not exiting and lifecycle is not None:
+            lifecycle.pmd_reload(self)
+        self.reload_requested = False
+        if exiting:
+            self.close()
+            if lifecycle is not None:
+                lifecycle.pmd_exit(self)
+        return exiting
 
     def _adopt_pending(self) -> None:
         if self._pending is not None:
@@ -307,68 +334,94 @@ class Pmd:
         self._intrvl_tsc_prev = 0
         self.overloaded = 0
 
-    async def _poll_loop(self) -> None:
-        perf = self.perf
-        hooks = self.hooks
-        perf.polling = True
+    # -- one iteration, in three steps ----------------------------------------
+    #
+    # The loop is split where it may block, so that a trio task (above) and a
+    # worker process's plain loop (:mod:`.worker`) run the same iteration and
+    # differ only in how they sleep.
+
+    def begin_polling(self) -> None:
+        self.perf.polling = True
         self._next_cycle_store = _tsc() + self.interval_ns
+        self._idle_since = 0
+
+    def end_polling(self) -> None:
+        self.perf.polling = False
+
+    def work(self) -> tuple[int, int, int, int]:
+        """Poll every queue, flush, drain, run offload work: (start, rx, tx, offload cycles)."""
+        start = _tsc()
+        self.perf.start_iteration(start)
+        rx = self.poll_rxqs()
+        tx = 0
+        if not rx:
+            self.now_us = start // 1000
+            tx = self.flush_output(force=bool(self.max_sleep_us and self.sleep_time_us))
+        hooks = self.hooks
+        hooks.drain(self)
+        return start, rx, tx, hooks.offload_work(self)
+
+    def plan_sleep(self, start: int, rx: int) -> tuple[int, int]:
+        """How this iteration may sleep: (NO_SLEEP | WAIT_RXQS | TIMED_SLEEP, bound in us)."""
+        if rx:
+            self._idle_since = 0
+        elif not self._idle_since:
+            self._idle_since = start
+        max_sleep = self.max_sleep_us
+        if not max_sleep:
+            self.sleep_time_us = 0
+            return NO_SLEEP, 0
+        if (
+            not rx
+            and self.can_wait
+            and start - self._idle_since >= PMD_IDLE_SPIN_NS
+            and self.hooks.idle(self)
+            and not self._tx_pending()
+        ):
+            self.sleep_time_us = 0
+            return WAIT_RXQS, max_sleep
+        planned = self.sleep_time_us
+        self.sleep_time_us = min(planned + 1, max_sleep)
+        return (TIMED_SLEEP, planned) if planned else (NO_SLEEP, 0)
+
+    def finish(self, start: int, rx: int, tx: int, slept: int, offload_cycles: int) -> bool:
+        """Housekeeping and the iteration's accounting; True when a reload is requested."""
+        if self._lc > HOUSEKEEPING_ITERATIONS:
+            self._lc = 0
+            self.hooks.drain_all(self)
+            self._housekeeping()
+        else:
+            self._lc += 1
+        if self.reload_requested:
+            # Everything in our hands goes out before we let go of it.
+            self.flush_output(force=True)
+            self.hooks.drain_all(self)
+            return True
+        self.perf.end_iteration(_tsc(), rx, tx, slept, offload_cycles, self.settings.perf_metrics)
+        return False
+
+    async def _poll_loop(self) -> None:
+        self.begin_polling()
         next_yield = 0
-        idle_since = 0
         try:
             while True:
-                start = _tsc()
-                perf.start_iteration(start)
-                rx = self.poll_rxqs()
-                tx = 0
-                if not rx:
-                    self.now_us = start // 1000
-                    tx = self.flush_output(force=bool(self.max_sleep_us and self.sleep_time_us))
-                hooks.drain(self)
-                offload_cycles = hooks.offload_work(self)
+                start, rx, tx, offload_cycles = self.work()
+                kind, bound_us = self.plan_sleep(start, rx)
                 slept = 0
-                if rx:
-                    idle_since = 0
-                elif not idle_since:
-                    idle_since = start
-                if (
-                    not rx
-                    and self.max_sleep_us
-                    and self.can_wait
-                    and start - idle_since >= PMD_IDLE_SPIN_NS
-                    and hooks.idle(self)
-                    and not self._tx_pending()
-                ):
+                if kind != NO_SLEEP:
                     t0 = _tsc()
-                    await self._wait_rxqs(self.max_sleep_us)
+                    if kind == WAIT_RXQS:
+                        await self._wait_rxqs(bound_us)
+                    else:
+                        await trio.sleep(bound_us / 1e6)
                     slept = _tsc() - t0
-                    self.sleep_time_us = 0
-                elif self.max_sleep_us:
-                    if self.sleep_time_us:
-                        t0 = _tsc()
-                        await trio.sleep(self.sleep_time_us / 1e6)
-                        slept = _tsc() - t0
-                    self.sleep_time_us = min(self.sleep_time_us + 1, self.max_sleep_us)
-                else:
-                    self.sleep_time_us = 0
-                if self._lc > HOUSEKEEPING_ITERATIONS:
-                    self._lc = 0
-                    hooks.drain_all(self)
-                    self._housekeeping()
-                else:
-                    self._lc += 1
-                if self.reload_requested:
-                    # Everything in our hands goes out before we let go of it.
-                    self.flush_output(force=True)
-                    hooks.drain_all(self)
+                if self.finish(start, rx, tx, slept, offload_cycles):
                     return
-                perf.end_iteration(
-                    _tsc(), rx, tx, slept, offload_cycles, self.settings.perf_metrics
-                )
                 if not slept and (not rx or start >= next_yield):
                     await trio.lowlevel.checkpoint()
                     next_yield = start + PMD_YIELD_INTERVAL_NS
         finally:
-            perf.polling = False
+            self.end_polling()
 
     def _build_rx_epoll(self) -> None:
         if self._rx_epoll is not None:

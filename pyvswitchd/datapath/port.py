@@ -22,12 +22,14 @@ class Rxq:
 
     __slots__ = (
         "core_id",
+        "cycles_base",
         "cycles_curr",
         "cycles_total",
         "intervals",
         "intrvl_idx",
         "netdev",
         "packets",
+        "packets_base",
         "pinned_core",
         "port",
         "port_no",
@@ -46,6 +48,10 @@ class Rxq:
         self.packets = 0  # received, for metrics
         self.intervals = [0] * PMD_INTERVAL_MAX
         self.intrvl_idx = 0
+        # A worker process counts from zero after each reload: what earlier
+        # poll lists (or a dead worker) counted for this queue is kept here.
+        self.packets_base = 0
+        self.cycles_base = 0
 
     def store_interval(self) -> None:
         """Close the current interval: push its cycles into the ring."""
@@ -89,6 +95,13 @@ class Port:
         self.affinity: dict[int, int] = {}
         self.rxqs: list[Rxq] = []
         self.error: str | None = None
+        #: Bumped whenever PMD workers must reopen their side of the netdev
+        #: (its queues or options changed).
+        self.generation = 0
+        #: Where PMD worker processes publish their counts for this port.
+        self.stats_slot = 0
+        #: The options the netdev was last configured with.
+        self.options: dict[str, str] = {}
         self.rebuild_rxqs()
 
     @property
@@ -98,6 +111,7 @@ class Port:
     def rebuild_rxqs(self) -> None:
         """(Re)create the rxq objects after the netdev's queue count changed."""
         self.rxqs = [Rxq(self, q) for q in range(self.netdev.n_rxq)]
+        self.generation += 1
         self.apply_affinity()
 
     def apply_affinity(self) -> None:

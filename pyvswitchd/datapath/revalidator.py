@@ -2,40 +2,57 @@
 
 OVS's revalidator threads dump the datapath flows periodically and, for
 each one, delete it if it has been idle longer than ``max-idle``, or
-re-translate it if the state it was derived from changed.  Here one main
-task does the same every REVALIDATE_INTERVAL:
+re-translate it if the state it was derived from changed.  Here one task
+of the daemon does the same every REVALIDATE_INTERVAL:
 
 * flows idle for more than ``max-idle`` ms (default 10 s) are deleted;
-* MAC learning entries past ``mac-aging-time`` expire;
+* MAC learning entries past ``mac-aging-time`` expire, and entries whose
+  flows saw packets are refreshed (megaflow hits never reach the bridge);
 * when the MAC entry a flow's destination maps to appeared, moved or went
   away since the last pass, the flow's NORMAL decision is recomputed, and
-  the flow is modified in place when the outputs differ — a flow that flooded to an
-  unknown destination becomes unicast once that destination is learned.
+  the flow is modified in place when the outputs differ -- a flow that
+  flooded to an unknown destination becomes unicast once that destination
+  is learned.
 
-Changes are applied between PMD iterations (single thread), so a PMD sees
-either the old or the new actions of a flow, never a mix.
+Flows live with their PMD, which may be another process, while the bridges
+live in the daemon; so a pass runs in two rounds over every flow table
+(:class:`FlowOwner`): the first ages flows and reports which MACs to
+refresh, the second lists the flows a MAC change affects, and the daemon
+sends their new outputs back.  The table-side halves are the plain
+functions :func:`age_flows`, :func:`affected_flows` and :func:`set_outputs`,
+which a PMD worker runs on its own table.  A PMD applies a change between
+two iterations, so it sees either the old or the new actions of a flow,
+never a mix.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from ..odp.flow_key import ETH_DST, VLAN_TCI
+from ..odp.actions import Output
+from ..odp.flow_key import ETH_DST, ETH_SRC, IN_PORT, VLAN_TCI, FlowKey, FlowMask
 from ..odp.protocols import VLAN_VID_MASK
-from .flow_table import DpFlow, FlowTable
+from .flow_table import FlowTable
 
 if TYPE_CHECKING:
-    from ..observe.coverage import Coverage
+    from ..observe.coverage import Counter, Coverage
+    from .upcall import ExecutorCache
 
 #: Seconds between two revalidation passes.
 REVALIDATE_INTERVAL = 0.5
 
-_OUTPUT_PORT = attrgetter("port")
+#: A MAC entry to refresh: (bridge, a key of a flow that saw packets).
+Refresh = tuple[str, FlowKey]
+#: A flow whose decision may have changed: (key, mask, bridge, current outputs).
+Affected = tuple[FlowKey, FlowMask, str, tuple[int, ...]]
+#: New outputs for a flow: (key, mask, outputs).
+Update = tuple[FlowKey, FlowMask, tuple[int, ...]]
+#: Per bridge, the (VID, MAC) entries that changed, or None: anything may have.
+Changes = Mapping[str, "frozenset[tuple[int, int]] | None"]
 
 
 @attrs.define
@@ -46,77 +63,135 @@ class RevalidatorStats:
     flows_deleted: int = 0
 
 
+@attrs.frozen
+class AgeResult:
+    refresh: tuple[Refresh, ...]
+    expired: int
+    deleted: int
+
+
+def age_flows(
+    table: FlowTable,
+    max_idle_ms: int,
+    bridges: frozenset[str],
+    expired_counter: Counter | None = None,
+    *,
+    now: float | None = None,
+) -> AgeResult:
+    """First round on one table: delete idle flows and flows of bridges that went away."""
+    now = time.monotonic() if now is None else now
+    max_idle = max_idle_ms / 1000.0
+    refresh: dict[tuple[str, int, int, int], FlowKey] = {}
+    expired = deleted = 0
+    for flow in table:
+        if now - (flow.used or flow.created) > max_idle:
+            table.remove(flow)
+            expired += 1
+            if expired_counter is not None:
+                expired_counter.inc()
+            continue
+        bridge = flow.bridge
+        if bridge is None:
+            continue
+        if bridge not in bridges:
+            table.remove(flow)
+            deleted += 1
+            continue
+        if flow.packets != flow.reval_packets:
+            flow.reval_packets = flow.packets
+            key = flow.key
+            ident = (bridge, key[IN_PORT], key[VLAN_TCI] & VLAN_VID_MASK, key[ETH_SRC])
+            refresh.setdefault(ident, key)
+    return AgeResult(tuple((ident[0], key) for ident, key in refresh.items()), expired, deleted)
+
+
+def affected_flows(table: FlowTable, changes: Changes) -> list[Affected]:
+    """Second round on one table: the bridge flows that depend on a changed MAC entry."""
+    out: list[Affected] = []
+    for flow in table:
+        bridge = flow.bridge
+        if bridge is None or bridge not in changes:
+            continue
+        changed = changes[bridge]
+        # A NORMAL decision depends on the destination's entry only.
+        if changed is None or (flow.key[VLAN_TCI] & VLAN_VID_MASK, flow.key[ETH_DST]) in changed:
+            outputs = tuple(a.port for a in flow.actions if isinstance(a, Output))
+            out.append((flow.key, flow.mask, bridge, outputs))
+    return out
+
+
+def set_outputs(table: FlowTable, updates: Iterable[Update], executors: ExecutorCache) -> int:
+    """Give flows their new outputs; how many were still there to change."""
+    n = 0
+    for key, mask, outputs in updates:
+        flow = table.flows.get((key, mask))
+        if flow is None:
+            continue  # it went away meanwhile
+        actions, execute = executors.get(outputs)
+        table.set_actions(flow, actions, execute)
+        n += 1
+    return n
+
+
+class FlowOwner(Protocol):
+    """A flow table as the revalidator reaches it (in this process or a worker's)."""
+
+    async def age(self, max_idle_ms: int, bridges: frozenset[str]) -> AgeResult: ...
+    async def affected(self, changes: Changes) -> list[Affected]: ...
+    async def set_outputs(self, updates: list[Update]) -> int: ...
+
+
 class Revalidator:
     """Periodic flow aging and revalidation for one datapath."""
 
     def __init__(
         self,
-        tables: Callable[[], Iterable[FlowTable]],
+        owners: Callable[[], Iterable[FlowOwner]],
         bridges: Callable[[], Mapping[str, Any]],
-        compile_outputs: Callable[[tuple[int, ...]], tuple[list[Any], Any]],
         coverage: Coverage,
-        *,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._tables = tables
+        self._owners = owners
         self._bridges = bridges
-        self._compile = compile_outputs
-        self._clock = clock
         self.max_idle_ms = 10000
         self.stats = RevalidatorStats()
-        self._cov_expired = coverage.define("revalidate_flow_expired")
+        self.expired_counter = coverage.define("revalidate_flow_expired")
         self._cov_modified = coverage.define("revalidate_flow_modified")
 
-    def run_once(self) -> None:
+    async def run_once(self) -> None:
         """One pass over every flow table (cheap when nothing changed)."""
-        now = self._clock()
         self.stats.passes += 1
         bridges = self._bridges()
-        changes: dict[str, set[tuple[int, int]] | None] = {}
+        names = frozenset(bridges)
         for bridge in bridges.values():
             bridge.mac_learning.expire()
-        max_idle = self.max_idle_ms / 1000.0
-        tables = list(self._tables())
-        for table in tables:
-            for flow in table:
-                last = flow.used or flow.created
-                if now - last > max_idle:
-                    table.remove(flow)
-                    self.stats.flows_expired += 1
-                    self._cov_expired.inc()
-                    continue
-                if flow.bridge is None:
-                    continue
-                bridge = bridges.get(flow.bridge)
-                if bridge is None:
-                    table.remove(flow)
-                    self.stats.flows_deleted += 1
-                    continue
-                if flow.packets != flow.reval_packets:
-                    # Megaflow hits never reach the bridge: keep their MACs alive.
-                    flow.reval_packets = flow.packets
-                    bridge.relearn(flow.key)
+        owners = list(self._owners())
+        for owner in owners:
+            result = await owner.age(self.max_idle_ms, names)
+            self.stats.flows_expired += result.expired
+            self.stats.flows_deleted += result.deleted
+            for name, key in result.refresh:
+                bridge = bridges.get(name)
+                if bridge is not None:
+                    bridge.relearn(key)
         # Learning happens on upcalls and relearns: collect what changed once.
+        changes: dict[str, frozenset[tuple[int, int]] | None] = {}
         for name, bridge in bridges.items():
-            changes[name] = bridge.mac_learning.take_changes()
-        for table in tables:
-            for flow in table:
-                if flow.bridge is None or flow.bridge not in changes:
-                    continue
-                changed = changes[flow.bridge]
-                # A NORMAL decision depends on the destination's entry only.
-                if changed is None or (
-                    (flow.key[VLAN_TCI] & VLAN_VID_MASK, flow.key[ETH_DST]) in changed
-                ):
-                    self._revalidate(table, flow, bridges[flow.bridge])
-
-    def _revalidate(self, table: FlowTable, flow: DpFlow, bridge: Any) -> None:
-        # A bridge's flows only output (their actions came from compile_outputs).
-        outputs = tuple(map(_OUTPUT_PORT, flow.actions))
-        decision = bridge.revalidate(flow.key, flow.mask, outputs)
-        if decision is None:
+            changed = bridge.mac_learning.take_changes()
+            if changed is None or changed:
+                changes[name] = None if changed is None else frozenset(changed)
+        if not changes:
             return
-        actions, execute = self._compile(tuple(decision.outputs))
-        table.set_actions(flow, actions, execute)
-        self.stats.flows_modified += 1
-        self._cov_modified.inc()
+        for owner in owners:
+            affected = await owner.affected(changes)
+            if not affected:
+                continue
+            updates: list[Update] = []
+            for key, mask, name, outputs in affected:
+                decision = bridges[name].revalidate(key, mask, outputs)
+                if decision is not None:
+                    updates.append((key, mask, tuple(decision.outputs)))
+            if updates:
+                modified = await owner.set_outputs(updates)
+                if modified:
+                    self.stats.flows_modified += modified
+                    self._cov_modified.add(modified)

@@ -1,38 +1,78 @@
-"""The upcall: what happens to a packet that missed every cache and megaflow.
+"""The upcall: what happens to packets that missed every cache and megaflow.
 
-A miss in a PMD's classifier (the pipeline's step 5) comes here with the
-packet's flow key.  The bridge of the key's in_port decides with its
-NORMAL action (:mod:`.normal`); the decision's output ports become the
-megaflow's actions and its mask the megaflow's mask, and the megaflow is
-installed in the missing PMD's own flow table, where the packets that
-follow hit it.  A key whose in_port has no bridge (the port just left) is
-counted as ``datapath_drop_upcall_error`` and the packet dropped.
+The misses of one received batch leave the PMD's fast path together, with
+their flow keys.  For each key the bridge of its in_port decides with its
+NORMAL action (:mod:`.normal`) and the answer is a :class:`Megaflow` --
+the mask under which the decision holds, the output ports, the deciding
+bridge -- which the PMD installs in its own flow table, where the packets
+that follow hit it.  A key covered by the megaflow answered for an earlier
+key of the same batch is answered with that key's index instead: the PMD
+uses the flow installed for the earlier one, as OVS's PMD finds the flow
+its previous upcall installed, and the bridge does not see (or learn from)
+the packet twice.  A key whose in_port has no bridge (the port just left)
+is counted as ``datapath_drop_upcall_error`` and the packet dropped.
 
-Flows with the same output list share one action list and one compiled
-executor (:meth:`Upcall.compile_outputs`), which lets the pipeline run a
-batch spread over many such flows with a single action call; the
-revalidator uses the same cache when a MAC table change moves flows.
+The bridges live in the daemon and a PMD may run in a worker process, so
+answers are plain data: the PMD compiles actions on its side, once per
+distinct output list (:class:`ExecutorCache`), shared by every flow with
+that list -- which lets the pipeline run a batch spread over many such
+flows with a single action call; the revalidator uses the same cache when
+a MAC table change moves flows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import attrs
+
 from ..odp.actions import Output
-from ..odp.flow_key import IN_PORT, FlowKey
+from ..odp.flow_key import IN_PORT, FlowKey, FlowMask, masked
 from .execute import compile_actions
 from .flow_table import DpFlow, Executor
 
 if TYPE_CHECKING:
     from ..observe.coverage import Coverage
     from .normal import NormalBridge
-    from .pmd import Pmd
     from .port import Port
 
 
+@attrs.frozen
+class Megaflow:
+    """What the bridge decided for a key: mask, output ports, deciding bridge."""
+
+    mask: FlowMask
+    outputs: tuple[int, ...]
+    bridge: str
+
+
+#: The answer about one missed key: a megaflow to install, the index of an
+#: earlier key of the batch whose megaflow covers it, or None (lost).
+Answer = Megaflow | int | None
+
+
+class ExecutorCache:
+    """Actions and their compiled executor per output list."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[int, ...], tuple[list[Output], Executor]] = {}
+
+    def get(self, outputs: tuple[int, ...]) -> tuple[list[Output], Executor]:
+        cached = self._cache.get(outputs)
+        if cached is None:
+            actions = [Output(p) for p in outputs]
+            cached = self._cache[outputs] = (actions, compile_actions(actions))
+        return cached
+
+    def make_flow(self, key: FlowKey, megaflow: Megaflow) -> DpFlow:
+        """The flow to install for ``key`` under the bridge's decision."""
+        actions, execute = self.get(megaflow.outputs)
+        return DpFlow(key, megaflow.mask, actions, execute, bridge=megaflow.bridge)
+
+
 class Upcall:
-    """The datapath's miss handler: bridge decision, shared actions, megaflow install.
+    """The datapath's miss handler: each key's bridge decides.
 
     ``ports`` and ``bridges`` are the datapath's live maps (port number to
     port, bridge name to its NORMAL switch), read at every upcall.
@@ -44,30 +84,30 @@ class Upcall:
         self._ports = ports
         self._bridges = bridges
         self._failed = coverage.define("datapath_drop_upcall_error")
-        self._executors: dict[tuple[int, ...], tuple[list[Output], Executor]] = {}
 
-    def compile_outputs(self, outputs: tuple[int, ...]) -> tuple[list[Output], Executor]:
-        """Actions and executor for an output list, shared by every flow with it."""
-        cached = self._executors.get(outputs)
-        if cached is None:
-            actions = [Output(p) for p in outputs]
-            cached = self._executors[outputs] = (actions, compile_actions(actions))
-        return cached
-
-    def handle(self, pmd: Pmd, key: FlowKey) -> DpFlow | None:
-        """A miss on ``pmd``: the in_port's bridge decides and a megaflow is installed."""
-        port = self._ports.get(key[IN_PORT])
-        bridge = self._bridges.get(port.bridge) if port is not None and port.bridge else None
-        if bridge is None:
-            self._failed.inc()
-            return None
-        decision = bridge.handle(key)
-        actions, execute = self.compile_outputs(decision.outputs)
-        flow = DpFlow(
-            key,
-            decision.mask,
-            actions,
-            execute,
-            bridge=bridge.name,
-        )
-        return pmd.flow_table.install(flow)
+    def answer(self, keys: Sequence[FlowKey]) -> list[Answer]:
+        """The answers to one batch of misses, one per key, in order."""
+        answers: list[Answer] = []
+        # mask -> masked key -> index of the key that was answered with it.
+        answered: dict[FlowMask, dict[FlowKey, int]] = {}
+        ports, bridges = self._ports, self._bridges
+        for i, key in enumerate(keys):
+            earlier = None
+            for mask, seen in answered.items():
+                earlier = seen.get(masked(key, mask))
+                if earlier is not None:
+                    break
+            if earlier is not None:
+                answers.append(earlier)
+                continue
+            port = ports.get(key[IN_PORT])
+            bridge = bridges.get(port.bridge) if port is not None and port.bridge else None
+            if bridge is None:
+                self._failed.inc()
+                answers.append(None)
+                continue
+            decision = bridge.handle(key)
+            mask = decision.mask
+            answers.append(Megaflow(mask, tuple(decision.outputs), bridge.name))
+            answered.setdefault(mask, {})[masked(key, mask)] = i
+        return answers

@@ -38,8 +38,9 @@ import errno
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from operator import attrgetter
+from typing import Any
 
 import attrs
 import trio
@@ -63,6 +64,7 @@ ETH_TOTAL_MIN = 60
 _TPID_8021Q = ETH_TYPE_VLAN_8021Q.to_bytes(2, "big")
 _PPM = 1_000_000
 _DATA = attrgetter("data")
+_PCAP_OPTIONS = frozenset(("pcap", "rxq_pcap", "tx_pcap"))
 
 
 def int_option(
@@ -125,6 +127,7 @@ class DummyNetdev(Netdev):
 
     type = "dummy"
     pmd = False
+    notifies_rx = True
 
     #: Frames one rx queue holds; more are dropped (``rx_dropped``).
     MAX_RX_QUEUE = 4096
@@ -150,6 +153,14 @@ class DummyNetdev(Netdev):
         self.rx_offload: RxClassifier | None = None
         #: Injected faults (``netdev-dummy/fault``, tests only); None: none.
         self.fault: NetdevFaults | None = None
+        #: The options as last set (what a PMD worker's side is opened with).
+        self.options: dict[str, str] = {}
+        #: Where transmitted frames go instead of a capture file: a PMD
+        #: worker hands them to the daemon, the one writer of the file.
+        self.tx_capture: Callable[[list[bytes]], None] | None = None
+        #: In the daemon: hands ``netdev-dummy/receive`` frames to the PMD
+        #: worker polling rx queue ``qid``; False when no worker polls it.
+        self.rx_forward: Callable[[int, list[bytes]], Awaitable[bool]] | None = None
         super().__init__(name, options)
         self._open = True
 
@@ -171,6 +182,7 @@ class DummyNetdev(Netdev):
         reject_unknown(name, opts)
 
         self._set_pcaps(rx_path or None, tx_path or None)
+        self.options = dict(options)
         self._async_polls = async_polls
         self._async_fail_ppm = round(fail_rate * _PPM)
         requested = (n_rxq, n_txq, numa_id)
@@ -228,7 +240,21 @@ class DummyNetdev(Netdev):
 
     # -- receive ------------------------------------------------------------
 
-    def inject(self, frames: Sequence[bytes], qid: int = 0, *, offload: bool = True) -> int:
+    async def receive(self, frames: Sequence[bytes], qid: int = 0) -> None:
+        """``netdev-dummy/receive``: queue here, or in the PMD worker that polls ``qid``."""
+        forward = self.rx_forward
+        vanished = self.fault is not None and self.fault.vanished
+        if forward is None or vanished or not frames or not 0 <= qid < len(self._rxqs):
+            self.inject(frames, qid)
+            return
+        if self._rx_pcap is not None:
+            self._capture(self._rx_pcap, frames)
+        if not await forward(qid, list(frames)):
+            self.inject(frames, qid, capture=False)
+
+    def inject(
+        self, frames: Sequence[bytes], qid: int = 0, *, offload: bool = True, capture: bool = True
+    ) -> int:
         """Queue ``frames`` for receive on rx queue ``qid``; return how many were queued.
 
         Frames beyond the queue's room are dropped (``rx_dropped``).  The rx
@@ -244,7 +270,7 @@ class DummyNetdev(Netdev):
         if self.fault is not None and self.fault.vanished:
             self.stats.rx_dropped += len(frames)  # nothing arrives on a vanished device
             return 0
-        if self._rx_pcap is not None and frames:
+        if self._rx_pcap is not None and frames and capture:
             self._capture(self._rx_pcap, frames)
         queue = self._rxqs[qid]
         room = max(self.MAX_RX_QUEUE - len(queue), 0)
@@ -260,6 +286,8 @@ class DummyNetdev(Netdev):
         event = self._rx_events.pop(qid, None)
         if event is not None:
             event.set()
+        if self.rx_listener is not None:
+            self.rx_listener()
         return min(len(frames), room)
 
     def queued(self, qid: int = 0) -> int:
@@ -314,6 +342,8 @@ class DummyNetdev(Netdev):
         events, self._rx_events = self._rx_events, {}
         for event in events.values():
             event.set()
+        if self.rx_listener is not None:
+            self.rx_listener()
 
     # -- transmit -----------------------------------------------------------
 
@@ -360,7 +390,36 @@ class DummyNetdev(Netdev):
         self._sent.extend(batch)
         if self._tx_pcap is not None and batch:
             self._capture(self._tx_pcap, list(map(_DATA, batch)))
+        elif self.tx_capture is not None and batch:
+            self.tx_capture(list(map(_DATA, batch)))
         return rc
+
+    def capture_sent(self, frames: list[bytes]) -> None:
+        """Write frames a PMD worker transmitted to this port's capture file."""
+        if self._tx_pcap is not None and frames:
+            self._capture(self._tx_pcap, frames)
+
+    # -- PMD worker processes -------------------------------------------------
+
+    def export_to_worker(self, qids: Sequence[int]) -> tuple[dict[str, Any], list[int]]:
+        # Capture files stay with the daemon (one writer per file): the
+        # worker sends transmitted frames back, and received frames are
+        # captured here before they are handed to the worker.
+        options = {k: v for k, v in self.options.items() if k not in _PCAP_OPTIONS}
+        state = {
+            "options": options,
+            "mtu": self.mtu,
+            "tx_capture": self._tx_pcap is not None,
+            # Fault injection (tests only): the worker's side fails alike.
+            "fault": self.fault.spec if self.fault is not None else None,
+        }
+        return state, []
+
+    @classmethod
+    def open_in_worker(cls, name: str, state: Mapping[str, Any], fds: Sequence[int]) -> Netdev:
+        netdev = cls(name, state["options"])
+        netdev.mtu = state["mtu"]
+        return netdev
 
     def hold(self, qid: int, batch: list[Packet]) -> None:
         """Keep ``batch`` pending on ``qid`` for good: a stalled transmit queue."""
@@ -470,7 +529,7 @@ def parse_hex_frame(text: str) -> bytes | None:
 def register_commands(registry: CommandRegistry, find_port: Callable[[str], Netdev | None]) -> None:
     """Register ``netdev-dummy/receive``; ``find_port`` finds a datapath port's netdev."""
 
-    def receive(ctx: CommandContext, args: Sequence[str]) -> str:
+    async def receive(ctx: CommandContext, args: Sequence[str]) -> str:
         netdev = find_port(args[0])
         if not isinstance(netdev, DummyNetdev):
             raise CommandError("no such dummy netdev")
@@ -504,7 +563,7 @@ def register_commands(registry: CommandRegistry, find_port: Callable[[str], Netd
                     raise CommandError("bad packet or flow syntax") from None
             frames.append(frame)
             i += 1
-        netdev.inject(frames, qid)
+        await netdev.receive(frames, qid)
         return ""
 
     registry.register(

@@ -29,7 +29,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
@@ -187,8 +187,12 @@ class NetdevFaults:
         counter: Counter | None = None,
         *,
         sleep: Callable[[int], None] = block,
+        announce: bool = True,
     ) -> None:
+        """``announce``: log a device vanishing and coming back (a PMD worker's
+        copy of the state does not: the daemon's copy already said so)."""
         self.name = name
+        self._announce = announce
         self.spec = FaultSpec()
         self.rx = Trigger()
         self.tx = Trigger()
@@ -219,7 +223,7 @@ class NetdevFaults:
             self.rx.bursts = 0
         if spec.send is not old.send or spec.every != old.every:
             self.tx.bursts = 0
-        if spec.vanish != old.vanish and self._log is not None:
+        if spec.vanish != old.vanish and self._log is not None and self._announce:
             if spec.vanish:
                 self._log.warn(f"{self.name}: device vanished ({os.strerror(VANISHED_ERRNO)}){TAG}")
             else:
@@ -299,12 +303,34 @@ class NetdevFaults:
         self._warn(self._rl_tx, f"{self.name}: send raising NetdevFault")
         raise NetdevFault(f"{self.name}: injected send fault")
 
-    def format(self) -> str:
+    def counts(self) -> FaultCounts:
+        """(recv bursts hit, recv packets, send bursts hit, send packets)."""
+        return (self.rx.faults, self.rx.packets, self.tx.faults, self.tx.packets)
+
+    def format(self, elsewhere: FaultCounts = (0, 0, 0, 0)) -> str:
+        """The ``fault-show`` text, with what PMD worker processes counted added."""
+        rf, rp, tf, tp = (a + b for a, b in zip(self.counts(), elsewhere, strict=True))
         return (
             f"{self.name}: {self.spec.format()}\n"
-            f"  recv: {self.rx.faults} bursts hit, {self.rx.packets} packets\n"
-            f"  send: {self.tx.faults} bursts hit, {self.tx.packets} packets\n"
+            f"  recv: {rf} bursts hit, {rp} packets\n"
+            f"  send: {tf} bursts hit, {tp} packets\n"
         )
+
+
+#: What a device's faults did: recv bursts hit, recv packets, send bursts hit, send packets.
+FaultCounts = tuple[int, int, int, int]
+
+
+class RemoteFaults(Protocol):
+    """Where fault settings go besides the daemon's devices: its PMD worker processes.
+
+    A PMD worker polls its own side of a dummy device and runs its own copy
+    of the offload providers, so a fault must reach it to bite, and what it
+    hit is counted there.
+    """
+
+    async def set_netdev_fault(self, name: str, spec: FaultSpec) -> None: ...
+    async def netdev_fault_counts(self, name: str) -> FaultCounts: ...
 
 
 def register_commands(
@@ -312,6 +338,7 @@ def register_commands(
     find_port: Callable[[str], Netdev | None],
     vlog: Vlog,
     coverage: Coverage,
+    remote: RemoteFaults | None = None,
 ) -> None:
     """Register ``netdev-dummy/fault`` and ``netdev-dummy/fault-show``."""
     from .dummy import DummyNetdev
@@ -323,7 +350,7 @@ def register_commands(
     known: dict[str, NetdevFaults] = {}
     owners: dict[str, weakref.ref[DummyNetdev]] = {}
 
-    def fault(ctx: CommandContext, args: Sequence[str]) -> str:
+    async def fault(ctx: CommandContext, args: Sequence[str]) -> str:
         name = args[0]
         netdev = find_port(name)
         if not isinstance(netdev, DummyNetdev):
@@ -341,13 +368,19 @@ def register_commands(
             state.set(parse_spec(name, args[1:], state.spec))
         netdev.set_fault(state if state.active else None)
         known[name] = state
+        if remote is not None:
+            await remote.set_netdev_fault(name, state.spec)
         return f"{name}: {state.spec.format()}\n"
 
-    def show(ctx: CommandContext, args: Sequence[str]) -> str:
+    async def show(ctx: CommandContext, args: Sequence[str]) -> str:
         if args and args[0] not in known:
             raise CommandError(f"{args[0]}: no fault was ever set")
         names = args[:1] or sorted(known)
-        return "".join(known[n].format() for n in names)
+        out = []
+        for n in names:
+            elsewhere = await remote.netdev_fault_counts(n) if remote is not None else (0, 0, 0, 0)
+            out.append(known[n].format(elsewhere))
+        return "".join(out)
 
     registry.register(
         "netdev-dummy/fault",

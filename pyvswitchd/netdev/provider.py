@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, ClassVar, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias
 
 import attrs
 
@@ -92,6 +92,12 @@ class Netdev:
     #: True when the type takes the ``userspace-tso`` option, which the
     #: datapath sets from other_config ``userspace-tso-enable``.
     tso_capable: ClassVar[bool] = False
+    #: True when the device calls :attr:`rx_listener` as frames arrive on any
+    #: of its rx queues (software devices filled from the daemon's own thread).
+    notifies_rx: ClassVar[bool] = False
+    #: Told that frames arrived (only types with :attr:`notifies_rx`): the
+    #: datapath's main task sleeps until one of its ports says so.
+    rx_listener: Callable[[], None] | None = None
 
     def __init__(self, name: str, options: Mapping[str, str] | None = None) -> None:
         self.name = name
@@ -179,6 +185,27 @@ class Netdev:
     def simulated_nic(self) -> SimulatedNic | None:
         """The device's simulated NIC side (the dummy types); None for real devices."""
         return None
+
+    # -- PMD worker processes -----------------------------------------------
+
+    def export_to_worker(self, qids: Sequence[int]) -> tuple[dict[str, Any], list[int]]:
+        """What a PMD worker process needs to poll rx queues ``qids`` and to transmit.
+
+        Returns picklable state and file descriptors (which the worker
+        receives duplicated; this object keeps its own).  The worker
+        rebuilds its side of the device with :meth:`open_in_worker`.  Every
+        PMD-polled type implements both; the default refuses.
+        """
+        raise NetdevError(f"{self.name}: a {self.type} port cannot be polled by a PMD process")
+
+    @classmethod
+    def open_in_worker(cls, name: str, state: Mapping[str, Any], fds: Sequence[int]) -> Netdev:
+        """The worker's side of a device exported by :meth:`export_to_worker`.
+
+        It serves ``recv`` for the exported queues and ``send`` and
+        ``process_async``; its ``stats`` count what this process did.
+        """
+        raise NetdevError(f"{name}: a {cls.type} port cannot be polled by a PMD process")
 
     def close(self) -> None:
         """Release the device; no other method is called afterwards."""

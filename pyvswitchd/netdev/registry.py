@@ -7,7 +7,8 @@ built-in types.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .afpacket import AfPacketNetdev, SystemNetdev
 from .dummy import DummyInternalNetdev, DummyNetdev, DummyPmdNetdev
@@ -48,6 +49,15 @@ class NetdevRegistry:
             known = ", ".join(self.types())
             raise NetdevError(f'{name}: unknown netdev type "{type_}" (known: {known})')
         return cls(name, options)
+
+    def open_in_worker(
+        self, type_: str, name: str, state: Mapping[str, Any], fds: Sequence[int]
+    ) -> Netdev:
+        """A PMD worker's side of device ``name`` (see :meth:`Netdev.export_to_worker`)."""
+        cls = self._types.get(type_)
+        if cls is None:
+            raise NetdevError(f'{name}: unknown netdev type "{type_}"')
+        return cls.open_in_worker(name, state, fds)
 
 
 def default_registry() -> NetdevRegistry:

@@ -32,8 +32,9 @@ from __future__ import annotations
 import struct
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
+from typing import Any
 
 import attrs
 import trio
@@ -201,6 +202,8 @@ class TrafficSource(Netdev):
         self._count = 0
         self._emitted = 0
         self.requested_numa_id = 0
+        #: The options as last set (what a PMD worker's side is opened with).
+        self.options: dict[str, str] = {}
         super().__init__(name, options)
         self._open = True
 
@@ -242,6 +245,7 @@ class TrafficSource(Netdev):
             self._count, self._emitted = count, 0
         self._pps = pps
         self._set_bucket()
+        self.options = dict(options)
 
         requested = (n_rxq, n_txq, numa_id)
         if requested != (self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id):
@@ -324,6 +328,31 @@ class TrafficSource(Netdev):
         stats.rx_bytes += queue.sizes[pos + n] - queue.sizes[pos]
         queue.pos = (pos + n) % queue.period
         return batch
+
+    # -- PMD worker processes -------------------------------------------------
+
+    def export_to_worker(self, qids: Sequence[int]) -> tuple[dict[str, Any], list[int]]:
+        # Each worker generates its own queues' frames.  ``count`` is shared
+        # out the way frames are (queue q gets frames q, q + n_rxq, ...), so
+        # the workers together stop after ``count`` frames.
+        options = dict(self.options)
+        if self._count:
+            n = self.n_rxq
+            share = sum(self._count // n + (q < self._count % n) for q in qids)
+            options["count"] = str(share)
+            if not share:
+                options["count"] = "1"
+                options["_idle"] = "1"
+        return {"options": options}, []
+
+    @classmethod
+    def open_in_worker(cls, name: str, state: Mapping[str, Any], fds: Sequence[int]) -> Netdev:
+        options = dict(state["options"])
+        idle = options.pop("_idle", None)
+        source = cls(name, options)
+        if idle:
+            source._emitted = source._count  # this worker's share is nothing
+        return source
 
     async def wait_readable(self, qid: int) -> None:
         if (self._count and self._emitted >= self._count) or qid >= len(self._queues):

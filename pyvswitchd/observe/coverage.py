@@ -115,6 +115,9 @@ class Coverage:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._counters: dict[str, Counter] = {}
+        #: Called before counters are read: other processes' counts (PMD
+        #: workers) are folded in there.
+        self._refreshers: list[Callable[[], None]] = []
         # Ring position that the next run fills first.
         self._next_slot = 0
         self._due = clock() + RUN_INTERVAL
@@ -141,6 +144,19 @@ class Coverage:
         """All counters, in definition order."""
         return list(self._counters.values())
 
+    def add_refresher(self, refresh: Callable[[], None]) -> None:
+        """Call ``refresh`` before any report or rate run reads the counters.
+
+        PMD worker processes count in their own process; the datapath folds
+        their new events into these counters here, so totals and rates
+        include them.
+        """
+        self._refreshers.append(refresh)
+
+    def refresh(self) -> None:
+        for refresh in self._refreshers:
+            refresh()
+
     # -- rate windows -----------------------------------------------------
 
     @property
@@ -157,6 +173,7 @@ class Coverage:
         now = self._clock()
         if now < self._due:
             return
+        self.refresh()
         elapsed = math.floor((now - self._due) / RUN_INTERVAL) + 1
         start = self._next_slot
         for counter in self._counters.values():
@@ -284,9 +301,11 @@ class Coverage:
         registry.register("coverage/read-counter", "COUNTER", 1, 1, self._cmd_read_counter)
 
     def _cmd_show(self, context: CommandContext, args: Sequence[str]) -> Reply:
+        self.refresh()
         return Reply.structured(self.format_show(), self.show_data())
 
     def _cmd_read_counter(self, context: CommandContext, args: Sequence[str]) -> Reply:
+        self.refresh()
         counter = self._counters.get(args[0])
         if counter is None:
             raise CommandError("No such counter")

@@ -185,6 +185,7 @@ def coverage_source(coverage: Coverage) -> Source:
         family = CounterMetricFamily(
             "ovs_coverage", "Coverage counter events (coverage/show)", labels=["event"]
         )
+        coverage.refresh()
         for counter in coverage.counters():
             family.add_metric([counter.name], counter.total)
         yield family

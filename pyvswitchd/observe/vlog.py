@@ -230,6 +230,11 @@ class Vlog:
         self._subprogram: contextvars.ContextVar[str] = contextvars.ContextVar(
             f"vlog_subprogram_{id(self):x}", default=""
         )
+        #: Where records go instead of the destinations (a PMD worker's
+        #: records go to the daemon, which writes them).
+        self._forward: Callable[[str, Level, str], None] | None = None
+        #: Called after any change of levels or rate limiting.
+        self._listeners: list[Callable[[], None]] = []
         self._self_log = self.module("vlog")
 
     # -- modules and levels -------------------------------------------------
@@ -271,6 +276,7 @@ class Vlog:
                 for i in indexes:
                     mod._levels[i] = int(level)
                 self._update_min_level(mod)
+        self._changed()
 
     def set_all_levels_dbg(self) -> None:
         """Every module, every destination to DBG (``vlog/set`` without arguments)."""
@@ -283,6 +289,42 @@ class Vlog:
     def _update_all_min_levels(self) -> None:
         for module in self._modules.values():
             self._update_min_level(module)
+        self._changed()
+
+    # -- other processes ------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every change of levels or rate limiting."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def effective_levels(self) -> dict[str, tuple[int, bool]]:
+        """Module -> (lowest level any destination logs, rate limiting on)."""
+        return {m.name: (m._min_level, m.rate_limit_enabled) for m in self.modules()}
+
+    def apply_effective_levels(self, levels: dict[str, tuple[int, bool]]) -> None:
+        """Adopt another process's :meth:`effective_levels` (a PMD worker's side)."""
+        with self._lock:
+            for name, (level, rate_limited) in levels.items():
+                module = self.module(name)
+                module._levels = [level] * len(_DESTINATIONS)
+                module._min_level = level
+                module.rate_limit_enabled = rate_limited
+
+    def set_forwarder(self, forward: Callable[[str, Level, str], None] | None) -> None:
+        """Hand every record that passes its level to ``forward`` instead of writing it."""
+        self._forward = forward
+
+    def emit_from(self, subprogram: str, module_name: str, level: Level, msg: str) -> None:
+        """Write a record another process logged, under its thread name."""
+        token = self._subprogram.set(subprogram)
+        try:
+            self._emit(self.module(module_name), level, msg)
+        finally:
+            self._subprogram.reset(token)
 
     def set_levels_from_string(self, spec: str) -> None:
         """Apply one ``vlog/set`` argument; VlogError carries OVS's error text.
@@ -449,6 +491,9 @@ class Vlog:
         self._emit(module, level, msg)
 
     def _emit(self, module: VlogModule, level: Level, msg: str) -> None:
+        if self._forward is not None:
+            self._forward(module.name, level, msg)
+            return
         levels = module._levels
         to_syslog = levels[_SYSLOG] >= level
         to_console = levels[_CONSOLE] >= level
@@ -557,6 +602,7 @@ class Vlog:
                 targets = [found]
             for module in targets:
                 module.rate_limit_enabled = enable
+            self._changed()
 
     def register_commands(self, registry: CommandRegistry) -> None:
         """Register the ``vlog/*`` commands into ``registry``."""

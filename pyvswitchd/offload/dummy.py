@@ -181,6 +181,8 @@ class _DummyBase(OffloadProvider):
         self.sw_reinject: HwPacketSink | None = None
         #: Fully offloaded packets wait on a port's hardware queue.
         self._hw_backlog = False
+        #: What the PMD workers' copies of this provider counted, per port.
+        self._worker_counts: list[dict[int, dict[str, int]]] = []
 
     @property
     def simulates_hw(self) -> bool:
@@ -206,13 +208,11 @@ class _DummyBase(OffloadProvider):
     def get_debug(self) -> tuple[str, dict[str, Any]]:
         lines: list[str] = []
         ports: dict[str, Any] = {}
-        for dport in self.ports.values():
-            counters = {
-                "rx_offload_partial": dport.rx_offload_partial,
-                "rx_offload_full": dport.rx_offload_full,
-                "rx_offload_miss": dport.rx_offload_miss,
-                "rx_offload_pipe_abort": dport.rx_offload_pipe_abort,
-            }
+        for port_no, dport in self.ports.items():
+            counters = self._port_counters(dport)
+            for remote in self._worker_counts:
+                for name, value in remote.get(port_no, {}).items():
+                    counters[name] = counters.get(name, 0) + value
             lines.append(f"  - {dport.port.name}: port_no: {dport.port.port_no}")
             lines.extend(f"    {name:<21}: {value}" for name, value in counters.items())
             ports[dport.port.name] = {
@@ -220,6 +220,21 @@ class _DummyBase(OffloadProvider):
                 **dict(sorted(counters.items())),
             }
         return "".join(line + "\n" for line in lines), ({"ports": ports} if ports else {})
+
+    @staticmethod
+    def _port_counters(dport: DummyPort) -> dict[str, int]:
+        return {
+            "rx_offload_partial": dport.rx_offload_partial,
+            "rx_offload_full": dport.rx_offload_full,
+            "rx_offload_miss": dport.rx_offload_miss,
+            "rx_offload_pipe_abort": dport.rx_offload_pipe_abort,
+        }
+
+    def worker_counters(self) -> dict[int, dict[str, int]]:
+        return {no: self._port_counters(dport) for no, dport in self.ports.items()}
+
+    def add_worker_counters(self, counters: Sequence[dict[int, dict[str, int]]]) -> None:
+        self._worker_counts = list(counters)
 
     def get_global_stats(self) -> dict[str, int]:
         return {"Offloaded port count": len(self.ports)}

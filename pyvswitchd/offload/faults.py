@@ -18,7 +18,7 @@ so the time lands in the PMD's offload cycles.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
@@ -106,8 +106,16 @@ class OffloadFaults:
             )
         raise OffloadFault(f"{provider}: injected work callback fault")
 
-    def format(self) -> str:
-        return f"{self.spec.format()}\n  work: {self.runs.faults} runs hit\n"
+    def format(self, elsewhere: int = 0) -> str:
+        """The ``fault-show`` text, with the runs PMD worker processes hit added."""
+        return f"{self.spec.format()}\n  work: {self.runs.faults + elsewhere} runs hit\n"
+
+
+class RemoteOffloadFaults(Protocol):
+    """The PMD worker processes' copies of the providers (see netdev.faults.RemoteFaults)."""
+
+    async def set_offload_fault(self, spec: OffloadFaultSpec) -> None: ...
+    async def offload_fault_runs(self) -> int: ...
 
 
 def parse_spec(args: Sequence[str], current: OffloadFaultSpec) -> OffloadFaultSpec:
@@ -128,6 +136,7 @@ def register_commands(
     providers: Callable[[], Sequence[OffloadProvider]],
     vlog: Vlog,
     coverage: Coverage,
+    remote: RemoteOffloadFaults | None = None,
 ) -> None:
     """Register ``offload-dummy/fault`` and ``offload-dummy/fault-show``.
 
@@ -140,7 +149,7 @@ def register_commands(
         vlog.module("dpif_offload_dummy"), coverage.define("offload_fault_injected")
     )
 
-    def fault(ctx: CommandContext, args: Sequence[str]) -> str:
+    async def fault(ctx: CommandContext, args: Sequence[str]) -> str:
         targets = [p for p in providers() if isinstance(p, DummyOffload)]
         if not targets:
             raise CommandError("no dummy offload provider is open (is hw-offload on?)")
@@ -148,10 +157,12 @@ def register_commands(
         state.set(spec)
         for provider in targets:
             provider.fault = state if spec.work != "none" else None
+        if remote is not None:
+            await remote.set_offload_fault(spec)
         return spec.format() + "\n"
 
-    def show(ctx: CommandContext, args: Sequence[str]) -> str:
-        return state.format()
+    async def show(ctx: CommandContext, args: Sequence[str]) -> str:
+        return state.format(await remote.offload_fault_runs() if remote is not None else 0)
 
     registry.register(
         "offload-dummy/fault",

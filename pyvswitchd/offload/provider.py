@@ -202,6 +202,20 @@ class OffloadProvider(abc.ABC):
         """Named counters for ``dpctl/offload-stats-show`` (main task)."""
         return {}
 
+    def worker_counters(self) -> dict[int, dict[str, int]]:
+        """Per port number, the counters a PMD worker's copy of this provider kept.
+
+        A PMD worker process runs its own copy of every provider for the
+        packets it receives; the daemon adds what the copies counted to its
+        own figures (:meth:`add_worker_counters`) before it reports them.
+        Default: none.
+        """
+        return {}
+
+    def add_worker_counters(self, counters: Sequence[dict[int, dict[str, int]]]) -> None:
+        """Counts of the workers' copies (:meth:`worker_counters`), for the next report."""
+        return None
+
     # -- ports (main task) ---------------------------------------------------
 
     @abc.abstractmethod

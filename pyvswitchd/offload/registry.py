@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..control.registry import CommandContext, CommandRegistry, OutputFormat, Reply
@@ -379,12 +379,15 @@ class Offload:
             del self.collections[dp_name]
             collection.close()
 
-    def register_commands(self, registry: CommandRegistry) -> None:
+    def register_commands(
+        self, registry: CommandRegistry, before_show: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         register_commands(
             registry,
             lambda: list(self.collections.values()),
             config=self.config,
             classes=self.classes,
+            before_show=before_show,
         )
 
 
@@ -425,10 +428,17 @@ def register_commands(
     *,
     config: OffloadConfig,
     classes: OffloadClassRegistry,
+    before_show: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Register ``dpif/offload/show`` and the hidden ``dpif/offload/classes``."""
+    """Register ``dpif/offload/show`` and the hidden ``dpif/offload/classes``.
 
-    def show(ctx: CommandContext, args: Sequence[str]) -> str | Reply:
+    ``before_show`` runs first: it collects what PMD worker processes'
+    copies of the providers counted.
+    """
+
+    async def show(ctx: CommandContext, args: Sequence[str]) -> str | Reply:
+        if before_show is not None:
+            await before_show()
         text, data = format_show(config.enabled, collections_getter())
         if ctx.output_format is OutputFormat.JSON:
             return Reply.structured(text, data)

@@ -25,17 +25,15 @@ from pathlib import Path
 import attrs
 import pytest
 
+from pyvswitchd.datapath.histogram import UINT32_MAX
 from pyvswitchd.datapath.perf import (
     HISTORY_LEN,
     LOG_USAGE,
-    UINT32_MAX,
     IterStats,
     PerfLogConfig,
     PmdPerf,
     Stat,
     format_iteration_history,
-    linear_walls,
-    log_walls,
     parse_perf_log_set,
 )
 from pyvswitchd.datapath.perf_format import (
@@ -130,15 +128,6 @@ def test_histogram_walls_equal_the_capture_columns() -> None:
         assert [int(r[2 * col]) for r in rows[:31]] == list(hist.walls[:31])
         assert rows[31][2 * col] == ">"
         assert hist.walls[31] == UINT32_MAX
-
-
-def test_wall_functions_spot_values() -> None:
-    assert log_walls(500, 24_000_000)[:4] == (499, 716, 1025, 1469)
-    assert log_walls(0, 1000)[10:16] == (10, 11, 13, 17, 22, 28)
-    assert linear_walls(100, 30_000)[:3] == (100, 1096, 2093)
-    assert linear_walls(0, 32)[13:17] == (13, 14, 16, 17)
-    assert log_walls(1000, 1_000_000)[0] == 999
-    assert log_walls(1000, 1_000_000)[30] == 1_000_000
 
 
 def test_samples_land_in_the_first_bin_whose_wall_is_not_below() -> None:
