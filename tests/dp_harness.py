@@ -88,13 +88,17 @@ class Harness:
 
 @asynccontextmanager
 async def running_datapath(
-    text: str, *, debug: bool = False, vlog_spec: str | None = None
+    text: str,
+    *,
+    debug: bool = False,
+    vlog_spec: str | None = None,
+    pmd_processes: bool = False,
 ) -> AsyncIterator[Harness]:
     stream = io.StringIO()
     vlog = Vlog("test", console=stream, syslog_method="null")
     coverage = Coverage()
     registry = CommandRegistry()
-    dp = Datapath(vlog, coverage, default_registry())
+    dp = Datapath(vlog, coverage, default_registry(), pmd_processes=pmd_processes)
     commands.register_commands(dp, registry)
     dummy.register_commands(registry, dp.netdev_by_name)
     if debug:

@@ -565,6 +565,7 @@ class Datapath:
                     polls[rxq.core_id].append(rxq)
         self._update_bridge_ports()
         port_nos = set(self.ports)
+        await self._release_moving_rxqs(polls)
         for index, (core, pmd) in enumerate(sorted(self.pmds.items())):
             pmd.isolated = core in schedule.isolated
             pmd.static_tx_qid = index
@@ -595,6 +596,22 @@ class Datapath:
             rxq.netdev.rx_listener = self._wake_main
         main.static_tx_qid = len(self.pmds)
         main.tx_ports = self._tx_ports(main.static_tx_qid)
+
+    async def _release_moving_rxqs(self, polls: Mapping[int, list[Rxq]]) -> None:
+        """PMD workers first give up the rx queues they lose, before any worker takes one.
+
+        A queue is one kernel socket and ring, which two processes must not
+        read at once; the reader letting go also tells the next one where it
+        stopped (see netdev/afpacket_worker.py).
+        """
+        for core, pmd in sorted(self.pmds.items()):
+            if not isinstance(pmd, WorkerPmd):
+                continue
+            staying = {id(r) for r in polls.get(core, ())}
+            kept = [r for r in pmd.poll_list if id(r) in staying]
+            if len(kept) < len(pmd.poll_list):
+                tx = {no: q for no, q in pmd.tx_ports.items() if no in self.ports} if kept else {}
+                await pmd.reload(kept, tx)
 
     def _tx_qids(self, static_qid: int) -> dict[int, int]:
         return {no: static_qid % max(port.netdev.n_txq, 1) for no, port in self.ports.items()}

@@ -5,8 +5,10 @@ users in docs/netdev-types.md; this is how the device is built.
 
 Each rx queue has its own socket (several join one PACKET_FANOUT hash
 group); transmit uses one more socket, bound with protocol 0 so that it
-never receives, for every tx queue id: all PMDs share the daemon's one
-thread, so nothing needs a lock.  No call blocks; only
+never receives, for every tx queue id of one process.  A PMD worker
+process polls the queues it was given through the daemon's sockets and
+transmits through a socket and ring of its own (see :mod:`.afpacket_worker`),
+so nothing needs a lock.  No call blocks; only
 :meth:`AfPacketNetdev.wait_readable` waits, through trio.
 
 Receive is an rx path object per queue (:mod:`.pktring`).  The TPACKET_V2
@@ -46,14 +48,15 @@ import fcntl
 import socket
 import struct
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..observe.ratelimit import RateLimit
 from ..odp.packet import Packet
 from .afpacket_tx import AfPacketTx
+from .afpacket_worker import NotPolled, RxCursors, export_side, open_side, release_cursors
 from .dummy import queue_options, reject_unknown
 from .pktring import (
     PACKET_VNET_HDR,
@@ -150,6 +153,11 @@ class AfPacketNetdev(Netdev):
 
     def __init__(self, name: str, options: Mapping[str, str] | None = None) -> None:
         # Set before the base constructor, which calls set_config.
+        self._init_fields()
+        super().__init__(name, options)
+        self._open = True
+
+    def _init_fields(self) -> None:
         self.error: str | None = None
         self.ifindex = 0
         self.link_up = True
@@ -169,8 +177,10 @@ class AfPacketNetdev(Netdev):
         #: The transmit side while the device is open.
         self.tx_path: AfPacketTx | None = None
         self._link_checked = 0.0
-        super().__init__(name, options)
-        self._open = True
+        #: Ring positions shared with PMD worker processes (see :mod:`.afpacket_worker`),
+        #: made at the first export; in a worker, the rx queues it took over.
+        self._cursors: RxCursors | None = None
+        self._exported: set[int] = set()
 
     @property
     def kicker(self) -> TxKick | None:
@@ -340,11 +350,21 @@ class AfPacketNetdev(Netdev):
         )
 
     def _teardown(self) -> None:
-        """Close every socket and ring; pending transmits are given up (tx_dropped)."""
+        """Close every socket and ring; pending transmits are given up (tx_dropped).
+
+        In a PMD worker these are its own copies and its own transmit side;
+        the queues it read say where it stopped (see :mod:`.afpacket_worker`).
+        """
         if self.tx_path is not None:
             self.tx_path.close()
             self.tx_path = None
+        if self._cursors is not None:
+            release_cursors(self._cursors, self._rxqs)
+            self._cursors = None
+        self._exported = set()
         for path in self._rxqs:
+            if isinstance(path, NotPolled):
+                continue
             self._fold_drops(path)
             path.close()
             path.sock.close()
@@ -354,9 +374,10 @@ class AfPacketNetdev(Netdev):
         self._teardown()
 
     def status(self) -> str:
+        # The link state first: it finds a vanished device that only PMD workers met so far.
+        state = self._link_state()
         if self.error is not None:
             return f'ifindex={self.ifindex}, error="{self.error}"'
-        state = self._link_state()
         if self._rxqs:
             with contextlib.suppress(OSError):
                 self.mtu = self._ioctl_int(self._rxqs[0].sock, SIOCGIFMTU)
@@ -385,9 +406,12 @@ class AfPacketNetdev(Netdev):
 
     def _link_state(self) -> str:
         """ "up", "down" or "gone" (then also entering the error state), by two ioctls."""
+        if self.error is not None:
+            return "gone"
+        # A worker's side always has a transmit socket, and maybe no rx queue of its own.
         tx_sock = self.tx_path.sock if self.tx_path is not None else None
         sock = tx_sock or (self._rxqs[0].sock if self._rxqs else None)
-        if sock is None or self.error is not None:
+        if sock is None:
             return "gone"
         try:
             # By ifindex: a new interface that took the name is not ours.  (If ours
@@ -402,6 +426,15 @@ class AfPacketNetdev(Netdev):
         self.link_up = bool(flags & IFF_UP and flags & IFF_RUNNING)
         self._link_checked = time.monotonic()
         return "up" if self.link_up else "down"
+
+    # -- PMD worker processes -------------------------------------------------
+
+    def export_to_worker(self, qids: Sequence[int]) -> tuple[dict[str, Any], list[int]]:
+        return export_side(self, qids)
+
+    @classmethod
+    def open_in_worker(cls, name: str, state: Mapping[str, Any], fds: Sequence[int]) -> Netdev:
+        return open_side(cls, name, state, fds)
 
     def link_error(self, err: int) -> None:
         """React to ``err`` from a socket call: the device went down or away."""

@@ -157,6 +157,25 @@ class RxPath:
         """Called now and then while reads come back empty; see :meth:`RxRingV2.check_step`."""
         return 0
 
+    #: How the ring was laid out (sizes and counts), for another process to map
+    #: it with ``layout=``; () without a ring.
+    layout: tuple[int, ...] = ()
+
+    def position(self) -> tuple[int, int, int]:
+        """Where the next read starts: enough for another reader to continue exactly."""
+        return (0, 0, 0)
+
+    def seek(self, position: tuple[int, int, int]) -> None:
+        """Continue from ``position`` (from :meth:`position` of the queue's last reader)."""
+
+    def resync(self) -> int:
+        """Find the oldest frame the kernel filled, the last reader's position being unknown.
+
+        For a reader taking over from one that ended abruptly; how many
+        ring positions it moved (0: stayed).
+        """
+        return 0
+
     def _odd_frame(
         self, mm: mmap.mmap, status: int, length: int, snaplen: int, start: int,
         vlan: tuple[struct.Struct, int], frames: list[bytes],
@@ -195,16 +214,23 @@ class RxRingV2(RxPath):
     RING_BYTES = 2 << 20
     MIN_FRAMES = 256
 
-    def __init__(self, sock: socket.socket, mtu: int, stats: NetdevStats) -> None:
+    def __init__(
+        self, sock: socket.socket, mtu: int, stats: NetdevStats, *, layout: tuple[int, ...] = ()
+    ) -> None:
+        """Set up a ring on ``sock`` for ``mtu``, or with ``layout``, map the one it has."""
         super().__init__(sock, stats)
-        size = rx_frame_size(mtu)
-        block = max(size, 1 << 16)
-        nr = max(self.RING_BYTES // size, self.MIN_FRAMES)
-        nr -= nr % (block // size)
-        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
-        # tpacket_req: block_size, block_nr, frame_size, frame_nr.
-        req = struct.pack("=4I", block, nr * size // block, size, nr)
-        sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+        if layout:
+            block, size, nr = layout
+        else:
+            size = rx_frame_size(mtu)
+            block = max(size, 1 << 16)
+            nr = max(self.RING_BYTES // size, self.MIN_FRAMES)
+            nr -= nr % (block // size)
+            sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+            # tpacket_req: block_size, block_nr, frame_size, frame_nr.
+            req = struct.pack("=4I", block, nr * size // block, size, nr)
+            sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+        self.layout = (block, size, nr)
         # Blocks are whole multiples of the frame size, so frame i is at i * size.
         mm = self._mm = mmap.mmap(sock.fileno(), nr * size)
         # tp_status of the frame at byte offset off is word off >> 2 of this view.
@@ -253,6 +279,21 @@ class RxRingV2(RxPath):
             skipped += 1
         self._next = (nxt + skipped) % n
         return skipped
+
+    def position(self) -> tuple[int, int, int]:
+        return (self._next, 0, 0)
+
+    def seek(self, position: tuple[int, int, int]) -> None:
+        self._next = position[0] % (self._bytes // self._size)
+        self._stuck_at = None
+
+    def resync(self) -> int:
+        # check_step's rule, without its second look: nobody else reads the
+        # ring now, and a frame the kernel is still copying into is at worst
+        # read after the ones behind it.
+        self._stuck_at = None
+        self.check_step()
+        return self.check_step()
 
     def read(self, want: int = NETDEV_MAX_BURST) -> list[Packet]:
         # The hot path, shaped for speed: one unpack per header, one slice per
@@ -309,22 +350,28 @@ class RxRingV3(RxPath):
     BLOCK_SIZE = 1 << 16
     BLOCK_NR = 32
 
-    def __init__(self, sock: socket.socket, mtu: int, stats: NetdevStats) -> None:
+    def __init__(
+        self, sock: socket.socket, mtu: int, stats: NetdevStats, *, layout: tuple[int, ...] = ()
+    ) -> None:
+        """Set up a ring on ``sock`` for ``mtu``, or with ``layout``, map the one it has."""
         super().__init__(sock, stats)
-        # A frame never spans blocks: a block must hold the largest frame.
-        block = max(self.BLOCK_SIZE, _pow2_at_least(rx_frame_size(mtu) + 64))
-        frame = 2048  # only used by the kernel to check frame_nr
-        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
-        # tpacket_req3: block_size, block_nr, frame_size, frame_nr, retire_blk_tov,
-        # sizeof_priv, feature_req_word.
-        req = struct.pack(
-            "=7I", block, self.BLOCK_NR, frame, block * self.BLOCK_NR // frame, V3_RETIRE_MS, 0, 0
-        )
-        sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
-        self._mm = mmap.mmap(sock.fileno(), block * self.BLOCK_NR)
+        if layout:
+            block, nr = layout
+        else:
+            # A frame never spans blocks: a block must hold the largest frame.
+            block = max(self.BLOCK_SIZE, _pow2_at_least(rx_frame_size(mtu) + 64))
+            nr = self.BLOCK_NR
+            frame = 2048  # only used by the kernel to check frame_nr
+            sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+            # tpacket_req3: block_size, block_nr, frame_size, frame_nr, retire_blk_tov,
+            # sizeof_priv, feature_req_word.
+            req = struct.pack("=7I", block, nr, frame, block * nr // frame, V3_RETIRE_MS, 0, 0)
+            sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+        self.layout = (block, nr)
+        self._mm = mmap.mmap(sock.fileno(), block * nr)
         self._views = (memoryview(self._mm).cast("I"),)  # block_status: word (block * k + 8) / 4
         self._block = block
-        self._nr = self.BLOCK_NR
+        self._nr = nr
         self._cur = 0  # block being read
         self._left = 0  # frames of the current block not yet read
         self._off = 0  # offset of the next frame in the mmap
@@ -338,6 +385,33 @@ class RxRingV3(RxPath):
     def _release(self) -> None:
         self._views[0][(self._cur * self._block + _V3_BLOCK_STATUS_OFF) >> 2] = TP_STATUS_KERNEL
         self._cur = (self._cur + 1) % self._nr
+
+    def position(self) -> tuple[int, int, int]:
+        return (self._cur, self._left, self._off)
+
+    def seek(self, position: tuple[int, int, int]) -> None:
+        cur, left, off = position
+        self._cur = cur % self._nr
+        # A block part-read: the rest of it, from the frame the last reader stopped at.
+        inside = left and self._cur * self._block <= off < (self._cur + 1) * self._block
+        self._left, self._off = (left, off) if inside else (0, 0)
+
+    def resync(self) -> int:
+        # Blocks go to user space in ring order too: the oldest one ours is the
+        # first after the run of the kernel's blocks at our position.
+        if self._mm is None:
+            return 0
+        words, stride = self._views[0], self._block >> 2
+        statuses = [words[b * stride + (_V3_BLOCK_STATUS_OFF >> 2)] & TP_STATUS_USER
+                    for b in range(self._nr)]  # fmt: skip
+        cur = self._cur
+        if statuses[cur] or not any(statuses):
+            return 0
+        moved = 1
+        while not statuses[(cur + moved) % self._nr]:
+            moved += 1
+        self._cur, self._left, self._off = (cur + moved) % self._nr, 0, 0
+        return moved
 
     def read(self) -> list[Packet]:
         # The hot path, shaped for speed: frames of a block are chained by

@@ -100,6 +100,11 @@ class Netdev:
     rx_listener: Callable[[], None] | None = None
 
     def __init__(self, name: str, options: Mapping[str, str] | None = None) -> None:
+        self._init_base(name)
+        self.set_config(dict(options or {}))
+
+    def _init_base(self, name: str) -> None:
+        """The attributes every netdev has; for :meth:`open_in_worker`, which skips ``__init__``."""
         self.name = name
         self.stats = NetdevStats()
         self.numa_id = 0
@@ -113,7 +118,6 @@ class Netdev:
         #: Where the device logs problems it finds on the data path; set by the
         #: datapath after opening (None in unit tests: then nothing is logged).
         self.log: VlogModule | None = None
-        self.set_config(dict(options or {}))
 
     # -- configuration ------------------------------------------------------
 

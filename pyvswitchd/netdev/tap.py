@@ -44,7 +44,8 @@ import os
 import select
 import socket
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import trio
 
@@ -123,7 +124,13 @@ class TapNetdev(Netdev):
     tso_capable = True
 
     def __init__(self, name: str, options: Mapping[str, str] | None = None) -> None:
+        if not _valid_ifname(name):
+            raise NetdevError(f'{name}: invalid device name (1-15 bytes, no "/", ":" or spaces)')
         # Set before the base constructor, which calls set_config and thereby opens the device.
+        self._init_fields(name)
+        super().__init__(name, options)
+
+    def _init_fields(self, name: str) -> None:
         self._fds: list[int] = []
         #: A poll object per queue fd, for a syscall-only emptiness check (see recv).
         self._pollers: dict[int, select.poll] = {}
@@ -138,10 +145,7 @@ class TapNetdev(Netdev):
         self.existed = False
         #: Why the device is unusable (it vanished, or a reconfiguration failed); None: fine.
         self.error: str | None = None
-        if not _valid_ifname(name):
-            raise NetdevError(f'{name}: invalid device name (1-15 bytes, no "/", ":" or spaces)')
         self._bname = name.encode()
-        super().__init__(name, options)
 
     # -- configuration ------------------------------------------------------
 
@@ -343,6 +347,12 @@ class TapNetdev(Netdev):
         return "up" if _IFREQ_FLAGS.unpack(ifr)[1] & IFF_UP else "down"
 
     def status(self) -> str:
+        if self.error is None and self._fds:
+            # PMD workers meet a vanished device on their own descriptors: look at ours.
+            try:
+                fcntl.ioctl(self._fds[0], TUNGETIFF, _IFREQ_FLAGS.pack(b"", 0))
+            except OSError as exc:
+                self._io_error(self._fds[0], exc, "status")
         if self.error is not None:
             return f"ifindex={self.ifindex}, link=gone, queues={len(self._fds)}, error={self.error}"
         if not self._fds:
@@ -494,10 +504,56 @@ class TapNetdev(Netdev):
             await trio.sleep_forever()
         await trio.lowlevel.wait_readable(self._fds[qid])
 
+    # -- PMD worker processes -------------------------------------------------
+
+    def export_to_worker(self, qids: Sequence[int]) -> tuple[dict[str, Any], list[int]]:
+        """The descriptors of queues ``qids`` (or of queue 0 if none), and how to use them.
+
+        The worker transmits on the descriptor of tx queue ``q % n`` when it
+        has it, else on the first one passed: which queue a frame is written
+        to does not matter to the kernel (it takes the frame in the writer's
+        context either way), and no two writers need a lock.  The device
+        stays the daemon's: it made it, and closing its descriptors deletes it.
+        """
+        fds = self._fds
+        n = len(fds)
+        polled = sorted({q for q in qids if 0 <= q < n})
+        state: dict[str, Any] = {
+            "n": n,
+            "queues": polled,
+            "vnet": self._vnet,
+            "mtu": self.mtu,
+            "ifindex": self.ifindex,
+            "error": self.error,
+        }
+        if self.error is not None or not fds:
+            state["error"] = self.error or "closed"
+            return state, []
+        return state, [fds[q] for q in polled] or [fds[0]]
+
+    @classmethod
+    def open_in_worker(cls, name: str, state: Mapping[str, Any], fds: Sequence[int]) -> Netdev:
+        """The worker's side: the passed descriptors, in an error state if the daemon's is."""
+        tap = cls.__new__(cls)
+        tap._init_fields(name)
+        tap._init_base(name)
+        tap.mtu, tap.ifindex, tap._vnet = state["mtu"], state["ifindex"], state["vnet"]
+        n = state["n"]
+        tap.n_rxq = tap.n_txq = tap.requested_n_rxq = tap.requested_n_txq = max(n, 1)
+        if state["error"] is not None or not fds:
+            tap.error = state["error"] or "closed"
+            tap._close_list(list(fds))
+            return tap
+        own = dict(zip(state["queues"], fds, strict=False))
+        # Queues polled elsewhere map to the transmit descriptor: only send uses them.
+        tap._fds = [own.get(q, fds[0]) for q in range(n)]
+        return tap
+
     # -- teardown -------------------------------------------------------------
 
     def _close_list(self, fds: list[int]) -> None:
-        for fd in fds:
+        # A worker's side lists one descriptor under several queues: close it once.
+        for fd in dict.fromkeys(fds):
             # Wake any task parked in wait_readable on it before the number is reused;
             # outside trio.run (RuntimeError) nobody can be waiting.
             with contextlib.suppress(RuntimeError):

@@ -8,6 +8,8 @@ import pytest
 import trio
 
 from pyvswitchd.datapath.perf import Stat
+from pyvswitchd.datapath.port import Rxq
+from pyvswitchd.datapath.worker_pmd import WorkerPmd
 from tests.dp_harness import running_datapath
 
 NUMA4 = 'dummy-numa = "0,0,0,0"\n'
@@ -207,6 +209,35 @@ async def test_rxq_affinity_and_isolation() -> None:
         await h.reconfig(one_port(4, 'pmd-cpu-mask = "0x6"\n', pin1, numa9))
         layout = parse_rxq_show(await h.call("dpif-netdev/pmd-rxq-show"))
         assert layout == {1: [("p0", 0)], 2: [("p0", 1), ("p0", 2), ("p0", 3)]}
+
+
+async def test_worker_gives_up_a_queue_before_another_takes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A queue of a kernel device is one socket and ring: with PMDs in worker
+    # processes, two must never read it at once, and the one that takes it
+    # over reads where the other one stopped.  So the PMD losing a queue is
+    # reloaded without it before the one gaining it, whatever their order.
+    events: list[tuple[int, list[tuple[str, int]]]] = []
+    reload = WorkerPmd.reload
+
+    async def spy(pmd: WorkerPmd, poll_list: list[Rxq], tx_ports: dict[int, int]) -> None:
+        events.append((pmd.core_id, [(r.port.name, r.qid) for r in poll_list]))
+        await reload(pmd, poll_list, tx_ports)
+
+    monkeypatch.setattr(WorkerPmd, "reload", spy)
+    numa2 = 'dummy-numa = "0,0"\n'
+    cores = 'pmd-cpu-mask = "0x3"\n'
+    on_1 = 'other_config = { pmd-rxq-affinity = "0:1" }\n'
+    on_0 = 'other_config = { pmd-rxq-affinity = "0:0" }\n'
+    async with running_datapath(one_port(1, cores, on_1, numa2), pmd_processes=True) as h:
+        assert h.rxq_layout() == {0: [], 1: [("p0", 0)]}
+        events.clear()
+        await h.reconfig(one_port(1, cores, on_0, numa2))
+        assert h.rxq_layout() == {0: [("p0", 0)], 1: []}
+        released = events.index((1, []))
+        taken = events.index((0, [("p0", 0)]))
+        assert released < taken, events
 
 
 async def test_rxq_affinity_non_isolated_with_group() -> None:

@@ -321,6 +321,81 @@ async def test_device_deleted_under_the_netdev(names: Names) -> None:
     netdev.close()
 
 
+def worker_side(netdev: TapNetdev, qids: list[int]) -> TapNetdev:
+    """What a PMD worker polling ``qids`` opens, from duplicated descriptors (as sent)."""
+    state, fds = netdev.export_to_worker(qids)
+    side = type(netdev).open_in_worker(netdev.name, state, [os.dup(fd) for fd in fds])
+    assert isinstance(side, TapNetdev)
+    return side
+
+
+def test_worker_side_polls_its_queue_and_counts_apart(names: Names) -> None:
+    netdev, local, peer = open_with_address(names, n_rxq="2")
+    name = netdev.name
+    try:
+        # No queue polled: the worker only transmits, through queue 0's descriptor.
+        assert netdev.export_to_worker([])[1] == [netdev._fds[0]]
+        assert netdev.export_to_worker([1])[1] == [netdev._fds[1]]
+        side = worker_side(netdev, [1])
+        assert os.fstat(side.rx_fd(1) or -1).st_ino == os.fstat(netdev._fds[1]).st_ino
+        with udp_socket(local) as out:
+            out.sendto(b"x", (peer, 7777))
+            recv_until(netdev, is_arp_request_for(peer), qids=(0, 1))
+        # Any transmit queue: through the descriptor the worker has.
+        assert side.send(0, [Packet(arp_reply(name, local, peer))]) == OK
+        assert (side.stats.tx_packets, netdev.stats.tx_packets) == (1, 0)
+        time.sleep(0.05)  # the datagram waiting for that reply comes out somewhere
+        netdev.recv(0), side.recv(1)
+        before = side.stats.rx_packets
+        # Flows spread over both queues: the worker reads queue 1 only.
+        with udp_socket(local) as out:
+            for i in range(32):
+                out.sendto(b"flow %02d" % i, (peer, 7000 + i))
+        got: dict[str, list[bytes]] = {"daemon": [], "worker": []}
+        deadline = time.monotonic() + 2
+        while len(got["daemon"]) + len(got["worker"]) < 32 and time.monotonic() < deadline:
+            got["daemon"] += [p.data[-7:] for p in netdev.recv(0) if b"flow" in p.data]
+            got["worker"] += [p.data[-7:] for p in side.recv(1) if b"flow" in p.data]
+            time.sleep(0.005)
+        assert sorted(got["daemon"] + got["worker"]) == [b"flow %02d" % i for i in range(32)]
+        assert got["worker"] and side.stats.rx_packets - before == len(got["worker"])
+        side.close()
+        # The device and the daemon's descriptors outlive the worker's side.
+        assert exists(name) and netdev.send(1, [Packet(arp_reply(name, local, peer))]) == OK
+    finally:
+        netdev.close()
+    assert not exists(name)
+
+
+def test_worker_side_of_a_vanished_tap(names: Names) -> None:
+    name = names.new()
+    netdev = InternalNetdev(name)
+    side = worker_side(netdev, [0])
+    logged: list[str] = []
+
+    class Log:
+        def err(self, msg: str) -> None:
+            logged.append(msg)
+
+    side.log = Log()  # type: ignore[assignment]
+    try:
+        assert side.type == "internal"
+        ip("link", "del", name)
+        assert side.send(0, [Packet(bytes(60))] * 3) == errno.ENODEV
+        assert side.error is not None and side.stats.tx_dropped == 3 and len(logged) == 1
+        # The daemon's side has not sent anything, yet its status finds out.
+        assert netdev.error is None
+        assert "error=" in netdev.status() and netdev.error is not None
+        # Exported in that state: a worker's side that drops, opened without raising.
+        gone = worker_side(netdev, [0])
+        assert gone.error is not None and gone.recv(0) == []
+        assert gone.send(0, [Packet(bytes(60))]) == errno.ENODEV
+        gone.close()
+    finally:
+        side.close()
+        netdev.close()
+
+
 async def test_wait_readable_wakes_on_traffic(names: Names) -> None:
     netdev, local, peer = open_with_address(names)
     try:
