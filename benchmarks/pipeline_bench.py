@@ -39,7 +39,8 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyvswitchd import config
-from pyvswitchd.datapath.dp import Datapath, tune_gc
+from pyvswitchd.datapath.dp import Datapath
+from pyvswitchd.datapath.gc_tuning import tune_gc
 from pyvswitchd.datapath.perf import Stat
 from pyvswitchd.datapath.pmd import Pmd
 from pyvswitchd.datapath.worker_pmd import WorkerPmd

@@ -27,9 +27,10 @@ from .control.builtins import register_builtins
 from .control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from .control.server import UnixctlServer
 from .datapath import commands as dp_commands
-from .datapath.dp import Datapath, tune_gc
+from .datapath.dp import Datapath
 from .datapath.dp_metrics import datapath_metrics
 from .datapath.dp_metrics import describe as describe_datapath_metrics
+from .datapath.gc_tuning import tune_gc
 from .netdev import dummy as netdev_dummy
 from .netdev import faults as netdev_faults
 from .netdev.registry import default_registry

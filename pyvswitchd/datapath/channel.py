@@ -146,6 +146,7 @@ class SyncEndpoint:
     """The worker's end: blocking sends, blocking or non-blocking receives."""
 
     def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(True)
         self.sock = sock
         self._decoder = Decoder()
         self._backlog: deque[Received] = deque()
@@ -155,7 +156,6 @@ class SyncEndpoint:
 
     def send(self, message: object, fds: Sequence[int] = ()) -> None:
         data = encode(message, len(fds))
-        self.sock.setblocking(True)
         try:
             for chunk, chunk_fds in _chunks(data, fds):
                 view = memoryview(chunk)
@@ -167,15 +167,15 @@ class SyncEndpoint:
 
     def _read(self, block: bool) -> bool:
         """Read what is there (waiting for something when ``block``); False if nothing was."""
-        self.sock.setblocking(block)
+        # The socket stays blocking; a non-blocking read says so per call
+        # (toggling the socket's mode would cost two more syscalls a read).
+        flags = _RECV_FLAGS if block else _RECV_FLAGS | socket.MSG_DONTWAIT
         try:
-            data, ancdata, _, _ = self.sock.recvmsg(_RECV_SIZE, _ANC_SPACE, _RECV_FLAGS)
+            data, ancdata, _, _ = self.sock.recvmsg(_RECV_SIZE, _ANC_SPACE, flags)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:
             raise ChannelClosed(str(exc)) from exc
-        finally:
-            self.sock.setblocking(True)
         self._decoder.feed(data, _unpack_fds(ancdata))
         if not data:
             raise ChannelClosed("the daemon closed the channel")

@@ -13,23 +13,22 @@ removing ports (and the bridges' learning switches) is :mod:`.dp_ports`.
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-import attrs
 import trio
 
 from ..config import BridgeConfig, Config, OtherConfig, PortConfig
 from ..netdev.provider import Netdev, NetdevError, NetdevStats
 from ..netdev.registry import NetdevRegistry
-from ..observe.coverage import Counter, Coverage
+from ..observe.coverage import Coverage
 from ..observe.vlog import Vlog
 from . import rxq_sched
 from .dp_offload import DatapathOffload
 from .dp_ports import DP_NAME, DatapathPorts
+from .dp_settings import DatapathSettings, PmdCounters
 from .emc import insert_min_for
 from .normal import NormalBridge
 from .perf import PerfLogConfig
@@ -38,7 +37,7 @@ from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, TxPort, any_readable
 from .pmd_threads import PmdThreads
 from .port import Port, Rxq
 from .revalidator import REVALIDATE_INTERVAL, Revalidator
-from .sleep import SleepConfig, parse_sleep_max, sleep_log_lines
+from .sleep import parse_sleep_max, sleep_log_lines
 from .thread_flows import LocalFlows, ThreadFlows, WorkerFlows
 from .upcall import ExecutorCache, Upcall
 from .worker_host import WorkerHost
@@ -49,26 +48,6 @@ from .worker_spawner import WorkerSpawner
 AnyPmd = Pmd | WorkerPmd
 
 DP_TYPE = "netdev"
-#: Allocations of container objects between two young-generation collections.
-GC_GEN0_THRESHOLD = 20_000
-
-
-def tune_gc() -> None:
-    """Collect garbage less often; call once the daemon is up.
-
-    The packet path allocates a few short-lived tuples per packet (cache
-    signatures), which the cyclic collector tracks: at CPython's default
-    threshold of 700 it runs a young collection every few batches and an
-    older one, which walks every flow and cache entry, every hundred.  Our
-    per-packet objects never form cycles, so collecting rarely costs only a
-    little memory.  ``gc.freeze`` moves everything built at start-up out of
-    the collector's way for good.
-    """
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
-
-
 #: How often the main task polls non-PMD ports that cannot wake it, s.
 MAIN_POLL_INTERVAL = 0.001
 #: How often it runs housekeeping when its ports can wake it (or it has none), s.
@@ -78,47 +57,6 @@ MAIN_IDLE_INTERVAL = 0.02
 def _wakes(netdev: Netdev) -> bool:
     """Whether ``netdev`` has a ``wait_readable`` that returns (the base one never does)."""
     return type(netdev).wait_readable is not Netdev.wait_readable
-
-
-@attrs.frozen
-class PmdCounters:
-    """The coverage counters every PMD of the datapath counts into."""
-
-    sent: Counter
-    received: Counter
-    #: Output to a port the PMD does not have.
-    dropped: Counter
-    #: Packets of a netdev call that raised (a provider bug, not an errno).
-    netdev_error: Counter
-    #: Frames too short or malformed to parse.
-    invalid: Counter
-
-    @classmethod
-    def define(cls, coverage: Coverage) -> PmdCounters:
-        # Defined in this order for coverage/show's listing.
-        sent = coverage.define("netdev_sent")
-        received = coverage.define("netdev_received")
-        invalid = coverage.define("datapath_drop_rx_invalid_packet")
-        dropped = coverage.define("datapath_drop_invalid_port")
-        netdev_error = coverage.define("datapath_drop_netdev_error")
-        return cls(sent, received, dropped, netdev_error, invalid)
-
-
-@attrs.define
-class DatapathSettings:
-    """Knobs every PMD reads live (no reload needed)."""
-
-    tx_flush_interval_us: int = 0
-    perf_metrics: bool = False
-    rxq_assign: str = "cycles"
-    rxq_isolate: bool = True
-    cpu_mask: int | None = None
-    numa: tuple[int, ...] = ()
-    sleep: SleepConfig = attrs.field(factory=SleepConfig)
-    emc_insert_min: int = insert_min_for(100)
-    smc_enable: bool = False
-    max_idle_ms: int = 10000
-    userspace_tso: bool = False
 
 
 class Datapath:

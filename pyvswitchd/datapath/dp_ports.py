@@ -26,8 +26,8 @@ from .normal import NormalBridge
 from .port import Port
 
 if TYPE_CHECKING:
-    from .dp import DatapathSettings
     from .dp_offload import DatapathOffload
+    from .dp_settings import DatapathSettings
 
 #: Hands frames for rx queue ``qid`` of a port to the PMD worker polling it.
 ForwardRx = Callable[[Port, int, list[bytes]], Awaitable[bool]]

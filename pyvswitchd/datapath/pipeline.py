@@ -47,11 +47,9 @@ if TYPE_CHECKING:
     from .pmd import Pmd
     from .upcall import Megaflow
 
-#: What the daemon answers about one missed key: the megaflow to install, the
-#: index of an earlier key of the same batch whose megaflow covers this one,
-#: or None (the upcall failed: the packet is lost).
-UpcallAnswer = "Megaflow | int | None"
-#: Asks about the misses of one batch; one answer per key, in order.
+#: Asks about the misses of one batch; one answer per key, in order: the
+#: megaflow to install, the index of an earlier key of the batch whose
+#: megaflow covers this one, or None (the upcall failed: the packet is lost).
 Upcall = Callable[[Sequence["FlowKey"]], Sequence["Megaflow | int | None"]]
 #: Builds the flow to install for a key and the megaflow the daemon chose.
 FlowMaker = Callable[["FlowKey", "Megaflow"], DpFlow]

@@ -62,6 +62,7 @@ from .defer import DeferHooks
 from .dp_offload import DatapathOffload
 from .dp_ports import DP_NAME
 from .flow_table import FlowTable
+from .gc_tuning import tune_gc
 from .perf import N_STATS, PmdPerf
 from .pipeline import FlowPipeline
 from .pmd import NO_SLEEP, WAIT_RXQS, Pmd, TxPort
@@ -491,6 +492,7 @@ class Worker:
         # A PMD passes its reload point once as it starts, as OVS's does: the
         # offload providers' lifecycle hooks see it start with no poll list.
         self.pmd.reload_point()
+        tune_gc()
         self.endpoint.send(msg.Ready(os.getpid()))
         self.publish()
         while not self.exiting:

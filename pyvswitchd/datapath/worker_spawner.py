@@ -25,6 +25,7 @@ from __future__ import annotations
 import array
 import contextlib
 import errno
+import gc
 import itertools
 import os
 import pickle
@@ -224,6 +225,9 @@ def _zygote(control_fd: int) -> int:
     from . import worker
 
     worker.set_process_name(ZYGOTE_NAME)
+    # What the zygote imported is shared by every worker it forks: out of the
+    # collector's sight, it is never walked (nor its pages copied) in them.
+    gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     control = socket.socket(fileno=control_fd)

@@ -15,7 +15,6 @@ import trio
 from pyvswitchd.datapath import stats_block as sb
 from pyvswitchd.datapath import worker_messages as msg
 from pyvswitchd.datapath.port import Port
-from pyvswitchd.datapath.upcall import Megaflow
 from pyvswitchd.datapath.worker_pmd import WorkerPmd
 from pyvswitchd.datapath.worker_spawner import WorkerSpawner
 from pyvswitchd.netdev.dummy import DummyPmdNetdev
@@ -40,7 +39,7 @@ class FakeHost:
         out: list[Any] = []
         for key in keys:
             outputs = tuple(no for no in sorted(self.ports) if no != key[IN_PORT])
-            out.append(Megaflow(FULL_MASKS, outputs, "br0"))
+            out.append((FULL_MASKS, outputs, "br0"))
         return out
 
     def worker_knobs(self, pmd: WorkerPmd) -> msg.Knobs:
