@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 
 import trio
 
@@ -112,21 +113,28 @@ class WorkerSpawner:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep a zygote running (restarting it if it dies) until cancelled."""
-        started = False
+        reported = False
+
+        def started() -> None:
+            # Once only: the first zygote reports when it is up, or the first
+            # attempt when it failed; later zygotes come and go silently.
+            nonlocal reported
+            if not reported:
+                reported = True
+                task_status.started()
+
         try:
             while True:
                 try:
-                    await self._run_zygote(None if started else task_status)
+                    await self._run_zygote(started)
                 except OSError as exc:
                     self._log.warn(f"PMD zygote: {exc}; PMD processes start from scratch")
-                if not started:
-                    started = True
-                    task_status.started()
+                started()
                 await trio.sleep(1.0)
         finally:
             self._shutdown()
 
-    async def _run_zygote(self, task_status: trio.TaskStatus[None] | None) -> None:
+    async def _run_zygote(self, started: Callable[[], None]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             proc = await trio.lowlevel.open_process(
@@ -146,8 +154,7 @@ class WorkerSpawner:
             if hello != ("ready",):
                 raise OSError(errno.EPROTO, f"unexpected first message {hello!r}")
             self._zygote, self._sock = proc, sock
-            if task_status is not None:
-                task_status.started()
+            started()
             await self._serve(sock)
         except trio.TooSlowError:
             self._log.warn("PMD zygote did not start in time")

@@ -136,6 +136,33 @@ async def test_spawn_without_a_zygote_starts_a_fresh_interpreter() -> None:
             assert await proc.wait() == 0
 
 
+async def test_a_dead_zygote_is_replaced_and_its_children_reported_gone() -> None:
+    async with running_spawner() as spawner:
+        zygote = spawner._zygote
+        assert zygote is not None
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            proc = await spawner.spawn(theirs.fileno())
+            assert isinstance(proc, WorkerProcess)
+            zygote.kill()
+            with trio.fail_after(5):
+                assert await proc.wait() == -signal.SIGKILL
+        # Until a new zygote is up, workers start from scratch.
+        if spawner._sock is None:
+            fresh = await spawn_unattended(spawner)
+            assert isinstance(fresh, trio.Process)
+            with trio.fail_after(30):
+                assert await fresh.wait() == 0
+        with trio.fail_after(30):
+            while spawner._sock is None or spawner._zygote is zygote:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        forked = await spawn_unattended(spawner)
+        assert isinstance(forked, WorkerProcess)
+        assert _parent(forked.pid) == spawner._zygote.pid
+        with trio.fail_after(5):
+            assert await forked.wait() == 0
+
+
 def _gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
