@@ -106,7 +106,7 @@ class WorkerSpawner:
         self._sock: trio.socket.SocketType | None = None
         self._zygote: trio.Process | None = None
         self._tokens = itertools.count(1)
-        self._pending: dict[int, tuple[trio.Event, list[int]]] = {}
+        self._pending: dict[int, tuple[trio.Event, list[WorkerProcess]]] = {}
         self._children: dict[int, WorkerProcess] = {}
         self._direct: set[trio.Process] = set()
         self._lock = trio.Lock()
@@ -181,9 +181,12 @@ class WorkerSpawner:
             message = pickle.loads(data)
             if message[0] == "spawned":
                 _, token, pid = message
+                # Known from here on: its "exited" may be the very next message,
+                # handled before the spawning task runs again.
+                spawned = self._children[pid] = WorkerProcess(pid)
                 waiter = self._pending.get(token)
                 if waiter is not None:
-                    waiter[1].append(pid)
+                    waiter[1].append(spawned)
                     waiter[0].set()
             elif message[0] == "exited":
                 _, pid, code = message
@@ -208,9 +211,7 @@ class WorkerSpawner:
             finally:
                 self._pending.pop(token, None)
             if reply:
-                child = WorkerProcess(reply[0])
-                self._children[child.pid] = child
-                return child
+                return reply[0]
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", "pyvswitchd.datapath.worker", "--channel-fd", str(channel_fd)],
             pass_fds=(channel_fd,),

@@ -212,3 +212,30 @@ async def test_a_worker_that_ends_at_once_is_reported() -> None:
             assert isinstance(proc, WorkerProcess)
             with trio.fail_after(5):
                 assert await proc.wait() == 0
+
+
+async def _fake_zygote(sock: socket.socket, pid: int) -> None:
+    """Answer one spawn request with "spawned" and "exited" at once (the worker died at once)."""
+    _, ancdata, _, _ = await trio.to_thread.run_sync(sock.recvmsg, 4096, 64)
+    for _, _, data in ancdata:
+        for fd in array.array("i", data):
+            os.close(fd)
+    sock.send(pickle.dumps(("spawned", 1, pid)))
+    sock.send(pickle.dumps(("exited", pid, 3)))
+
+
+async def test_exit_reported_right_behind_the_spawn_is_not_lost() -> None:
+    for attempt in range(10):
+        spawner = _spawner()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        with ours, theirs:
+            sock = spawner._sock = trio.socket.from_stdlib_socket(ours)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(spawner._serve, sock)
+                nursery.start_soon(_fake_zygote, theirs, 4_000_000 + attempt)
+                proc = await spawner.spawn(0)
+                assert isinstance(proc, WorkerProcess)
+                with trio.fail_after(2):
+                    assert await proc.wait() == 3, attempt
+                nursery.cancel_scope.cancel()
