@@ -180,6 +180,19 @@ def test_sync_receive_returns_what_arrived_before_eof(
         b.receive()
 
 
+def test_sync_poll_returns_what_arrived_before_eof(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = SyncEndpoint(pair[0]), SyncEndpoint(pair[1])
+    a.send("reload")
+    a.send("exit")
+    a.close()
+    # Messages sent before the close are delivered; the close is reported after them.
+    assert [r.message for r in b.poll()] == ["reload", "exit"]
+    with pytest.raises(ChannelClosed):
+        b.poll()
+
+
 def test_sync_send_to_closed_peer_is_channel_closed(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
