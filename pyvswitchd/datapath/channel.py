@@ -189,8 +189,14 @@ class SyncEndpoint:
             item = self._decoder.next()
             if item is not None:
                 out.append(item)
-            elif not self._read(block=False):
-                return out
+                continue
+            try:
+                if not self._read(block=False):
+                    return out
+            except ChannelClosed:
+                if out:
+                    return out  # what came before the close; the next call reports it
+                raise
 
     @typing.overload
     def receive(self) -> Received: ...

@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 
 import trio
 
@@ -105,28 +106,35 @@ class WorkerSpawner:
         self._sock: trio.socket.SocketType | None = None
         self._zygote: trio.Process | None = None
         self._tokens = itertools.count(1)
-        self._pending: dict[int, tuple[trio.Event, list[int]]] = {}
+        self._pending: dict[int, tuple[trio.Event, list[WorkerProcess]]] = {}
         self._children: dict[int, WorkerProcess] = {}
         self._direct: set[trio.Process] = set()
         self._lock = trio.Lock()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep a zygote running (restarting it if it dies) until cancelled."""
-        started = False
+        reported = False
+
+        def started() -> None:
+            # Once only: the first zygote reports when it is up, or the first
+            # attempt when it failed; later zygotes come and go silently.
+            nonlocal reported
+            if not reported:
+                reported = True
+                task_status.started()
+
         try:
             while True:
                 try:
-                    await self._run_zygote(None if started else task_status)
+                    await self._run_zygote(started)
                 except OSError as exc:
                     self._log.warn(f"PMD zygote: {exc}; PMD processes start from scratch")
-                if not started:
-                    started = True
-                    task_status.started()
+                started()
                 await trio.sleep(1.0)
         finally:
             self._shutdown()
 
-    async def _run_zygote(self, task_status: trio.TaskStatus[None] | None) -> None:
+    async def _run_zygote(self, started: Callable[[], None]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             proc = await trio.lowlevel.open_process(
@@ -146,8 +154,7 @@ class WorkerSpawner:
             if hello != ("ready",):
                 raise OSError(errno.EPROTO, f"unexpected first message {hello!r}")
             self._zygote, self._sock = proc, sock
-            if task_status is not None:
-                task_status.started()
+            started()
             await self._serve(sock)
         except trio.TooSlowError:
             self._log.warn("PMD zygote did not start in time")
@@ -174,9 +181,12 @@ class WorkerSpawner:
             message = pickle.loads(data)
             if message[0] == "spawned":
                 _, token, pid = message
+                # Known from here on: its "exited" may be the very next message,
+                # handled before the spawning task runs again.
+                spawned = self._children[pid] = WorkerProcess(pid)
                 waiter = self._pending.get(token)
                 if waiter is not None:
-                    waiter[1].append(pid)
+                    waiter[1].append(spawned)
                     waiter[0].set()
             elif message[0] == "exited":
                 _, pid, code = message
@@ -201,9 +211,7 @@ class WorkerSpawner:
             finally:
                 self._pending.pop(token, None)
             if reply:
-                child = WorkerProcess(reply[0])
-                self._children[child.pid] = child
-                return child
+                return reply[0]
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", "pyvswitchd.datapath.worker", "--channel-fd", str(channel_fd)],
             pass_fds=(channel_fd,),
