@@ -88,9 +88,9 @@ for _name, _n in _REGIONS:
     _pos += _n
 TOTAL_WORDS = _pos
 SIZE = TOTAL_WORDS * 8
-#: How long a snapshot waits for a publication to end before it settles for
-#: a possibly torn copy, s.
-_SNAPSHOT_PATIENCE = 0.02
+#: How long a snapshot waits for a publication to end before it returns the
+#: last consistent copy, s.
+_SNAPSHOT_PATIENCE = 0.0005
 
 
 class BlockView:
@@ -156,6 +156,8 @@ class StatsBlock(BlockView):
         self.fd = fd
         self._owner = owner
         self._map = mmap.mmap(fd, SIZE)
+        #: The last copy known consistent (the daemon's side).
+        self._last: bytearray | None = None
         super().__init__(self._map)
 
     @classmethod
@@ -210,20 +212,26 @@ class StatsBlock(BlockView):
         self.header[DOORBELL] = (self.header[DOORBELL] + 1) & 0xFFFF_FFFF_FFFF_FFFF
 
     def snapshot(self) -> BlockView:
-        """A private copy taken between two publications (see the class text)."""
+        """A copy taken between two publications (see the class text).
+
+        A publication takes microseconds, so the copy is retried briefly
+        while one is under way; if the writer stays inside one (it is off
+        its CPU, or it was killed there), the last consistent copy is
+        returned: a moment old, never torn, and the daemon's loop is not
+        held up waiting for a process that may never finish.
+        """
         header = self.header
         deadline = time.monotonic() + _SNAPSHOT_PATIENCE
         while True:
             seq = header[SEQ]
             if not seq & 1:
-                copy = bytes(self._map)
+                copy = bytearray(self._map)
                 if header[SEQ] == seq:
-                    return BlockView(bytearray(copy))
+                    self._last = copy
+                    return BlockView(copy)
             if time.monotonic() > deadline:
-                # The writer stopped mid-publication (it was killed, or it is
-                # descheduled for long): the current copy is the best there is.
-                return BlockView(bytearray(self._map))
-            # A publication takes microseconds; the writer may be off its CPU.
+                # Only a block never read consistently yet is copied as it is.
+                return BlockView(self._last if self._last is not None else bytearray(self._map))
             time.sleep(0)
 
     def clear_port(self, slot: int) -> None:

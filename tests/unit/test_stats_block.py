@@ -6,7 +6,6 @@ import itertools
 import multiprocessing
 import os
 import pickle
-import threading
 import time
 from collections.abc import Iterator
 from multiprocessing.synchronize import Event
@@ -148,19 +147,26 @@ def test_snapshot_is_a_private_copy(block: StatsBlock) -> None:
     view.release()
 
 
-def test_snapshot_of_a_dead_writer_settles_after_its_patience(block: StatsBlock) -> None:
+def test_snapshot_of_a_dead_writer_is_the_last_consistent_one(block: StatsBlock) -> None:
     block.publish_port(0, [3] * sb.PORT_WORDS)
+    block.snapshot().release()
     block.begin_publish()  # and never ends: the writer was killed mid-publication
-    views: list[sb.BlockView] = []
-    reader = threading.Thread(target=lambda: views.append(block.snapshot()), daemon=True)
+    block.publish_port(0, [4] * sb.PORT_WORDS)
     t0 = time.monotonic()
-    reader.start()
-    reader.join(2.0)
+    view = block.snapshot()
     waited = time.monotonic() - t0
-    assert views, "the snapshot waits for the dead writer for ever"
-    (view,) = views
-    assert sb._SNAPSHOT_PATIENCE <= waited < 1.0
+    # Not torn, and the daemon's loop is not held up for long.
     assert view.port(0) == [3] * sb.PORT_WORDS
+    assert not view.header[sb.SEQ] & 1
+    assert sb._SNAPSHOT_PATIENCE <= waited < 0.1
+    view.release()
+
+
+def test_a_block_never_read_consistently_is_copied_as_it_is(block: StatsBlock) -> None:
+    block.begin_publish()
+    block.publish_port(0, [5] * sb.PORT_WORDS)
+    view = block.snapshot()
+    assert view.port(0) == [5] * sb.PORT_WORDS
     assert view.header[sb.SEQ] & 1
     view.release()
 
@@ -193,22 +199,16 @@ def test_snapshots_are_consistent_while_a_process_publishes(block: StatsBlock) -
     ctx = multiprocessing.get_context("fork")
     ready, stop = ctx.Event(), ctx.Event()
     writer = ctx.Process(target=_hammer, args=(block.fd, ready, stop), daemon=True)
+    block.snapshot().release()  # the block before the writer starts: consistent
     writer.start()
     try:
         assert ready.wait(10)
         seen: list[int] = []
-        fallbacks = 0
         deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline:
-            t0 = time.monotonic()
+            # Every snapshot is consistent: a fresh one, or (the writer off
+            # its CPU mid-publication) the last consistent one.
             view = block.snapshot()
-            if time.monotonic() - t0 >= sb._SNAPSHOT_PATIENCE:
-                # The writer was off its CPU mid-publication for longer than
-                # the reader waits (this machine is shared): the documented
-                # fallback hands out the block as it is.
-                fallbacks += 1
-                view.release()
-                continue
             i = view.perf_raw()[0]
             # One instant of the writer: every figure from the same round.
             assert view.port(9) == [i] * sb.PORT_WORDS
@@ -219,7 +219,7 @@ def test_snapshots_are_consistent_while_a_process_publishes(block: StatsBlock) -
             seen.append(i)
             view.release()
         # The reader really ran alongside the writer.
-        assert len(set(seen)) > 10, (len(seen), fallbacks)
+        assert len(set(seen)) > 10, len(seen)
     finally:
         stop.set()
         writer.join(10)
