@@ -132,7 +132,7 @@ def command(
         config = load_config(config_path)
     except ConfigError as exc:
         _fail(str(exc))
-    metrics: str | None = config.daemon.metrics_address
+    metrics: str | None = None
     if metrics_address is not None:
         try:
             metrics = parse_address(metrics_address)
@@ -150,6 +150,7 @@ def command(
         log_file=_log_path(log_file),
         verbose=verbose,
         metrics_address=metrics,
+        metrics_override=metrics_address is not None,
         syslog_method=syslog_method,
         fault_injection=enable_fault_injection,
     )

@@ -1,0 +1,134 @@
+"""Run-time configuration of the real daemon: what config/show says is what is in effect.
+
+``[daemon]`` keys set with ``config/set`` or a reload act at once (the
+control socket's mode and group, the metrics listener) or are refused;
+``config/show`` reports the values in effect, command-line overrides
+included.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import socket
+import stat
+import urllib.error
+import urllib.request
+
+import pytest
+
+from .conftest import TEST_CONFIG, DaemonProcess
+from .test_metrics import free_port
+
+
+def metrics_config(port: int) -> str:
+    return TEST_CONFIG.replace('metrics-address = "none"', f'metrics-address = "127.0.0.1:{port}"')
+
+
+def serves(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, ConnectionError):
+        return False
+
+
+def shown_daemon(d: DaemonProcess) -> dict[str, str]:
+    data = json.loads(d.appctl("-f", "json", "config/show").stdout)
+    return dict(data["daemon"])
+
+
+def other_group() -> grp.struct_group:
+    mine = os.getegid()
+    for group in grp.getgrall():
+        if group.gr_gid != mine:
+            return group
+    pytest.skip("no group other than the daemon's own on this system")
+
+
+def test_ctl_mode_and_group_set_at_run_time_change_the_socket(daemon) -> None:  # type: ignore[no-untyped-def]
+    path = daemon.ctl_path
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o770
+    r = daemon.appctl("config/set", "daemon:ctl-mode=0700")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
+    assert shown_daemon(daemon)["ctl-mode"] == "0700"
+    group = other_group()
+    assert daemon.appctl("config/set", f"daemon:ctl-group={group.gr_name}").returncode == 0
+    assert os.stat(path).st_gid == group.gr_gid
+    assert shown_daemon(daemon)["ctl-group"] == group.gr_name
+    # Back to the default: the daemon's own group.
+    assert daemon.appctl("config/set", "daemon:ctl-group=").returncode == 0
+    assert os.stat(path).st_gid == os.getegid()
+    # A reload applies the file's values again.
+    assert daemon.appctl("config/reload").returncode == 0
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o770
+    assert "control socket" in daemon.log_path.read_text()
+
+
+def test_metrics_address_set_at_run_time_moves_the_listener(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    first, second = free_port(), free_port()
+    d = start_daemon(metrics_config(first))
+    assert serves(first)
+    r = d.appctl("config/set", f"daemon:metrics-address=127.0.0.1:{second}")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert serves(second) and not serves(first)
+    assert shown_daemon(d)["metrics-address"] == f"127.0.0.1:{second}"
+    assert d.appctl("config/set", "daemon:metrics-address=none").returncode == 0
+    assert not serves(second)
+    assert shown_daemon(d)["metrics-address"] == "none"
+    # SIGHUP / config/reload: back to the file's address.
+    assert d.appctl("config/reload").returncode == 0
+    assert serves(first)
+
+
+def test_metrics_address_that_cannot_be_bound_is_refused(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    first = free_port()
+    d = start_daemon(metrics_config(first))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        r = d.appctl("config/set", f"daemon:metrics-address=127.0.0.1:{busy}", "max-idle=2000")
+        assert r.returncode == 2
+        assert r.stderr.startswith("configuration not changed: daemon:metrics-address: ")
+        assert "cannot listen" in r.stderr
+        # Nothing changed: neither the listener nor the other key.
+        assert serves(first)
+        assert shown_daemon(d)["metrics-address"] == f"127.0.0.1:{first}"
+        assert "  max-idle=10000\n" in d.appctl("config/show").stdout
+        # The same through a reload of the file.
+        d.config_path.write_text(metrics_config(busy))
+        r = d.appctl("config/reload")
+        assert r.returncode == 2 and "daemon:metrics-address: cannot listen" in r.stderr
+        assert serves(first)
+
+
+def test_config_show_reports_the_command_line_metrics_address(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    configured, given = free_port(), free_port()
+    d = start_daemon(metrics_config(configured), f"--metrics-address=127.0.0.1:{given}")
+    assert serves(given) and not serves(configured)
+    assert shown_daemon(d)["metrics-address"] == f"127.0.0.1:{given}"
+    assert (
+        f"  metrics-address=127.0.0.1:{given} (from --metrics-address)\n"
+        in d.appctl("config/show").stdout
+    )
+    r = d.appctl("config/set", f"daemon:metrics-address=127.0.0.1:{configured}")
+    assert r.returncode == 2 and "--metrics-address" in r.stderr and "restart" in r.stderr
+    assert d.appctl("config/reload").returncode == 0
+    assert serves(given) and not serves(configured)
+
+
+def test_config_show_says_when_the_metrics_port_was_taken_at_start(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        d = start_daemon(metrics_config(busy))
+        text = d.appctl("config/show").stdout
+        assert f"  metrics-address=none (cannot listen on 127.0.0.1:{busy}: " in text
+    # The port is free now: a reload binds it.
+    assert d.appctl("config/reload").returncode == 0
+    assert serves(busy)
+    assert shown_daemon(d)["metrics-address"] == f"127.0.0.1:{busy}"
