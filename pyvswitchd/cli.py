@@ -15,7 +15,7 @@ import click
 import trio
 
 from . import PROGRAM_NAME
-from .config import ConfigError, parse_address
+from .config import ConfigError, no_bridge_warning, parse_address
 from .daemon import (
     DEFAULT_RUNDIR,
     Daemon,
@@ -126,6 +126,9 @@ def command(
         except ConfigError as exc:
             _fail(str(exc))
         n_ports = sum(len(b.ports) for b in cfg.bridges)
+        warning = no_bridge_warning(cfg)
+        if warning is not None:
+            click.echo(f"{check_config}: warning: {warning}")
         click.echo(f"{check_config}: OK ({len(cfg.bridges)} bridges, {n_ports} ports)")
         return
     try:

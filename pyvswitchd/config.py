@@ -240,6 +240,9 @@ class Config:
     daemon: DaemonSettings = attrs.field(factory=DaemonSettings)
     bridges: tuple[BridgeConfig, ...] = ()
     source: str = "<defaults>"
+    #: Whether the document has a ``bridge`` key: ``[[bridge]]`` tables, or
+    #: ``bridge = []`` to say that no bridge is wanted (see :func:`check_reload`).
+    declares_bridges: bool = False
 
 
 # ---------------------------------------------------------------------------
@@ -365,7 +368,13 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
                 other_config=_string_map(raw.get("other_config"), f"{where} other_config"),
             )
         )
-    return Config(other_config=other, daemon=daemon, bridges=tuple(bridges), source=source)
+    return Config(
+        other_config=other,
+        daemon=daemon,
+        bridges=tuple(bridges),
+        source=source,
+        declares_bridges="bridge" in data,
+    )
 
 
 def loads(text: str, source: str = "<string>") -> Config:
@@ -377,13 +386,52 @@ def loads(text: str, source: str = "<string>") -> Config:
 
 
 def load(path: str) -> Config:
-    """Read and validate a config file; every failure is a ConfigError."""
+    """Read and validate a config file; every failure is a ConfigError.
+
+    A file that holds nothing at all (0 bytes, or only comments) is refused:
+    that is what a half-written file looks like, and taking it at its word
+    would remove every port.  A configuration without bridges writes
+    ``bridge = []``.
+    """
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        empty = not tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        empty = False  # loads() says what is wrong with it
+    if empty:
+        raise ConfigError(
+            f"{path}: the file holds no settings (half-written?); "
+            "a configuration with no bridge says so with: bridge = [] (at the top)"
+        )
     return loads(text, path)
+
+
+def check_reload(running: Config, new: Config) -> None:
+    """ConfigError if replacing ``running`` by ``new`` would drop every bridge unasked.
+
+    A file cut short after its first tables is still valid TOML; only a
+    file that says ``bridge = []`` may remove the last bridge.
+    """
+    if running.bridges and not new.bridges and not new.declares_bridges:
+        names = ", ".join(b.name for b in running.bridges)
+        raise ConfigError(
+            f"{new.source}: no [[bridge]]: reloading it would remove every bridge ({names}); "
+            "a file meant to have no bridge says so with: bridge = [] (at the top)"
+        )
+
+
+def no_bridge_warning(cfg: Config) -> str | None:
+    """What ``--check-config`` says about a file with no bridge that does not say so."""
+    if cfg.bridges or cfg.declares_bridges:
+        return None
+    return (
+        "no [[bridge]]: a reload with this file would be refused while bridges run; "
+        "write bridge = [] at the top if no bridge is meant"
+    )
 
 
 def default_text() -> str:

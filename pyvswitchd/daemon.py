@@ -338,6 +338,7 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_config(self.options.config_path)
+            config_mod.check_reload(self.config, new)
             await self.apply_config(new)
         except ConfigError as exc:
             self._log.err(f"configuration not reloaded, keeping the running one: {exc}")

@@ -11,14 +11,18 @@ from __future__ import annotations
 import grp
 import json
 import os
+import signal
 import socket
 import stat
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
 import pytest
 
 from .conftest import TEST_CONFIG, DaemonProcess
+from .test_lifecycle import wait_for
 from .test_metrics import free_port
 
 
@@ -132,3 +136,60 @@ def test_config_show_says_when_the_metrics_port_was_taken_at_start(start_daemon)
     assert d.appctl("config/reload").returncode == 0
     assert serves(busy)
     assert shown_daemon(d)["metrics-address"] == f"127.0.0.1:{busy}"
+
+
+PORTS_CONFIG = (
+    TEST_CONFIG
+    + """\
+  [[bridge.port]]
+  name = "p0"
+  type = "dummy-pmd"
+  [[bridge.port]]
+  name = "p1"
+  type = "dummy"
+"""
+)
+
+
+def port_names(d: DaemonProcess) -> list[str]:
+    return [line.split()[2] for line in d.call("dpctl/show").splitlines() if "  port " in line]
+
+
+def check_config(path: os.PathLike[str] | str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pyvswitchd", "--check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_empty_file_is_refused_by_sighup_reload_and_check(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    d = start_daemon(PORTS_CONFIG)
+    assert port_names(d) == ["ovs-netdev", "br0", "p0", "p1"]
+    d.config_path.write_bytes(b"")  # the half-written file
+    os.kill(d.pid, signal.SIGHUP)
+    wait_for(lambda: "configuration not reloaded" in d.log_path.read_text())
+    assert "holds no settings" in d.log_path.read_text()
+    assert port_names(d) == ["ovs-netdev", "br0", "p0", "p1"]
+    r = d.appctl("config/reload")
+    assert r.returncode == 2 and "holds no settings" in r.stderr
+    r = check_config(d.config_path)
+    assert r.returncode == 1 and "holds no settings" in r.stderr
+    assert port_names(d) == ["ovs-netdev", "br0", "p0", "p1"]
+
+
+def test_reload_dropping_every_bridge_needs_the_file_to_say_so(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    d = start_daemon(PORTS_CONFIG)
+    # Cut short after the first tables: valid TOML, but not a switch any more.
+    d.config_path.write_text('[daemon]\nmetrics-address = "none"\n[other_config]\n')
+    r = d.appctl("config/reload")
+    assert r.returncode == 2
+    assert "would remove every bridge (br0)" in r.stderr and "bridge = []" in r.stderr
+    assert port_names(d) == ["ovs-netdev", "br0", "p0", "p1"]
+    r = check_config(d.config_path)
+    assert r.returncode == 0 and "bridge = []" in r.stdout
+    # At the top: a bare key after a [table] header would belong to that table.
+    d.config_path.write_text('bridge = []\n[daemon]\nmetrics-address = "none"\n')
+    assert d.appctl("config/reload").returncode == 0
+    assert port_names(d) == []

@@ -143,3 +143,30 @@ def test_every_key_is_documented_in_the_shipped_file() -> None:
     text = (ROOT / "etc" / "pyvswitchd.toml").read_text()
     for table, key, _, _ in config.describe_keys():
         assert f"\n{key} = " in text or f"\n#{key} = " in text, (table, key)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# all commented out\n#[[bridge]]\n"])
+def test_a_file_with_nothing_in_it_is_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "empty.toml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError, match="holds no settings"):
+        config.load(str(path))
+    path.write_text("bridge = []\n" + text)
+    cfg = config.load(str(path))
+    assert cfg.bridges == () and cfg.declares_bridges
+
+
+def test_reload_may_drop_every_bridge_only_when_the_file_says_so() -> None:
+    running = config.loads('[[bridge]]\nname = "br0"\n[[bridge]]\nname = "br1"\n')
+    assert running.declares_bridges
+    cut = config.loads('[other_config]\npmd-cpu-mask = "0x1"\n', "f.toml")
+    with pytest.raises(config.ConfigError) as info:
+        config.check_reload(running, cut)
+    assert "f.toml: no [[bridge]]: reloading it would remove every bridge (br0, br1)" in str(
+        info.value
+    )
+    assert config.no_bridge_warning(cut) is not None
+    config.check_reload(running, config.loads("bridge = []\n"))
+    config.check_reload(running, config.loads('[[bridge]]\nname = "br1"\n'))
+    config.check_reload(config.loads(""), cut)  # nothing to drop
+    assert config.no_bridge_warning(config.loads("bridge = []")) is None
