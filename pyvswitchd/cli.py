@@ -126,9 +126,10 @@ def command(
         except ConfigError as exc:
             _fail(str(exc))
         n_ports = sum(len(b.ports) for b in cfg.bridges)
-        warning = no_bridge_warning(cfg)
-        if warning is not None:
-            click.echo(f"{check_config}: warning: {warning}")
+        warnings = [*cfg.notes, no_bridge_warning(cfg)]
+        for warning in warnings:
+            if warning is not None:
+                click.echo(f"{check_config}: warning: {warning}")
         click.echo(f"{check_config}: OK ({len(cfg.bridges)} bridges, {n_ports} ports)")
         return
     try:

@@ -298,7 +298,8 @@ class Daemon:
                 f"configuration changed by config/set: {' '.join(args)} "
                 f"(generation {self.config_generation})"
             )
-            return ""
+            # Values of OVS keys that were replaced, as OVS would: say so.
+            return "".join(f"{note}\n" for note in new.notes)
 
         def show(ctx: CommandContext, args: Sequence[str]) -> Reply:
             data = config_mod.to_dict(self.config)
@@ -360,6 +361,8 @@ class Daemon:
         must switch even when its metrics port is taken.
         """
         await self._apply_daemon_settings(new, starting)
+        for note in new.notes:
+            self._log.warn(note)
         self.config = new
         await self.datapath.apply_config(new)
 

@@ -37,7 +37,7 @@ from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, TxPort, any_readable
 from .pmd_threads import PmdThreads
 from .port import Port, Rxq
 from .revalidator import REVALIDATE_INTERVAL, Revalidator
-from .sleep import parse_sleep_max, sleep_log_lines
+from .sleep import sleep_config, sleep_log_lines
 from .thread_flows import LocalFlows, ThreadFlows, WorkerFlows
 from .upcall import ExecutorCache, Upcall
 from .worker_host import WorkerHost
@@ -337,7 +337,7 @@ class Datapath:
         self.sched.configure(oc.pmd_rxq_assign, oc.pmd_rxq_isolate)
         s.rxq_assign = self.sched.algorithm
         s.rxq_isolate = self.sched.isolate
-        s.sleep = parse_sleep_max(oc.pmd_sleep_max, oc.pmd_maxsleep)
+        s.sleep = sleep_config(oc.pmd_sleep_max, oc.pmd_maxsleep)
         s.max_idle_ms = oc.max_idle
         s.userspace_tso = oc.userspace_tso_enable
         emc_min = insert_min_for(oc.emc_insert_inv_prob)

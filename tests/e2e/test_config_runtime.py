@@ -193,3 +193,52 @@ def test_reload_dropping_every_bridge_needs_the_file_to_say_so(start_daemon) -> 
     d.config_path.write_text('bridge = []\n[daemon]\nmetrics-address = "none"\n')
     assert d.appctl("config/reload").returncode == 0
     assert port_names(d) == []
+
+
+OVS_FALLBACKS = """\
+[daemon]
+metrics-address = "none"
+[other_config]
+pmd-cpu-mask = "0x1"
+pmd-sleep-max = "-5"
+[[bridge]]
+name = "br0"
+other_config = { mac-table-size = -1, mac-aging-time = "abc" }
+  [[bridge.port]]
+  name = "p0"
+  type = "dummy-pmd"
+"""
+NOTES = (
+    'other_config:pmd-sleep-max: invalid value "-5": entry "-5" is over 10000 us, capped; '
+    'using "10000"',
+    'bridge:br0:mac-table-size: invalid value "-1": expected an integer from 10 to 1000000; '
+    "using 1000000",
+    'bridge:br0:mac-aging-time: invalid value "abc": expected an integer from 15 to 3600 s; '
+    "using 300",
+)
+
+
+def test_ovs_keys_are_read_as_ovs_does_and_never_silently(start_daemon, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    d = start_daemon(OVS_FALLBACKS)
+    log = d.log_path.read_text()
+    for note in NOTES:
+        assert f"|daemon|WARN|{note}" in log
+    # Effective values: a sleep bound (OVS's strtoull wraps -5, then caps it), not busy polling.
+    assert "Default max sleep: 10000 us" in d.call("dpif-netdev/pmd-sleep-show")
+    show = d.appctl("config/show").stdout
+    assert "  pmd-sleep-max=10000\n" in show
+    assert "  mac-table-size=1000000\n" in show and "  mac-aging-time=300\n" in show
+    r = d.appctl("config/set", "pmd-sleep-max=abc")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == (
+        'other_config:pmd-sleep-max: invalid value "abc": entry "abc" is not a number, '
+        "ignored; using 0 us for every PMD (busy polling)\n"
+    )
+    assert "Default max sleep:    0 us" in d.call("dpif-netdev/pmd-sleep-show")
+    # A reload logs them again; --check-config reports them.
+    assert d.appctl("config/reload").returncode == 0
+    assert d.log_path.read_text().count(NOTES[0]) == 2
+    r = check_config(d.config_path)
+    assert r.returncode == 0
+    for note in NOTES:
+        assert f"{d.config_path}: warning: {note}\n" in r.stdout
