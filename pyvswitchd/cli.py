@@ -25,6 +25,8 @@ from .daemon import (
     version_text,
 )
 from .daemon import list_metrics as metrics_table
+from .datapath.config_check import check_config as check_ports
+from .netdev.registry import default_registry
 from .observe.vlog import Vlog, VlogError
 from .pidfile import AlreadyRunning
 
@@ -123,10 +125,11 @@ def command(
     if check_config is not None:
         try:
             cfg = load_config(check_config)
+            port_warnings = check_ports(cfg, default_registry())
         except ConfigError as exc:
             _fail(str(exc))
         n_ports = sum(len(b.ports) for b in cfg.bridges)
-        warnings = [*cfg.notes, no_bridge_warning(cfg)]
+        warnings = [*cfg.notes, *port_warnings, no_bridge_warning(cfg)]
         for warning in warnings:
             if warning is not None:
                 click.echo(f"{check_config}: warning: {warning}")
@@ -134,6 +137,7 @@ def command(
         return
     try:
         config = load_config(config_path)
+        check_ports(config, default_registry())
     except ConfigError as exc:
         _fail(str(exc))
     metrics: str | None = None

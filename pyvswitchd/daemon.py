@@ -29,6 +29,7 @@ from .control.builtins import register_builtins
 from .control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from .control.server import UnixctlServer
 from .datapath import commands as dp_commands
+from .datapath.config_check import check_config
 from .datapath.dp import Datapath
 from .datapath.dp_metrics import datapath_metrics
 from .datapath.dp_metrics import describe as describe_datapath_metrics
@@ -355,11 +356,15 @@ class Daemon:
     async def apply_config(self, new: Config, *, starting: bool = False) -> None:
         """Switch to ``new``; subsystems reconfigure from the difference.
 
-        The ``[daemon]`` keys come first: one that cannot be applied raises
+        Ports are checked against their netdev types first (the command
+        line did that before start-up), then the ``[daemon]`` keys are
+        applied: a bad port option or a key that cannot be applied raises
         ConfigError and nothing changes.  At start-up (``starting``) a
         metrics address that cannot be bound is logged instead: the switch
         must switch even when its metrics port is taken.
         """
+        if not starting:
+            check_config(new, self.datapath.netdevs)
         await self._apply_daemon_settings(new, starting)
         for note in new.notes:
             self._log.warn(note)

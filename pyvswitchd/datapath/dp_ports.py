@@ -106,7 +106,7 @@ class DatapathPorts:
         """Open, reconfigure and remove ports and bridges to match ``bridges``."""
         wanted: dict[str, tuple[str, PortConfig]] = {}
         for bc in bridges:
-            local_type = self._local_port_type(bc)
+            local_type = local_port_type(bc)
             wanted[bc.name] = (bc.name, PortConfig(name=bc.name, type=local_type))
             for pc in bc.ports:
                 wanted[pc.name] = (bc.name, pc)
@@ -187,27 +187,7 @@ class DatapathPorts:
         return port
 
     def _port_options(self, pc: PortConfig) -> dict[str, str]:
-        """The port's options, plus ``userspace-tso`` from other_config where it applies."""
-        options = dict(pc.options)
-        cls = self.netdevs.get(pc.type)
-        if cls is not None and cls.tso_capable:
-            options.setdefault("userspace-tso", "true" if self.settings.userspace_tso else "false")
-        return options
-
-    def _local_port_type(self, bc: BridgeConfig) -> str:
-        """The type of the bridge's own port (OVS's internal interface ``br0``).
-
-        Other_config ``local-port-type`` chooses; by default a bridge with a
-        port on a real interface gets a real TAP device, as OVS's netdev
-        datapath gives it, and a bridge of dummy ports a dummy one (so tests
-        and demos create no kernel devices).
-        """
-        chosen = bc.other_config.get("local-port-type")
-        if chosen:
-            return chosen
-        if any(pc.type in REAL_NETDEV_TYPES for pc in bc.ports):
-            return "internal"
-        return LOCAL_PORT_TYPE
+        return port_options(pc, self.netdevs, self.settings.userspace_tso)
 
     def _set_port_other_config(self, port: Port, other_config: Mapping[str, str]) -> None:
         oc = dict(other_config)
@@ -250,6 +230,31 @@ class DatapathPorts:
         if port is None or port.port_no == 0 or port.name in self.bridges:
             raise NetdevError(f"{name}: no such port")
         self._remove_port(port)
+
+
+def port_options(pc: PortConfig, netdevs: NetdevRegistry, userspace_tso: bool) -> dict[str, str]:
+    """The port's options, plus ``userspace-tso`` from other_config where it applies."""
+    options = dict(pc.options)
+    cls = netdevs.get(pc.type)
+    if cls is not None and cls.tso_capable:
+        options.setdefault("userspace-tso", "true" if userspace_tso else "false")
+    return options
+
+
+def local_port_type(bc: BridgeConfig) -> str:
+    """The type of the bridge's own port (OVS's internal interface ``br0``).
+
+    Other_config ``local-port-type`` chooses; by default a bridge with a
+    port on a real interface gets a real TAP device, as OVS's netdev
+    datapath gives it, and a bridge of dummy ports a dummy one (so tests
+    and demos create no kernel devices).
+    """
+    chosen = bc.other_config.get("local-port-type")
+    if chosen:
+        return chosen
+    if any(pc.type in REAL_NETDEV_TYPES for pc in bc.ports):
+        return "internal"
+    return LOCAL_PORT_TYPE
 
 
 def _int_or(text: str | None, default: int) -> int:

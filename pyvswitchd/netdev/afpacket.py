@@ -208,9 +208,12 @@ class AfPacketNetdev(Netdev):
 
     # -- configuration ------------------------------------------------------
 
-    def set_config(self, options: Mapping[str, str]) -> None:
+    @classmethod
+    def _parse_options(
+        cls, name: str, options: Mapping[str, str]
+    ) -> tuple[tuple[str, bool, bool, str], tuple[int, int, int]]:
+        """(rx-ring, tx-ring, userspace-tso, tx-kick) and (n_rxq, n_txq, numa_id)."""
         opts = dict(options)
-        name = self.name
         requested = queue_options(name, opts)
         rx_ring = opts.pop("rx-ring", "v2")
         if rx_ring not in _RX_RINGS:
@@ -221,7 +224,19 @@ class AfPacketNetdev(Netdev):
         if tx_kick not in TX_KICK_MODES:
             raise NetdevError(f'{name}: bad tx-kick "{tx_kick}" (expected auto, async or sync)')
         reject_unknown(name, opts)
-        self._wanted = (rx_ring, tx_ring, tso, tx_kick)
+        return (rx_ring, tx_ring, tso, tx_kick), requested
+
+    @classmethod
+    def validate_options(cls, name: str, options: Mapping[str, str]) -> list[str]:
+        cls._parse_options(name, options)
+        try:
+            socket.if_nametoindex(name)
+        except OSError:
+            return [f"{name}: no network interface of that name (yet): the port waits for it"]
+        return []
+
+    def set_config(self, options: Mapping[str, str]) -> None:
+        self._wanted, requested = self._parse_options(self.name, options)
         self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id = requested
         if not self._open:
             self._setup()

@@ -131,6 +131,20 @@ class Netdev:
         if options:
             raise NetdevError(f"{self.name}: unknown options: {', '.join(sorted(options))}")
 
+    @classmethod
+    def validate_options(cls, name: str, options: Mapping[str, str]) -> list[str]:
+        """Check ``options`` for a device ``name`` of this type without opening it.
+
+        Raises NetdevError naming the first bad option (what opening would
+        raise); returns warnings about what opening would meet but that
+        does not make the configuration wrong (a kernel interface that does
+        not exist yet).  ``--check-config``, start-up, reloads and
+        ``config/set`` call it, so a bad option is refused everywhere alike.
+        """
+        if options:
+            raise NetdevError(f"{name}: unknown options: {', '.join(sorted(options))}")
+        return []
+
     def reconfigure(self) -> None:
         """Apply requested queue counts; called only while no PMD polls the device."""
         self.n_rxq = self.requested_n_rxq

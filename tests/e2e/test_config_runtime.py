@@ -242,3 +242,66 @@ def test_ovs_keys_are_read_as_ovs_does_and_never_silently(start_daemon, tmp_path
     assert r.returncode == 0
     for note in NOTES:
         assert f"{d.config_path}: warning: {note}\n" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("ports", "message"),
+    [
+        ('  [[bridge.port]]\n  name = "p9"\n  type = "bogus"\n', 'unknown netdev type "bogus"'),
+        (
+            '  [[bridge.port]]\n  name = "p9"\n  type = "dummy-pmd"\n'
+            "  options = { n_rxq = 100000 }\n",
+            'bad n_rxq "100000"',
+        ),
+        (
+            '  [[bridge.port]]\n  name = "src"\n  type = "traffic-source"\n'
+            '  options = { pcap = "/nonexistent/replay.pcap" }\n',
+            "/nonexistent/replay.pcap: ",
+        ),
+    ],
+)
+def test_bad_port_options_are_errors_everywhere(start_daemon, tmp_path, ports, message) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.toml"
+    bad.write_text(PORTS_CONFIG + ports)
+    # --check-config
+    r = check_config(bad)
+    assert r.returncode == 1 and message in r.stderr and 'bridge "br0" port "' in r.stderr
+    # start-up
+    rundir = tmp_path / "run"
+    r = subprocess.run(
+        [sys.executable, "-m", "pyvswitchd", "--config", str(bad), "--rundir", str(rundir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1 and r.stderr.startswith("pyvswitchd: ") and message in r.stderr
+    # reload (config/reload and SIGHUP): refused, nothing applied
+    running = PORTS_CONFIG.replace("[other_config]\n", "[other_config]\nmax-idle = 5000\n")
+    d = start_daemon(running)
+    d.config_path.write_text(PORTS_CONFIG + ports)
+    r = d.appctl("config/reload")
+    assert r.returncode == 2 and r.stderr.startswith("configuration not reloaded: bridge ")
+    assert message in r.stderr
+    os.kill(d.pid, signal.SIGHUP)
+    wait_for(lambda: d.log_path.read_text().count("keeping the running one") == 2)
+    assert port_names(d) == ["ovs-netdev", "br0", "p0", "p1"]
+    assert "  max-idle=5000\n" in d.appctl("config/show").stdout
+
+
+def test_check_config_reports_what_start_would_only_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "warn.toml"
+    path.write_text(
+        PORTS_CONFIG
+        + '  [[bridge.port]]\n  name = "pvsgone0"\n  type = "system"\n'
+        + '  other_config = { pmd-rxq-affinity = "0:x" }\n'
+    )
+    r = check_config(path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        f'{path}: warning: bridge "br0" port "pvsgone0": no network interface of that name '
+        "(yet): the port waits for it",
+        f'{path}: warning: bridge "br0" port "pvsgone0" other_config:pmd-rxq-affinity: '
+        "invalid value \"0:x\": invalid pmd-rxq-affinity entry '0:x'; ignored, as OVS does "
+        "(the queues keep their pinning)",
+        f"{path}: OK (1 bridges, 3 ports)",
+    ]
