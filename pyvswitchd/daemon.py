@@ -34,6 +34,7 @@ from .datapath.dp import Datapath
 from .datapath.dp_metrics import datapath_metrics
 from .datapath.dp_metrics import describe as describe_datapath_metrics
 from .datapath.gc_tuning import tune_gc
+from .datapath.link_tracker import LinkTracker
 from .netdev import dummy as netdev_dummy
 from .netdev import faults as netdev_faults
 from .netdev.registry import default_registry
@@ -193,6 +194,7 @@ class Daemon:
             pmd_processes=True,
             fault_injection=options.fault_injection,
         )
+        self.link_tracker = LinkTracker(self.datapath)
         dp_commands.register_commands(self.datapath, self.registry)
         self.metrics.add_source(lambda: datapath_metrics(self.datapath))
         netdev_dummy.register_commands(self.registry, self.datapath.netdev_by_name)
@@ -487,6 +489,8 @@ class Daemon:
             await root.start(self.server.serve)
             async with trio.open_nursery() as services:
                 await services.start(self.datapath.run)
+                # Before the ports open: an interface that appears meanwhile is seen.
+                await services.start(self.link_tracker.run)
                 await services.start(self.metrics.run)
                 await self.apply_config(self.config, starting=True)
                 await services.start(self.coverage.run_periodically)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 import trio
@@ -314,6 +314,8 @@ class Datapath:
             for port in list(self.ports.values()):
                 port.netdev.close()
             self.ports.clear()
+            # Devices that appear from now on are not ours to open.
+            self.dp_ports.wanted = {}
 
     # -- configuration ------------------------------------------------------------
 
@@ -322,6 +324,8 @@ class Datapath:
         async with self.lock:
             self._apply_other_config(config.other_config)
             self.dp_ports.apply_bridges(config.bridges)
+            # Interfaces that went or came back unnoticed (no link tracker).
+            self.dp_ports.track_links()
             # Offload just enabled: every PMD reloads to pick up the work callbacks.
             if self.offload.configure(config.other_config, self.ports.values()):
                 self._force_reload = True
@@ -371,6 +375,12 @@ class Datapath:
             port = self.dp_ports.add(bridge, pc)
             await self._reconfigure_locked()
             return port
+
+    async def track_links(self, names: Iterable[str] | None = None) -> None:
+        """Kernel interfaces ``names`` (None: every one of a port) appeared or went."""
+        async with self.lock:
+            if self.dp_ports.track_links(names):
+                await self._reconfigure_locked()
 
     async def del_port(self, name: str) -> None:
         """``dpctl/del-if``: NetdevError if there is no such port."""
@@ -424,6 +434,9 @@ class Datapath:
         self._update_sleep()
         await self._push_knobs()
         schedule = self._schedule()
+        if self.dp_ports.retiring:
+            # Ports opened anew: every PMD's transmit side must take the new netdev.
+            self._force_reload = True
         await self._distribute(schedule)
         self.alb.note_reconfigured()
         closing = self.dp_ports.take_closing()
@@ -432,6 +445,8 @@ class Datapath:
         for port in closing:
             port.netdev.close()
             self.workers.free_slot(port.stats_slot)
+        for netdev in self.dp_ports.take_retired():
+            netdev.close()
 
     async def _adjust_pmds(self) -> bool:
         wanted = self._wanted_cores()

@@ -34,7 +34,8 @@ A device that went down drops what it is sent; one that disappeared
 (ENODEV, ENXIO, or ENETDOWN with its ifindex gone) enters an error state
 instead of raising: :attr:`AfPacketNetdev.error` says why, it is logged
 once, ``recv`` returns nothing and ``wait_readable`` sleeps forever.  A
-new interface that takes the name is not adopted.  Rings never report
+new interface that takes the name is not adopted by this object: the
+datapath opens a new netdev on it (link tracking).  Rings never report
 socket errors themselves, so ``recv`` reads the socket's pending error
 every so many empty polls, and realigns a V2 ring found out of step with
 the kernel (counted as ``rx_ring_resyncs``).
@@ -458,13 +459,16 @@ class AfPacketNetdev(Netdev):
         else:
             self._link_state()
 
+    def device_gone(self, why: str) -> None:
+        self._fail(why)
+
     def _fail(self, reason: str) -> None:
         """Enter the error state (once): stop using the device, say why."""
         if self.error is not None:
             return
         self.error = reason
         self.link_up = False
-        self._warn(f"{self.name}: {reason}; port disabled until it is re-added")
+        self._warn(f"{self.name}: {reason}; port disabled until the interface is back")
         if self.tx_path is not None:
             self.tx_path.unwind()
 

@@ -378,6 +378,9 @@ class TapNetdev(Netdev):
 
     # -- errors ---------------------------------------------------------------
 
+    def device_gone(self, why: str) -> None:
+        self._fail(why)
+
     def _fail(self, why: str) -> None:
         """Enter the error state (first cause wins) and log it once."""
         if self.error is not None:
@@ -385,7 +388,7 @@ class TapNetdev(Netdev):
         self.error = why
         log = getattr(self, "log", None)
         if log is not None:
-            log.err(f"{self.name}: {why}; port disabled until it is re-added")
+            log.err(f"{self.name}: {why}; port disabled until the device is back")
 
     def _io_error(self, fd: int, exc: OSError, what: str) -> bool:
         """True (and error state) when ``exc`` means the device is gone."""
