@@ -187,8 +187,7 @@ class Datapath:
 
     def cores(self) -> dict[int, int]:
         """Cores that exist: core id -> NUMA id (``dummy-numa``, else all CPUs on NUMA 0)."""
-        numa = self.settings.numa or (0,) * (os.cpu_count() or 1)
-        return dict(enumerate(numa))
+        return machine_cores(self.settings.numa)
 
     # -- the task ---------------------------------------------------------------
 
@@ -391,16 +390,9 @@ class Datapath:
     # -- reconfiguration -------------------------------------------------------------
 
     def _wanted_cores(self) -> dict[int, int]:
-        cores = self.cores()
         if not any(p.pmd for p in self.ports.values()):
             return {}
-        mask = self.settings.cpu_mask
-        if mask is not None:
-            return {c: n for c, n in cores.items() if mask >> c & 1}
-        first: dict[int, int] = {}
-        for core, numa in cores.items():
-            first.setdefault(numa, core)
-        return {core: numa for numa, core in first.items()}
+        return pmd_cores(self.settings.cpu_mask, self.cores())
 
     async def _reconfigure_locked(self) -> None:
         self.reconfigurations += 1
@@ -605,6 +597,21 @@ class Datapath:
     def port_stats(self, port: Port) -> NetdevStats:
         """A port's counters over every process that uses it."""
         return self.workers.port_stats(port)
+
+
+def machine_cores(numa: tuple[int, ...]) -> dict[int, int]:
+    """Core id -> NUMA id: ``dummy-numa`` if given, else every CPU on NUMA 0."""
+    return dict(enumerate(numa or (0,) * (os.cpu_count() or 1)))
+
+
+def pmd_cores(mask: int | None, cores: Mapping[int, int]) -> dict[int, int]:
+    """The cores that get a PMD: those of ``pmd-cpu-mask``, else the first of each NUMA node."""
+    if mask is not None:
+        return {c: n for c, n in cores.items() if mask >> c & 1}
+    first: dict[int, int] = {}
+    for core, numa in cores.items():
+        first.setdefault(numa, core)
+    return {core: numa for numa, core in first.items()}
 
 
 _T = TypeVar("_T")

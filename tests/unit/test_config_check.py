@@ -76,3 +76,32 @@ def test_warnings_are_what_start_would_only_log(tmp_path: Path) -> None:
 
 def test_good_ports_pass_and_open_nothing() -> None:
     assert check(port("p0", "dummy-pmd", "n_rxq = 2") + port("lo", "system")) == []
+
+
+def test_pmd_set_warnings() -> None:
+    numa = 'dummy-numa = "0,0"\n'
+    cfg = config.loads(
+        f'[other_config]\n{numa}pmd-cpu-mask = "0x1"\npmd-rxq-isolate = false\n'
+        '[[bridge]]\nname = "br0"\n'
+        + port("p0", "dummy-pmd", "n_rxq = 2", 'pmd-rxq-affinity = "0:1,1:0"')
+    )
+    assert check_config(cfg, default_registry()) == [
+        "other_config:pmd-rxq-isolate: pmd-rxq-isolate can only be set false when using "
+        "pmd-rxq-assign=group; true is used",
+        'bridge "br0" port "p0" other_config:pmd-rxq-affinity: rx queue 0 pinned to core 1, '
+        "which has no PMD (pmd-cpu-mask): another core is assigned",
+    ]
+    no_core = config.loads(
+        f'[other_config]\n{numa}pmd-cpu-mask = "0x4"\n[[bridge]]\nname = "br0"\n'
+        + port("p0", "dummy-pmd")
+    )
+    assert check_config(no_core, default_registry()) == [
+        "other_config:pmd-cpu-mask: 0x4 names no core of this machine: no PMD thread runs, "
+        "PMD-polled ports are not polled"
+    ]
+    # Without a PMD-polled port no PMD is wanted anyway.
+    only_main = config.loads(
+        f'[other_config]\n{numa}pmd-cpu-mask = "0x4"\n[[bridge]]\nname = "br0"\n'
+        + port("p1", "dummy")
+    )
+    assert check_config(only_main, default_registry()) == []
