@@ -15,7 +15,7 @@ import click
 import trio
 
 from . import PROGRAM_NAME
-from .config import ConfigError, parse_address
+from .config import ConfigError, no_bridge_warning, parse_address
 from .daemon import (
     DEFAULT_RUNDIR,
     Daemon,
@@ -25,6 +25,8 @@ from .daemon import (
     version_text,
 )
 from .daemon import list_metrics as metrics_table
+from .datapath.config_check import check_config as check_ports
+from .netdev.registry import default_registry
 from .observe.vlog import Vlog, VlogError
 from .pidfile import AlreadyRunning
 
@@ -123,16 +125,22 @@ def command(
     if check_config is not None:
         try:
             cfg = load_config(check_config)
+            port_warnings = check_ports(cfg, default_registry())
         except ConfigError as exc:
             _fail(str(exc))
         n_ports = sum(len(b.ports) for b in cfg.bridges)
+        warnings = [*cfg.notes, *port_warnings, no_bridge_warning(cfg)]
+        for warning in warnings:
+            if warning is not None:
+                click.echo(f"{check_config}: warning: {warning}")
         click.echo(f"{check_config}: OK ({len(cfg.bridges)} bridges, {n_ports} ports)")
         return
     try:
         config = load_config(config_path)
+        check_ports(config, default_registry())
     except ConfigError as exc:
         _fail(str(exc))
-    metrics: str | None = config.daemon.metrics_address
+    metrics: str | None = None
     if metrics_address is not None:
         try:
             metrics = parse_address(metrics_address)
@@ -150,6 +158,7 @@ def command(
         log_file=_log_path(log_file),
         verbose=verbose,
         metrics_address=metrics,
+        metrics_override=metrics_address is not None,
         syslog_method=syslog_method,
         fault_injection=enable_fault_injection,
     )

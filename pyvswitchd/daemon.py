@@ -9,6 +9,8 @@ and the pidfile, whether it came from SIGTERM, SIGINT or ``exit``.
 
 from __future__ import annotations
 
+import contextlib
+import grp
 import os
 import signal
 import time
@@ -27,10 +29,12 @@ from .control.builtins import register_builtins
 from .control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from .control.server import UnixctlServer
 from .datapath import commands as dp_commands
+from .datapath.config_check import check_config
 from .datapath.dp import Datapath
 from .datapath.dp_metrics import datapath_metrics
 from .datapath.dp_metrics import describe as describe_datapath_metrics
 from .datapath.gc_tuning import tune_gc
+from .datapath.link_tracker import LinkTracker
 from .netdev import dummy as netdev_dummy
 from .netdev import faults as netdev_faults
 from .netdev.registry import default_registry
@@ -59,7 +63,10 @@ class DaemonOptions:
     pidfile: str | None = None
     log_file: str | None = None
     verbose: tuple[str, ...] = ()
+    #: ``--metrics-address``, when given (None: "none"): it overrides the
+    #: config's ``daemon:metrics-address``.
     metrics_address: str | None = None
+    metrics_override: bool = False
     syslog_method: str = "libc"
     #: ``--enable-fault-injection``: register the test-only fault commands.
     fault_injection: bool = False
@@ -104,6 +111,13 @@ def _scalar(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def version_text() -> str:
@@ -168,6 +182,8 @@ class Daemon:
             }
         )
         self.metrics = Metrics(self.vlog)
+        #: Why the wanted metrics address is not served (it could not be bound).
+        self.metrics_error: str | None = None
         self.metrics.add_source(coverage_source(self.coverage))
         self.metrics.add_source(self._health_metrics)
         self.start_time = time.time()
@@ -178,6 +194,7 @@ class Daemon:
             pmd_processes=True,
             fault_injection=options.fault_injection,
         )
+        self.link_tracker = LinkTracker(self.datapath)
         dp_commands.register_commands(self.datapath, self.registry)
         self.metrics.add_source(lambda: datapath_metrics(self.datapath))
         netdev_dummy.register_commands(self.registry, self.datapath.netdev_by_name)
@@ -269,22 +286,34 @@ class Daemon:
                 raise CommandError("configuration not changed: the daemon is still starting")
             try:
                 new = config_mod.with_settings(self.config, list(args))
+                if self.options.metrics_override and any(
+                    a.startswith("daemon:metrics-address=") for a in args
+                ):
+                    raise ConfigError(
+                        "daemon:metrics-address: --metrics-address on the command line "
+                        "overrides it (takes effect at restart without that option)"
+                    )
+                await self.apply_config(new)
             except ConfigError as exc:
                 raise CommandError(f"configuration not changed: {exc}") from None
-            await self.apply_config(new)
             self.config_generation += 1
             self._log.info(
                 f"configuration changed by config/set: {' '.join(args)} "
                 f"(generation {self.config_generation})"
             )
-            return ""
+            # Values of OVS keys that were replaced, as OVS would: say so.
+            return "".join(f"{note}\n" for note in new.notes)
 
         def show(ctx: CommandContext, args: Sequence[str]) -> Reply:
             data = config_mod.to_dict(self.config)
+            data["daemon"], remarks = self._effective_daemon()
             lines = [f"source: {self.config.source}", f"generation: {self.config_generation}"]
             for table in ("daemon", "other_config"):
                 lines.append(f"{table}:")
-                lines += [f"  {k}={_scalar(v)}" for k, v in data[table].items()]
+                lines += [
+                    f"  {k}={_scalar(v)}" + (f" ({remarks[k]})" if k in remarks else "")
+                    for k, v in data[table].items()
+                ]
             for bridge in data["bridge"]:
                 lines.append(f"bridge {bridge['name']}:")
                 lines += [f"  {k}={v}" for k, v in bridge["other_config"].items()]
@@ -313,23 +342,101 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_config(self.options.config_path)
+            config_mod.check_reload(self.config, new)
+            await self.apply_config(new)
         except ConfigError as exc:
             self._log.err(f"configuration not reloaded, keeping the running one: {exc}")
             raise
         finally:
             self.notifier.ready()
-        await self.apply_config(new)
         self.reloads += 1
         self.config_generation += 1
         self._log.info(
             f"configuration reloaded from {new.source} (generation {self.config_generation})"
         )
 
-    async def apply_config(self, new: Config) -> None:
-        """Switch to ``new``; subsystems reconfigure from the difference."""
+    async def apply_config(self, new: Config, *, starting: bool = False) -> None:
+        """Switch to ``new``; subsystems reconfigure from the difference.
+
+        Ports are checked against their netdev types first (the command
+        line did that before start-up), then the ``[daemon]`` keys are
+        applied: a bad port option or a key that cannot be applied raises
+        ConfigError and nothing changes.  At start-up (``starting``) a
+        metrics address that cannot be bound is logged instead: the switch
+        must switch even when its metrics port is taken.
+        """
+        if not starting:
+            check_config(new, self.datapath.netdevs)
+        await self._apply_daemon_settings(new, starting)
+        for note in new.notes:
+            self._log.warn(note)
         self.config = new
-        self.access.admin_gid = group_id(new.daemon.admin_group)
         await self.datapath.apply_config(new)
+
+    def metrics_wanted(self, cfg: Config) -> str | None:
+        """Where ``cfg`` wants metrics served: ``--metrics-address`` wins over the file."""
+        if self.options.metrics_override:
+            return self.options.metrics_address
+        return cfg.daemon.metrics_address
+
+    async def _apply_daemon_settings(self, new: Config, starting: bool) -> None:
+        d = new.daemon
+        try:
+            ctl_gid, admin_gid = group_id(d.ctl_group), group_id(d.admin_group)
+        except KeyError as exc:
+            raise ConfigError(f"daemon: group {exc} does not exist (any more)") from None
+        before = self.server.permissions()
+        if not starting and before is not None:
+            wanted_gid = os.getegid() if ctl_gid is None else ctl_gid
+            if before != (d.ctl_mode, wanted_gid):
+                key = "ctl-group" if before[1] != wanted_gid else "ctl-mode"
+                try:
+                    self.server.set_permissions(d.ctl_mode, ctl_gid)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"daemon:{key}: cannot apply to {self.server.path}: {exc.strerror or exc}"
+                    ) from None
+                self._log.info(
+                    f"control socket {self.server.path}: mode {d.ctl_mode:04o}, "
+                    f"group {_group_name(wanted_gid)}"
+                )
+        wanted = self.metrics_wanted(new)
+        if wanted != self.metrics.address:
+            try:
+                await self.metrics.set_address(wanted)
+            except OSError as exc:
+                reason = f"cannot listen on {wanted}: {exc.strerror or exc}"
+                if not starting and wanted != self.metrics_wanted(self.config):
+                    # Asked for now: refuse, and undo the socket's new permissions.
+                    if before is not None and before != self.server.permissions():
+                        with contextlib.suppress(OSError):
+                            self.server.set_permissions(before[0], before[1])
+                    raise ConfigError(f"daemon:metrics-address: {reason}") from None
+                # The same address as before (start-up, or a retry): keep switching.
+                self.metrics_error = reason
+                self._log.err(f"metrics: {reason}")
+            else:
+                self.metrics_error = None
+        self.access.admin_gid = admin_gid
+
+    def _effective_daemon(self) -> tuple[dict[str, object], dict[str, str]]:
+        """The ``[daemon]`` keys as in effect now, and a remark for some of them."""
+        table: dict[str, object] = {}
+        remarks: dict[str, str] = {}
+        table["metrics-address"] = self.metrics.address or "none"
+        if self.metrics_error is not None:
+            remarks["metrics-address"] = self.metrics_error
+        elif self.options.metrics_override:
+            remarks["metrics-address"] = "from --metrics-address"
+        perms = self.server.permissions()
+        if perms is not None:
+            table["ctl-mode"] = f"{perms[0]:04o}"
+            table["ctl-group"] = _group_name(perms[1])
+        else:
+            table["ctl-mode"] = f"{self.config.daemon.ctl_mode:04o}"
+        if self.config.daemon.admin_group is not None:
+            table["admin-group"] = self.config.daemon.admin_group
+        return table, remarks
 
     async def _signals(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -350,19 +457,6 @@ class Daemon:
                         self._log.err(f"reload on SIGHUP failed: {exc!r}")
                 else:
                     self.request_stop(f"received signal {signal.Signals(signum).name}")
-
-    async def _serve_metrics(
-        self, address: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        # A switch must keep switching when its metrics port is taken: log and go on.
-        try:
-            listeners = await self.metrics.listen(address)
-        except OSError as exc:
-            self._log.err(f"metrics: cannot listen on {address}: {exc.strerror or exc}")
-            task_status.started()
-            return
-        task_status.started()
-        await self.metrics.serve(listeners)
 
     async def run(self) -> None:
         """Serve until stopped.
@@ -395,11 +489,12 @@ class Daemon:
             await root.start(self.server.serve)
             async with trio.open_nursery() as services:
                 await services.start(self.datapath.run)
-                await self.apply_config(self.config)
+                # Before the ports open: an interface that appears meanwhile is seen.
+                await services.start(self.link_tracker.run)
+                await services.start(self.metrics.run)
+                await self.apply_config(self.config, starting=True)
                 await services.start(self.coverage.run_periodically)
                 await services.start(self.memory.monitor)
-                if self.options.metrics_address:
-                    await services.start(self._serve_metrics, self.options.metrics_address)
                 tune_gc()
                 self._log.info(f"{version_text()} ready on {self.server.path}")
                 self._ready.set()

@@ -16,6 +16,7 @@ time; a peer that reads none of its reply for SEND_TIMEOUT is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -221,6 +222,37 @@ class UnixctlServer:
         self._bound_ino = os.stat(self.path).st_ino
         await trio.lowlevel.checkpoint()
         return trio.socket.from_stdlib_socket(sock)
+
+    def permissions(self) -> tuple[int, int] | None:
+        """(mode, gid) of the socket file as it is now; None before bind or if it is gone."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        if st.st_ino != getattr(self, "_bound_ino", None):
+            return None
+        return stat.S_IMODE(st.st_mode), st.st_gid
+
+    def set_permissions(self, mode: int, group: int | None) -> None:
+        """Give the bound socket file ``mode`` and ``group`` (None: the daemon's) now.
+
+        ``ctl-mode`` and ``ctl-group`` changed at run time.  Raises OSError
+        (the file unchanged) when it cannot be done: the file is not ours
+        any more, or the daemon may not give it that group.
+        """
+        current = self.permissions()
+        if current is None:
+            raise FileNotFoundError(errno.ENOENT, f"{self.path} is not this daemon's socket")
+        gid = os.getegid() if group is None else group
+        if current[1] != gid:
+            os.chown(self.path, -1, gid)
+        try:
+            os.chmod(self.path, mode)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.chown(self.path, -1, current[1])
+            raise
+        self._mode, self._group = mode, group
 
     def _unlink_own_socket(self) -> None:
         try:

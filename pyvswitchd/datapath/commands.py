@@ -327,6 +327,11 @@ def _register_dpctl(dp: Datapath, registry: CommandRegistry) -> None:
                     },
                 }
             )
+        for name, type_, why in dp.dp_ports.unopened():
+            # OVS keeps such an interface in its Interface table, with "error" set.
+            why = why.removeprefix(f"{name}: ")
+            lines.append(f'  port -: {name} ({type_}: error="{why}")')
+            ports.append({"port_no": None, "name": name, "type": type_, "status": "", "error": why})
         data = [
             {
                 "name": f"{DP_TYPE}@{DP_NAME}",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 import trio
@@ -37,7 +37,7 @@ from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, TxPort, any_readable
 from .pmd_threads import PmdThreads
 from .port import Port, Rxq
 from .revalidator import REVALIDATE_INTERVAL, Revalidator
-from .sleep import parse_sleep_max, sleep_log_lines
+from .sleep import sleep_config, sleep_log_lines
 from .thread_flows import LocalFlows, ThreadFlows, WorkerFlows
 from .upcall import ExecutorCache, Upcall
 from .worker_host import WorkerHost
@@ -187,8 +187,7 @@ class Datapath:
 
     def cores(self) -> dict[int, int]:
         """Cores that exist: core id -> NUMA id (``dummy-numa``, else all CPUs on NUMA 0)."""
-        numa = self.settings.numa or (0,) * (os.cpu_count() or 1)
-        return dict(enumerate(numa))
+        return machine_cores(self.settings.numa)
 
     # -- the task ---------------------------------------------------------------
 
@@ -314,6 +313,8 @@ class Datapath:
             for port in list(self.ports.values()):
                 port.netdev.close()
             self.ports.clear()
+            # Devices that appear from now on are not ours to open.
+            self.dp_ports.wanted = {}
 
     # -- configuration ------------------------------------------------------------
 
@@ -322,6 +323,8 @@ class Datapath:
         async with self.lock:
             self._apply_other_config(config.other_config)
             self.dp_ports.apply_bridges(config.bridges)
+            # Interfaces that went or came back unnoticed (no link tracker).
+            self.dp_ports.track_links()
             # Offload just enabled: every PMD reloads to pick up the work callbacks.
             if self.offload.configure(config.other_config, self.ports.values()):
                 self._force_reload = True
@@ -337,7 +340,7 @@ class Datapath:
         self.sched.configure(oc.pmd_rxq_assign, oc.pmd_rxq_isolate)
         s.rxq_assign = self.sched.algorithm
         s.rxq_isolate = self.sched.isolate
-        s.sleep = parse_sleep_max(oc.pmd_sleep_max, oc.pmd_maxsleep)
+        s.sleep = sleep_config(oc.pmd_sleep_max, oc.pmd_maxsleep)
         s.max_idle_ms = oc.max_idle
         s.userspace_tso = oc.userspace_tso_enable
         emc_min = insert_min_for(oc.emc_insert_inv_prob)
@@ -372,6 +375,12 @@ class Datapath:
             await self._reconfigure_locked()
             return port
 
+    async def track_links(self, names: Iterable[str] | None = None) -> None:
+        """Kernel interfaces ``names`` (None: every one of a port) appeared or went."""
+        async with self.lock:
+            if self.dp_ports.track_links(names):
+                await self._reconfigure_locked()
+
     async def del_port(self, name: str) -> None:
         """``dpctl/del-if``: NetdevError if there is no such port."""
         async with self.lock:
@@ -381,16 +390,9 @@ class Datapath:
     # -- reconfiguration -------------------------------------------------------------
 
     def _wanted_cores(self) -> dict[int, int]:
-        cores = self.cores()
         if not any(p.pmd for p in self.ports.values()):
             return {}
-        mask = self.settings.cpu_mask
-        if mask is not None:
-            return {c: n for c, n in cores.items() if mask >> c & 1}
-        first: dict[int, int] = {}
-        for core, numa in cores.items():
-            first.setdefault(numa, core)
-        return {core: numa for numa, core in first.items()}
+        return pmd_cores(self.settings.cpu_mask, self.cores())
 
     async def _reconfigure_locked(self) -> None:
         self.reconfigurations += 1
@@ -424,6 +426,9 @@ class Datapath:
         self._update_sleep()
         await self._push_knobs()
         schedule = self._schedule()
+        if self.dp_ports.retiring:
+            # Ports opened anew: every PMD's transmit side must take the new netdev.
+            self._force_reload = True
         await self._distribute(schedule)
         self.alb.note_reconfigured()
         closing = self.dp_ports.take_closing()
@@ -432,6 +437,8 @@ class Datapath:
         for port in closing:
             port.netdev.close()
             self.workers.free_slot(port.stats_slot)
+        for netdev in self.dp_ports.take_retired():
+            netdev.close()
 
     async def _adjust_pmds(self) -> bool:
         wanted = self._wanted_cores()
@@ -590,6 +597,21 @@ class Datapath:
     def port_stats(self, port: Port) -> NetdevStats:
         """A port's counters over every process that uses it."""
         return self.workers.port_stats(port)
+
+
+def machine_cores(numa: tuple[int, ...]) -> dict[int, int]:
+    """Core id -> NUMA id: ``dummy-numa`` if given, else every CPU on NUMA 0."""
+    return dict(enumerate(numa or (0,) * (os.cpu_count() or 1)))
+
+
+def pmd_cores(mask: int | None, cores: Mapping[int, int]) -> dict[int, int]:
+    """The cores that get a PMD: those of ``pmd-cpu-mask``, else the first of each NUMA node."""
+    if mask is not None:
+        return {c: n for c, n in cores.items() if mask >> c & 1}
+    first: dict[int, int] = {}
+    for core, numa in cores.items():
+        first.setdefault(numa, core)
+    return {core: numa for numa, core in first.items()}
 
 
 _T = TypeVar("_T")

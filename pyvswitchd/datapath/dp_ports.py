@@ -5,17 +5,28 @@ bridges of the configuration into datapath ports (netdevs with port
 numbers), each bridge's local port and learning switch included, and
 serves ``dpctl/add-if`` / ``del-if``.  A removed port's netdev is closed
 only after the reconfigure that stops every PMD polling it.
+
+Ports on kernel interfaces (:data:`REAL_NETDEV_TYPES`) follow their
+interface (:meth:`DatapathPorts.track_links`, driven by the link tracker
+and by every reload): one that vanishes is marked gone, one that comes
+back, or was missing when the port was configured, is opened.  A port
+opened anew keeps its number and statistics; its netdev is replaced, its
+rx queues rebuilt and its generation bumped, so that PMD workers reopen
+their side of it at the reload that follows.
 """
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
+
+import attrs
 
 from ..config import BridgeConfig, PortConfig
 from ..netdev.dummy import DummyNetdev
-from ..netdev.provider import NetdevError
+from ..netdev.provider import Netdev, NetdevError
 from ..netdev.registry import NetdevRegistry
 from ..observe.coverage import Counter, Coverage
 from ..observe.vlog import Vlog, VlogModule
@@ -74,6 +85,8 @@ class DatapathPorts:
         self.bridges: dict[str, BridgeConfig] = {}
         #: Port name -> why it could not be opened or configured (last apply).
         self.errors: dict[str, str] = {}
+        #: Every port of the configuration: name -> (bridge, config), local ports too.
+        self.wanted: dict[str, tuple[str, PortConfig]] = {}
         #: Bridge name -> its learning switch.
         self.normal: dict[str, NormalBridge] = {}
         self.log = log
@@ -83,6 +96,7 @@ class DatapathPorts:
         self.settings = settings
         self.offload = offload
         self._closing: list[Port] = []
+        self._retired: list[Netdev] = []
         self._cov_port_add = port_added
         self._cov_port_del = port_removed
 
@@ -96,6 +110,24 @@ class DatapathPorts:
         closing, self._closing = self._closing, []
         return closing
 
+    @property
+    def retiring(self) -> bool:
+        """Whether ports were opened anew, their old netdevs waiting to be closed."""
+        return bool(self._retired)
+
+    def take_retired(self) -> list[Netdev]:
+        """The netdevs replaced by reopening their ports, to be closed now."""
+        retired, self._retired = self._retired, []
+        return retired
+
+    def unopened(self) -> list[tuple[str, str, str]]:
+        """(name, type, why) of the configured ports that could not be opened."""
+        return [
+            (name, self.wanted[name][1].type, why)
+            for name, why in sorted(self.errors.items())
+            if name in self.wanted and self.by_name(name) is None
+        ]
+
     def by_name(self, name: str) -> Port | None:
         for port in self.ports.values():
             if port.name == name:
@@ -106,11 +138,12 @@ class DatapathPorts:
         """Open, reconfigure and remove ports and bridges to match ``bridges``."""
         wanted: dict[str, tuple[str, PortConfig]] = {}
         for bc in bridges:
-            local_type = self._local_port_type(bc)
+            local_type = local_port_type(bc)
             wanted[bc.name] = (bc.name, PortConfig(name=bc.name, type=local_type))
             for pc in bc.ports:
                 wanted[pc.name] = (bc.name, pc)
         self.bridges = {b.name: b for b in bridges}
+        self.wanted = wanted
         for name in list(self.normal):
             if name not in self.bridges:
                 del self.normal[name]
@@ -133,6 +166,11 @@ class DatapathPorts:
                 self._open_port(bridge_name, pc)
                 continue
             options = self._port_options(pc)
+            if existing.netdev.error is not None and existing.type in REAL_NETDEV_TYPES:
+                # Its device vanished: a reload is the operator's "try again".
+                self._reopen(existing, options)
+                self._set_port_other_config(existing, pc.other_config)
+                continue
             try:
                 existing.netdev.set_config(options)
                 if options != existing.options:
@@ -181,33 +219,72 @@ class DatapathPorts:
             netdev.rx_forward = lambda qid, frames: forward_rx(port, qid, frames)
         self._set_port_other_config(port, pc.other_config)
         self.ports[port_no] = port
+        self.errors.pop(pc.name, None)
         self.offload.port_added(port)
         self._cov_port_add.inc()
         self.log.info(f"Port {port_no} ({pc.name}) added to datapath {DP_NAME}")
         return port
 
-    def _port_options(self, pc: PortConfig) -> dict[str, str]:
-        """The port's options, plus ``userspace-tso`` from other_config where it applies."""
-        options = dict(pc.options)
-        cls = self.netdevs.get(pc.type)
-        if cls is not None and cls.tso_capable:
-            options.setdefault("userspace-tso", "true" if self.settings.userspace_tso else "false")
-        return options
+    def _reopen(self, port: Port, options: dict[str, str]) -> bool:
+        """Open ``port``'s device anew in place of its netdev; False (logged) if it cannot be."""
+        try:
+            netdev = self.netdevs.create(port.type, port.name, options)
+        except NetdevError as exc:
+            self.log.warn(f"could not reopen network device {port.name} ({exc})")
+            return False
+        old = port.netdev
+        netdev.log = old.log
+        _carry_stats(old, netdev)
+        port.netdev = netdev
+        port.options = options
+        port.rebuild_rxqs()  # new queues, new generation: PMD workers reopen their side
+        self._retired.append(old)
+        self.offload.port_removed(port.port_no)
+        self.offload.port_added(port)
+        self.log.info(
+            f"Port {port.port_no} ({port.name}) reopened in datapath {DP_NAME} "
+            f"(ifindex {netdev.ifindex})"
+        )
+        return True
 
-    def _local_port_type(self, bc: BridgeConfig) -> str:
-        """The type of the bridge's own port (OVS's internal interface ``br0``).
+    def track_links(self, names: Iterable[str] | None = None) -> bool:
+        """Bring the ports on kernel interfaces ``names`` (None: all) in line with the kernel.
 
-        Other_config ``local-port-type`` chooses; by default a bridge with a
-        port on a real interface gets a real TAP device, as OVS's netdev
-        datapath gives it, and a bridge of dummy ports a dummy one (so tests
-        and demos create no kernel devices).
+        A port whose interface is gone is marked so (its netdev stops using
+        it); one whose interface is there again, under a new index or after
+        its netdev gave up, is opened anew; a configured port that could not
+        be opened is opened once its interface exists.  True when ports
+        were added or reopened (the datapath must reconfigure).
         """
-        chosen = bc.other_config.get("local-port-type")
-        if chosen:
-            return chosen
-        if any(pc.type in REAL_NETDEV_TYPES for pc in bc.ports):
-            return "internal"
-        return LOCAL_PORT_TYPE
+        tracked = self._tracked()
+        changed = False
+        for name in sorted(tracked if names is None else tracked & set(names)):
+            ifindex = _ifindex(name)
+            port = self.by_name(name)
+            if port is None:
+                bridge, pc = self.wanted[name]
+                if ifindex and self._open_port(bridge, pc) is not None:
+                    changed = True
+                continue
+            netdev = port.netdev
+            if not ifindex:
+                if netdev.error is None:
+                    netdev.device_gone(f"device {name} disappeared")
+            elif netdev.error is not None or ifindex != netdev.ifindex:
+                changed |= self._reopen(port, port.options)
+        return changed
+
+    def _tracked(self) -> set[str]:
+        """Names of the ports (open or not) whose device is a kernel interface."""
+        names = {p.name for p in self.ports.values() if p.type in REAL_NETDEV_TYPES}
+        return names | {
+            name
+            for name, (_, pc) in self.wanted.items()
+            if pc.type in REAL_NETDEV_TYPES and name in self.errors
+        }
+
+    def _port_options(self, pc: PortConfig) -> dict[str, str]:
+        return port_options(pc, self.netdevs, self.settings.userspace_tso)
 
     def _set_port_other_config(self, port: Port, other_config: Mapping[str, str]) -> None:
         oc = dict(other_config)
@@ -250,6 +327,47 @@ class DatapathPorts:
         if port is None or port.port_no == 0 or port.name in self.bridges:
             raise NetdevError(f"{name}: no such port")
         self._remove_port(port)
+
+
+def port_options(pc: PortConfig, netdevs: NetdevRegistry, userspace_tso: bool) -> dict[str, str]:
+    """The port's options, plus ``userspace-tso`` from other_config where it applies."""
+    options = dict(pc.options)
+    cls = netdevs.get(pc.type)
+    if cls is not None and cls.tso_capable:
+        options.setdefault("userspace-tso", "true" if userspace_tso else "false")
+    return options
+
+
+def local_port_type(bc: BridgeConfig) -> str:
+    """The type of the bridge's own port (OVS's internal interface ``br0``).
+
+    Other_config ``local-port-type`` chooses; by default a bridge with a
+    port on a real interface gets a real TAP device, as OVS's netdev
+    datapath gives it, and a bridge of dummy ports a dummy one (so tests
+    and demos create no kernel devices).
+    """
+    chosen = bc.other_config.get("local-port-type")
+    if chosen:
+        return chosen
+    if any(pc.type in REAL_NETDEV_TYPES for pc in bc.ports):
+        return "internal"
+    return LOCAL_PORT_TYPE
+
+
+def _ifindex(name: str) -> int:
+    """The index of kernel interface ``name``, 0 if there is none."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return 0
+
+
+def _carry_stats(old: Netdev, new: Netdev) -> None:
+    # In place: the new device's queues already count into this object.
+    for field in attrs.fields(type(new.stats)):
+        setattr(
+            new.stats, field.name, getattr(new.stats, field.name) + getattr(old.stats, field.name)
+        )
 
 
 def _int_or(text: str | None, default: int) -> int:

@@ -1,22 +1,16 @@
 """PMD load-based sleep settings: ``pmd-sleep-max`` (and the older ``pmd-maxsleep``).
 
-``pmd-sleep-max`` is a list of ``N`` (the default for every PMD) and
-``core:N`` entries (``:`` or ``=``, separated by commas or spaces), in
-microseconds, each capped at 10000.  Entries that are not numbers are
-skipped, the last of duplicates wins, and no default entry means 0.  The
-deprecated ``pmd-maxsleep=N`` applies only when ``pmd-sleep-max`` is absent.
+The configuration reads both as OVS does (:mod:`pyvswitchd.config.ovs_values`):
+``pmd-sleep-max`` into (core, us) entries, core None for the value of every
+PMD, each capped at 10000 us.  No every-PMD entry means 0 (busy polling);
+the deprecated ``pmd-maxsleep`` applies only when ``pmd-sleep-max`` is absent.
 """
 
 from __future__ import annotations
 
-import re
-
 import attrs
 
-#: Cap of every sleep value, us (OVS's RCU quiesce interval).
-MAX_SLEEP_CAP_US = 10000
-
-_ITEM = re.compile(r"[^,\s]+")
+from ..config.ovs_values import MAX_SLEEP_US, SleepEntries
 
 
 @attrs.frozen
@@ -28,35 +22,18 @@ class SleepConfig:
         return self.per_core.get(core_id, self.default_us)
 
 
-def _u64(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
-
-
-def parse_sleep_max(text: str | None, maxsleep: int | None = None) -> SleepConfig:
-    """Parse ``pmd-sleep-max`` (falling back to ``pmd-maxsleep``) into a SleepConfig."""
-    if text is None:
-        return SleepConfig(default_us=min(maxsleep or 0, MAX_SLEEP_CAP_US))
+def sleep_config(entries: SleepEntries | None, maxsleep: int = 0) -> SleepConfig:
+    """The sleep bounds of ``pmd-sleep-max`` entries, else of ``pmd-maxsleep``."""
+    if entries is None:
+        return SleepConfig(default_us=min(maxsleep, MAX_SLEEP_US))
     default = 0
     per_core: dict[int, int] = {}
-    for item in _ITEM.findall(text):
-        key, sep, value = _split(item)
-        if sep:
-            core, val = _u64(key), _u64(value)
-            if core is None or val is None:
-                continue
-            per_core[core] = min(val, MAX_SLEEP_CAP_US)
+    for core, us in entries:
+        if core is None:
+            default = us
         else:
-            val = _u64(key)
-            default = min(val, MAX_SLEEP_CAP_US) if val is not None else 0
+            per_core[core] = us
     return SleepConfig(default_us=default, per_core=per_core)
-
-
-def _split(item: str) -> tuple[str, str, str]:
-    for sep in (":", "="):
-        if sep in item:
-            key, _, value = item.partition(sep)
-            return key, sep, value
-    return item, "", ""
 
 
 def format_sleep_show(config: SleepConfig, pmds: list[tuple[int, int, int]]) -> str:

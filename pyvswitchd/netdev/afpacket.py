@@ -34,7 +34,8 @@ A device that went down drops what it is sent; one that disappeared
 (ENODEV, ENXIO, or ENETDOWN with its ifindex gone) enters an error state
 instead of raising: :attr:`AfPacketNetdev.error` says why, it is logged
 once, ``recv`` returns nothing and ``wait_readable`` sleeps forever.  A
-new interface that takes the name is not adopted.  Rings never report
+new interface that takes the name is not adopted by this object: the
+datapath opens a new netdev on it (link tracking).  Rings never report
 socket errors themselves, so ``recv`` reads the socket's pending error
 every so many empty polls, and realigns a V2 ring found out of step with
 the kernel (counted as ``rx_ring_resyncs``).
@@ -208,9 +209,12 @@ class AfPacketNetdev(Netdev):
 
     # -- configuration ------------------------------------------------------
 
-    def set_config(self, options: Mapping[str, str]) -> None:
+    @classmethod
+    def _parse_options(
+        cls, name: str, options: Mapping[str, str]
+    ) -> tuple[tuple[str, bool, bool, str], tuple[int, int, int]]:
+        """(rx-ring, tx-ring, userspace-tso, tx-kick) and (n_rxq, n_txq, numa_id)."""
         opts = dict(options)
-        name = self.name
         requested = queue_options(name, opts)
         rx_ring = opts.pop("rx-ring", "v2")
         if rx_ring not in _RX_RINGS:
@@ -221,7 +225,19 @@ class AfPacketNetdev(Netdev):
         if tx_kick not in TX_KICK_MODES:
             raise NetdevError(f'{name}: bad tx-kick "{tx_kick}" (expected auto, async or sync)')
         reject_unknown(name, opts)
-        self._wanted = (rx_ring, tx_ring, tso, tx_kick)
+        return (rx_ring, tx_ring, tso, tx_kick), requested
+
+    @classmethod
+    def validate_options(cls, name: str, options: Mapping[str, str]) -> list[str]:
+        cls._parse_options(name, options)
+        try:
+            socket.if_nametoindex(name)
+        except OSError:
+            return [f"{name}: no network interface of that name (yet): the port waits for it"]
+        return []
+
+    def set_config(self, options: Mapping[str, str]) -> None:
+        self._wanted, requested = self._parse_options(self.name, options)
         self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id = requested
         if not self._open:
             self._setup()
@@ -443,13 +459,16 @@ class AfPacketNetdev(Netdev):
         else:
             self._link_state()
 
+    def device_gone(self, why: str) -> None:
+        self._fail(why)
+
     def _fail(self, reason: str) -> None:
         """Enter the error state (once): stop using the device, say why."""
         if self.error is not None:
             return
         self.error = reason
         self.link_up = False
-        self._warn(f"{self.name}: {reason}; port disabled until it is re-added")
+        self._warn(f"{self.name}: {reason}; port disabled until the interface is back")
         if self.tx_path is not None:
             self.tx_path.unwind()
 

@@ -52,7 +52,7 @@ from ..odp.key_text import parse_odp_key
 from ..odp.packet import NETDEV_MAX_BURST, Packet
 from ..odp.protocols import ETH_HEADER_LEN, ETH_TYPE_VLAN_8021Q, VLAN_HEADER_LEN
 from .faults import VANISHED_ERRNO, NetdevFaults
-from .pcap import PcapError, PcapWriter
+from .pcap import PcapError, PcapWriter, check_appendable
 from .provider import EINPROGRESS, OK, Netdev, NetdevError, RxClassifier, SimulatedNic
 
 #: Most queues a dummy device may have (OVS's DUMMY_MAX_QUEUES_PER_PORT).
@@ -112,6 +112,17 @@ def reject_unknown(name: str, options: Mapping[str, str]) -> None:
         raise NetdevError(f'{name}: unknown option "{key}" (value "{options[key]}")')
 
 
+@attrs.frozen
+class _DummyOptions:
+    """A dummy device's options, checked: (n_rxq, n_txq, numa_id), async tx, captures."""
+
+    queues: tuple[int, int, int]
+    async_polls: int
+    fail_rate: float
+    rx_pcap: str | None
+    tx_pcap: str | None
+
+
 @attrs.define
 class _PendingTx:
     """A batch accepted by an asynchronous send and not yet transmitted."""
@@ -166,12 +177,10 @@ class DummyNetdev(Netdev):
 
     # -- configuration ------------------------------------------------------
 
-    def set_config(self, options: Mapping[str, str]) -> None:
-        if self.fault is not None and self.fault.vanished:
-            raise NetdevError(f"{self.name}: {os.strerror(VANISHED_ERRNO)}")
+    @classmethod
+    def _parse_options(cls, name: str, options: Mapping[str, str]) -> _DummyOptions:
         opts = dict(options)
-        name = self.name
-        n_rxq, n_txq, numa_id = queue_options(name, opts)
+        queues = queue_options(name, opts)
         async_polls = int_option(name, opts, "tx_async_polls", 0, 0, 2**31 - 1)
         fail_rate = float_option(name, opts, "tx_async_fail_rate", 0.0, 0.0, 1.0)
         pcap, rx_path, tx_path = (opts.pop(k, None) for k in ("pcap", "rxq_pcap", "tx_pcap"))
@@ -180,12 +189,27 @@ class DummyNetdev(Netdev):
                 raise NetdevError(f"{name}: pcap cannot be combined with rxq_pcap or tx_pcap")
             rx_path = tx_path = pcap
         reject_unknown(name, opts)
+        return _DummyOptions(queues, async_polls, fail_rate, rx_path or None, tx_path or None)
 
-        self._set_pcaps(rx_path or None, tx_path or None)
+    @classmethod
+    def validate_options(cls, name: str, options: Mapping[str, str]) -> list[str]:
+        parsed = cls._parse_options(name, options)
+        for path in {parsed.rx_pcap, parsed.tx_pcap} - {None}:
+            try:
+                check_appendable(str(path))
+            except PcapError as exc:
+                raise NetdevError(f"{name}: {exc}") from None
+        return []
+
+    def set_config(self, options: Mapping[str, str]) -> None:
+        if self.fault is not None and self.fault.vanished:
+            raise NetdevError(f"{self.name}: {os.strerror(VANISHED_ERRNO)}")
+        parsed = self._parse_options(self.name, options)
+        self._set_pcaps(parsed.rx_pcap, parsed.tx_pcap)
         self.options = dict(options)
-        self._async_polls = async_polls
-        self._async_fail_ppm = round(fail_rate * _PPM)
-        requested = (n_rxq, n_txq, numa_id)
+        self._async_polls = parsed.async_polls
+        self._async_fail_ppm = round(parsed.fail_rate * _PPM)
+        requested = parsed.queues
         if requested != (self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id):
             self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id = requested
             if self._open:

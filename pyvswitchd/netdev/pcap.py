@@ -187,6 +187,32 @@ class PcapWriter:
         self.close()
 
 
+def check_appendable(path: str) -> None:
+    """PcapError if :class:`PcapWriter` could not append to ``path``; creates nothing.
+
+    The file must be an Ethernet capture (or empty) we may write, or not
+    exist in a directory we may write to.
+    """
+    if os.path.isdir(path):
+        raise PcapError(f"{path}: cannot open for appending (Is a directory)")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise PcapError(f"{path}: cannot open for appending (Permission denied)")
+        try:
+            with open(path, "rb") as existing:
+                header = existing.read(_FILE_HEADER_LEN)
+        except OSError as exc:
+            raise PcapError(f"{path}: cannot read ({exc.strerror})") from None
+        if header and _parse_file_header(header, path).linktype != LINKTYPE_ETHERNET:
+            raise PcapError(f"{path}: cannot append Ethernet frames to a capture of another type")
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise PcapError(f"{path}: cannot open for appending (directory {directory} does not exist)")
+    if not os.access(directory, os.W_OK):
+        raise PcapError(f"{path}: cannot open for appending (directory {directory} not writable)")
+
+
 def _verb(mode: str) -> str:
     return {"a": "appending", "w": "writing", "r": "reading"}[mode]
 

@@ -98,6 +98,11 @@ class Netdev:
     #: Told that frames arrived (only types with :attr:`notifies_rx`): the
     #: datapath's main task sleeps until one of its ports says so.
     rx_listener: Callable[[], None] | None = None
+    #: Types backed by a kernel interface: its index, and why the device is
+    #: out of use (it vanished); None while it is fine.  The datapath opens
+    #: such a port anew when its interface comes back.
+    ifindex: int = 0
+    error: str | None = None
 
     def __init__(self, name: str, options: Mapping[str, str] | None = None) -> None:
         self._init_base(name)
@@ -131,11 +136,31 @@ class Netdev:
         if options:
             raise NetdevError(f"{self.name}: unknown options: {', '.join(sorted(options))}")
 
+    @classmethod
+    def validate_options(cls, name: str, options: Mapping[str, str]) -> list[str]:
+        """Check ``options`` for a device ``name`` of this type without opening it.
+
+        Raises NetdevError naming the first bad option (what opening would
+        raise); returns warnings about what opening would meet but that
+        does not make the configuration wrong (a kernel interface that does
+        not exist yet).  ``--check-config``, start-up, reloads and
+        ``config/set`` call it, so a bad option is refused everywhere alike.
+        """
+        if options:
+            raise NetdevError(f"{name}: unknown options: {', '.join(sorted(options))}")
+        return []
+
     def reconfigure(self) -> None:
         """Apply requested queue counts; called only while no PMD polls the device."""
         self.n_rxq = self.requested_n_rxq
         self.n_txq = self.requested_n_txq
         self.reconfigure_required = False
+
+    def device_gone(self, why: str) -> None:
+        """The kernel deleted the device's interface: stop using it, say ``why`` (once).
+
+        Only types backed by a kernel interface have one to lose.
+        """
 
     def status(self) -> str:
         """Text after the type in ``dpctl/show`` (``dummy-pmd: configured_rx_queues=...``)."""

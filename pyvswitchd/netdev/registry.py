@@ -50,6 +50,18 @@ class NetdevRegistry:
             raise NetdevError(f'{name}: unknown netdev type "{type_}" (known: {known})')
         return cls(name, options)
 
+    def validate(self, type_: str, name: str, options: Mapping[str, str]) -> list[str]:
+        """Check a port of type ``type_`` without opening it (see :meth:`Netdev.validate_options`).
+
+        NetdevError as :meth:`create` would raise it for the type or an
+        option; otherwise the warnings opening would log.
+        """
+        cls = self._types.get(type_)
+        if cls is None:
+            known = ", ".join(self.types())
+            raise NetdevError(f'{name}: unknown netdev type "{type_}" (known: {known})')
+        return cls.validate_options(name, options)
+
     def open_in_worker(
         self, type_: str, name: str, state: Mapping[str, Any], fds: Sequence[int]
     ) -> Netdev:

@@ -115,6 +115,20 @@ def _valid_ifname(name: str) -> bool:
     )
 
 
+def _tap_options(name: str, options: Mapping[str, str]) -> tuple[int, bool]:
+    """A tap's (n_rxq, userspace-tso); NetdevError naming a bad option."""
+    if not _valid_ifname(name):
+        raise NetdevError(f'{name}: invalid device name (1-15 bytes, no "/", ":" or spaces)')
+    opts = dict(options)
+    n_rxq = int_option(name, opts, "n_rxq", 1, 1, MAX_QUEUES)
+    text = opts.pop("userspace-tso", "false")
+    tso = _BOOL_WORDS.get(text.lower())
+    if tso is None:
+        raise NetdevError(f'{name}: bad userspace-tso "{text}" (expected true or false)')
+    reject_unknown(name, opts)
+    return n_rxq, tso
+
+
 class TapNetdev(Netdev):
     """``tap``: a kernel TAP device, PMD-polled."""
 
@@ -150,14 +164,7 @@ class TapNetdev(Netdev):
     # -- configuration ------------------------------------------------------
 
     def set_config(self, options: Mapping[str, str]) -> None:
-        opts = dict(options)
-        n_rxq = int_option(self.name, opts, "n_rxq", 1, 1, MAX_QUEUES)
-        text = opts.pop("userspace-tso", "false")
-        tso = _BOOL_WORDS.get(text.lower())
-        if tso is None:
-            raise NetdevError(f'{self.name}: bad userspace-tso "{text}" (expected true or false)')
-        reject_unknown(self.name, opts)
-
+        n_rxq, tso = _tap_options(self.name, options)
         if not self._fds and not self._closed and self.error is None:
             # First configuration: open now, so a bad device is reported at once.
             self.requested_n_rxq = self.requested_n_txq = n_rxq
@@ -310,6 +317,11 @@ class TapNetdev(Netdev):
             return False
         return bool(_IFREQ_FLAGS.unpack(ifr)[1] & IFF_PERSIST)
 
+    @classmethod
+    def validate_options(cls, name: str, options: Mapping[str, str]) -> list[str]:
+        _tap_options(name, options)
+        return []
+
     # -- device queries -------------------------------------------------------
 
     def _bring_up(self) -> None:
@@ -366,6 +378,9 @@ class TapNetdev(Netdev):
 
     # -- errors ---------------------------------------------------------------
 
+    def device_gone(self, why: str) -> None:
+        self._fail(why)
+
     def _fail(self, why: str) -> None:
         """Enter the error state (first cause wins) and log it once."""
         if self.error is not None:
@@ -373,7 +388,7 @@ class TapNetdev(Netdev):
         self.error = why
         log = getattr(self, "log", None)
         if log is not None:
-            log.err(f"{self.name}: {why}; port disabled until it is re-added")
+            log.err(f"{self.name}: {why}; port disabled until the device is back")
 
     def _io_error(self, fd: int, exc: OSError, what: str) -> bool:
         """True (and error state) when ``exc`` means the device is gone."""

@@ -146,6 +146,27 @@ def synthesize_flows(
 _DATA = attrgetter("data")
 
 
+@attrs.frozen
+class _Source:
+    """Where the frames come from: a capture file, or flows synthesized from options."""
+
+    pcap: str | None = None
+    flows: int = 16
+    length: int = 64
+    n_macs: int = 16
+    dst_mac: bytes | None = None
+
+
+def _load_pcap(name: str, path: str) -> list[bytes]:
+    try:
+        frames = read_frames(path, limit=MAX_PCAP_FRAMES)
+    except PcapError as exc:
+        raise NetdevError(f"{name}: {exc}") from None
+    if not frames:
+        raise NetdevError(f"{name}: {path}: capture holds no frames")
+    return frames
+
+
 @attrs.define(slots=True)
 class _SourceQueue:
     """One rx queue: its share of the frames and its token bucket.
@@ -193,7 +214,7 @@ class TrafficSource(Netdev):
         # Set before the base constructor, which calls set_config.
         self._clock = clock
         self._open = False
-        self._source: tuple[object, ...] = ()
+        self._source: _Source | None = None
         self._frames: list[bytes] = []
         self._queues: list[_SourceQueue] = []
         self._pps = 0
@@ -209,10 +230,13 @@ class TrafficSource(Netdev):
 
     # -- configuration ------------------------------------------------------
 
-    def set_config(self, options: Mapping[str, str]) -> None:
+    @classmethod
+    def _parse_options(
+        cls, name: str, options: Mapping[str, str]
+    ) -> tuple[tuple[int, int, int], int, int, _Source]:
+        """(n_rxq, n_txq, numa_id), pps, count and the frame source of ``options``."""
         opts = dict(options)
-        name = self.name
-        n_rxq, n_txq, numa_id = queue_options(name, opts)
+        queues = queue_options(name, opts)
         pps = int_option(name, opts, "pps", 0, 0, 10**12)
         count = int_option(name, opts, "count", 0, 0, 2**63 - 1)
         pcap = opts.pop("pcap", None)
@@ -228,16 +252,30 @@ class TrafficSource(Netdev):
             raise NetdevError(
                 f"{name}: flows={flows} of len={length} need more than {MAX_SYNTH_BYTES} bytes"
             )
+        if pcap is not None:
+            return queues, pps, count, _Source(pcap=pcap)
+        return queues, pps, count, _Source(None, flows, length, n_macs, dst_mac)
 
-        source: tuple[object, ...] = (
-            ("flows", flows, length, n_macs, dst_mac) if pcap is None else ("pcap", pcap)
-        )
+    @classmethod
+    def validate_options(cls, name: str, options: Mapping[str, str]) -> list[str]:
+        *_, source = cls._parse_options(name, options)
+        if source.pcap is not None:
+            _load_pcap(name, source.pcap)
+        return []
+
+    def set_config(self, options: Mapping[str, str]) -> None:
+        name = self.name
+        requested, pps, count, source = self._parse_options(name, options)
         if source != self._source:
-            if pcap is not None:
-                frames = self._load_pcap(pcap)
+            if source.pcap is not None:
+                frames = _load_pcap(name, source.pcap)
             else:
                 frames = synthesize_flows(
-                    flows, length, zlib.crc32(name.encode()), n_macs=n_macs, dst_mac=dst_mac
+                    source.flows,
+                    source.length,
+                    zlib.crc32(name.encode()),
+                    n_macs=source.n_macs,
+                    dst_mac=source.dst_mac,
                 )
             self._source, self._frames = source, frames
             self._build_queues()
@@ -247,22 +285,12 @@ class TrafficSource(Netdev):
         self._set_bucket()
         self.options = dict(options)
 
-        requested = (n_rxq, n_txq, numa_id)
         if requested != (self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id):
             self.requested_n_rxq, self.requested_n_txq, self.requested_numa_id = requested
             if self._open:
                 self.reconfigure_required = True
             else:
                 self.reconfigure()
-
-    def _load_pcap(self, path: str) -> list[bytes]:
-        try:
-            frames = read_frames(path, limit=MAX_PCAP_FRAMES)
-        except PcapError as exc:
-            raise NetdevError(f"{self.name}: {exc}") from None
-        if not frames:
-            raise NetdevError(f"{self.name}: {path}: capture holds no frames")
-        return frames
 
     def _build_queues(self) -> None:
         n, frames = self.n_rxq, self._frames
@@ -285,11 +313,11 @@ class TrafficSource(Netdev):
         self._set_bucket()
 
     def status(self) -> str:
-        kind, *args = self._source
-        if kind == "pcap":
-            text = f"pcap={args[0]}, frames={len(self._frames)}"
+        source = self._source or _Source()
+        if source.pcap is not None:
+            text = f"pcap={source.pcap}, frames={len(self._frames)}"
         else:
-            text = f"flows={args[0]}"
+            text = f"flows={source.flows}"
         text += f", pps={self._pps}, rx_queues={self.n_rxq}"
         if self._count:
             text += f", count={self._count}, produced={self._emitted}"

@@ -14,10 +14,17 @@ over: ``ovs_`` prefix for datapath data, ``pyvswitchd_`` for the daemon's
 own health, ``_total`` only on counters, base units, one family per
 quantity with a label for the dimension that adds up.  docs/metrics.md
 lists every family.
+
+Where it listens can change at run time (``daemon:metrics-address``):
+:meth:`Metrics.run` owns the serving tasks and :meth:`Metrics.set_address`
+moves them, binding the new address before the old one is let go, so a
+change that cannot be made changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 from collections.abc import Callable, Iterable, Iterator
 
 import h11
@@ -68,6 +75,11 @@ class Metrics:
         self.max_connections = max_connections
         self.active_connections = 0
         self.refused_connections = 0
+        #: The address scrapes are answered on (None: nowhere).
+        self.address: str | None = None
+        self._scope: trio.CancelScope | None = None
+        self._served = trio.Event()
+        self._nursery: trio.Nursery | None = None
 
     def add_source(self, source: Source) -> None:
         self._sources.append(source)
@@ -83,6 +95,75 @@ class Metrics:
         listeners = await trio.open_tcp_listeners(int(port), host=host.strip("[]"))
         self._log.info(f"serving metrics on http://{address}/metrics")
         return listeners
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the serving tasks until cancelled; :meth:`set_address` says where."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+                self.address = None
+
+    async def set_address(self, address: str | None) -> None:
+        """Answer scrapes on ``address`` (``HOST:PORT``; None: nowhere) from now on.
+
+        Raises OSError when the address cannot be bound; the old one is then
+        still served.  A move to the same port on another host address
+        (``127.0.0.1:9475`` to ``0.0.0.0:9475``) cannot bind while the old
+        listener holds the port: the old one is closed first in that case
+        and bound again if the new one still fails.
+        """
+        if self._nursery is None:
+            raise RuntimeError("Metrics.run is not running")
+        if address == self.address:
+            return
+        old = self.address
+        try:
+            listeners = await self.listen(address) if address is not None else []
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or old is None or _port(old) != _port(address):
+                raise
+            await self._stop()
+            try:
+                listeners = await self.listen(address) if address is not None else []
+            except OSError:
+                with contextlib.suppress(OSError):
+                    self._start(await self.listen(old), old)
+                raise
+        await self._stop()
+        self._start(listeners, address)
+
+    def _start(self, listeners: list[trio.SocketListener], address: str | None) -> None:
+        assert self._nursery is not None
+        self.address = address
+        if listeners:
+            self._scope, self._served = trio.CancelScope(), trio.Event()
+            self._nursery.start_soon(self._serve_in, self._scope, self._served, listeners)
+
+    async def _stop(self) -> None:
+        """Stop serving; the listening sockets are closed when this returns."""
+        if self._scope is not None:
+            self._scope.cancel()
+            await self._served.wait()
+        if self.address is not None:
+            self._log.info(f"no longer serving metrics on http://{self.address}/metrics")
+        self._scope, self.address = None, None
+
+    async def _serve_in(
+        self, scope: trio.CancelScope, done: trio.Event, listeners: list[trio.SocketListener]
+    ) -> None:
+        try:
+            with scope:
+                await self.serve(listeners)
+        finally:
+            # Cancelled before every accept loop took its listener over: close the rest.
+            with trio.CancelScope(shield=True):
+                for listener in listeners:
+                    await listener.aclose()
+            done.set()
 
     async def serve(self, listeners: list[trio.SocketListener]) -> None:
         """Answer scrapes on ``listeners`` until cancelled."""
@@ -176,6 +257,10 @@ class Metrics:
         if request.method != b"HEAD":
             await stream.send_all(conn.send(h11.Data(data=body)) or b"")
         await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+
+
+def _port(address: str | None) -> str:
+    return address.rpartition(":")[2] if address else ""
 
 
 def coverage_source(coverage: Coverage) -> Source:

@@ -212,12 +212,19 @@ def test_config_set_and_show_at_run_time(capture_daemon) -> None:  # type: ignor
     )
     show = d.appctl("config/show").stdout
     assert "  pmd-cpu-mask=0x3\n" in show and "  pmd-rxq-assign=roundrobin\n" in show
+    # As OVS: an unknown assignment mode runs as cycles; the reply says so.
     r = d.appctl("config/set", "pmd-rxq-assign=random")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == (
+        'other_config:pmd-rxq-assign: invalid value "random": expected roundrobin, cycles '
+        'or group; using "cycles"\n'
+    )
+    assert "  pmd-rxq-assign=cycles\n" in d.appctl("config/show").stdout
+    r = d.appctl("config/set", "dummy-numa=x")
     assert r.returncode == 2
     assert r.stderr.startswith("configuration not changed: ")
-    assert 'pmd-rxq-assign: invalid value "random"' in r.stderr
-    assert "  pmd-rxq-assign=roundrobin\n" in d.appctl("config/show").stdout
+    assert 'dummy-numa: invalid value "x"' in r.stderr
     import json
 
     data = json.loads(d.appctl("-f", "json", "config/show").stdout)
-    assert data["other_config"]["pmd-cpu-mask"] == "0x3" and data["generation"] == 2
+    assert data["other_config"]["pmd-cpu-mask"] == "0x3" and data["generation"] == 3

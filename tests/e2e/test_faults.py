@@ -396,7 +396,8 @@ def test_config_reload_from_a_broken_file_mid_traffic(switch) -> None:  # type: 
     wait(lambda: s.stats()["dst"]["tx_packets"] > 100)
     broken = {
         "syntax": good.replace('name = "br0"', 'name = "br0'),
-        "value": good.replace('pmd-cpu-mask = "0x1"', 'pmd-cpu-mask = "0xZZ"'),
+        # pyvswitchd's own keys are refused (OVS's are replaced, as OVS does).
+        "value": good.replace('metrics-address = "none"', 'metrics-address = "9475"'),
     }
     for text in broken.values():
         path.write_text(text)

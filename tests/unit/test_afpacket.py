@@ -448,3 +448,14 @@ async def test_userspace_tso_forwards_tcp_with_offloads_on(
     finally:
         a.close()
         b.close()
+
+
+def test_validate_options_opens_nothing() -> None:
+    assert SystemNetdev.validate_options("lo", {"n_rxq": "2", "rx-ring": "v3"}) == []
+    assert AfPacketNetdev.validate_options("pvsnosuch0", {}) == [
+        "pvsnosuch0: no network interface of that name (yet): the port waits for it"
+    ]
+    with pytest.raises(NetdevError, match='lo: bad tx-kick "x"'):
+        SystemNetdev.validate_options("lo", {"tx-kick": "x"})
+    with pytest.raises(NetdevError, match='lo: unknown option "mtu"'):
+        SystemNetdev.validate_options("lo", {"mtu": "9000"})

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import socket
 
+import pytest
 import trio
 import trio.testing
 from prometheus_client.metrics_core import GaugeMetricFamily
@@ -144,3 +146,49 @@ async def test_slow_reader_is_cut_off(
     assert metrics.active_connections == 0
     assert trio.current_time() - start >= CONNECTION_TIMEOUT
     await stream.aclose()
+
+
+async def scrapes_on(port: int) -> bool:
+    try:
+        raw = await fetch(port, b"GET /metrics HTTP/1.0\r\n\r\n")
+    except OSError:
+        return False
+    return raw.startswith(b"HTTP/1.1 200")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_set_address_moves_the_listener(nursery: trio.Nursery) -> None:
+    metrics, _ = make()
+    await nursery.start(metrics.run)
+    first, second = free_port(), free_port()
+    await metrics.set_address(f"127.0.0.1:{first}")
+    assert metrics.address == f"127.0.0.1:{first}" and await scrapes_on(first)
+    await metrics.set_address(f"127.0.0.1:{second}")
+    assert await scrapes_on(second) and not await scrapes_on(first)
+    # The same port on another host address: the old listener makes way.
+    await metrics.set_address(f"0.0.0.0:{second}")
+    assert metrics.address == f"0.0.0.0:{second}" and await scrapes_on(second)
+    await metrics.set_address(None)
+    assert metrics.address is None and not await scrapes_on(second)
+
+
+async def test_set_address_that_cannot_bind_keeps_the_old_one(nursery: trio.Nursery) -> None:
+    metrics, _ = make()
+    await nursery.start(metrics.run)
+    port = free_port()
+    await metrics.set_address(f"127.0.0.1:{port}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            await metrics.set_address(f"127.0.0.1:{taken.getsockname()[1]}")
+    assert metrics.address == f"127.0.0.1:{port}" and await scrapes_on(port)
+    # Same port, and a host address nothing can bind: the old listener comes back.
+    with pytest.raises(OSError):
+        await metrics.set_address(f"192.0.2.1:{port}")
+    assert metrics.address == f"127.0.0.1:{port}" and await scrapes_on(port)

@@ -435,3 +435,22 @@ def test_parse_hex_frame() -> None:
     assert parse_hex_frame("zz" * 14) is None
     assert parse_hex_frame("0 0" + "00" * 14) is None  # separators only between bytes
     assert dummy_mod.ETH_TOTAL_MIN == 60
+
+
+def test_validate_options_checks_without_opening(tmp_path: Path) -> None:
+    for cls in (DummyNetdev, DummyPmdNetdev):
+        assert cls.validate_options("p0", {"n_rxq": "4", "tx_async_polls": "2"}) == []
+        with pytest.raises(NetdevError, match='p0: bad n_rxq "100000"'):
+            cls.validate_options("p0", {"n_rxq": "100000"})
+        with pytest.raises(NetdevError, match='p0: unknown option "x"'):
+            cls.validate_options("p0", {"x": "1"})
+    capture = tmp_path / "p0.pcap"
+    assert DummyNetdev.validate_options("p0", {"pcap": str(capture)}) == []
+    assert not capture.exists()  # nothing created
+    with pytest.raises(NetdevError, match=r"directory .*/nope does not exist"):
+        DummyNetdev.validate_options("p0", {"tx_pcap": str(tmp_path / "nope" / "x.pcap")})
+    with pytest.raises(NetdevError, match="Is a directory"):
+        DummyNetdev.validate_options("p0", {"rxq_pcap": str(tmp_path)})
+    capture.write_bytes(b"not a capture at all, longer than a header")
+    with pytest.raises(NetdevError, match="p0: "):
+        DummyNetdev.validate_options("p0", {"pcap": str(capture)})

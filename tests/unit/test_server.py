@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import grp
 import io
 import json
+import os
+import stat
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -298,3 +301,25 @@ async def test_stream_failing_at_once_is_an_error_reply(tmp_path: Path) -> None:
         reply = await client.call("bad")
         assert reply["error"] == '"bad" command failed: flow vanished\n'
         assert (await client.call("ok"))["result"] == "fine\n"
+
+
+async def test_permissions_change_on_the_bound_socket(tmp_path: Path) -> None:
+    async with running(tmp_path, CommandRegistry(), mode=0o770) as (srv, _):
+        path = srv.path
+        assert srv.permissions() == (0o770, os.getegid())
+        srv.set_permissions(0o700, None)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
+        assert srv.permissions() == (0o700, os.getegid())
+        other = next((g.gr_gid for g in grp.getgrall() if g.gr_gid != os.getegid()), None)
+        if other is not None and os.geteuid() == 0:
+            srv.set_permissions(0o750, other)
+            assert srv.permissions() == (0o750, other)
+            srv.set_permissions(0o750, None)
+            assert srv.permissions() == (0o750, os.getegid())
+        # A file that is no longer ours is left alone.
+        os.unlink(path)
+        Path(path).touch()  # noqa: ASYNC240 - a test's file, not the daemon's
+        assert srv.permissions() is None
+        with pytest.raises(FileNotFoundError):
+            srv.set_permissions(0o777, None)
+        assert stat.S_IMODE(os.stat(path).st_mode) != 0o777

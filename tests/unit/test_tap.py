@@ -460,3 +460,13 @@ def test_attach_to_existing_and_open_errors(names: Names) -> None:
         ip("tuntap", "del", "dev", name, "mode", "tap", check=False)
     with pytest.raises(NetdevError, match="exists and is not a single-queue tap"):
         TapNetdev("lo")
+
+
+def test_validate_options_creates_no_device() -> None:
+    name = "pvsvalid0"
+    assert TapNetdev.validate_options(name, {"n_rxq": "2", "userspace-tso": "true"}) == []
+    assert not os.path.exists(f"/sys/class/net/{name}")
+    with pytest.raises(NetdevError, match='bad userspace-tso "maybe"'):
+        TapNetdev.validate_options(name, {"userspace-tso": "maybe"})
+    with pytest.raises(NetdevError, match="invalid device name"):
+        TapNetdev.validate_options("a/b", {})

@@ -258,3 +258,15 @@ async def test_wait_readable() -> None:
     paced.recv(0)
     with trio.fail_after(1):
         await paced.wait_readable(0)  # sleeps about 10 ms of trio time
+
+
+def test_validate_options_reads_the_capture(tmp_path: Path) -> None:
+    assert TrafficSource.validate_options("src", {"flows": "4", "pps": "10"}) == []
+    with pytest.raises(NetdevError, match=r"src: .*missing\.pcap"):
+        TrafficSource.validate_options("src", {"pcap": str(tmp_path / "missing.pcap")})
+    empty = tmp_path / "empty.pcap"
+    PcapWriter(str(empty), "w").close()
+    with pytest.raises(NetdevError, match="capture holds no frames"):
+        TrafficSource.validate_options("src", {"pcap": str(empty)})
+    with pytest.raises(NetdevError, match="pcap cannot be combined"):
+        TrafficSource.validate_options("src", {"pcap": str(empty), "flows": "2"})

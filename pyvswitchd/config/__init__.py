@@ -9,6 +9,13 @@ OVSDB would hold (``"true"``).
 Validation happens entirely before anything is applied: a bad file raises
 :class:`ConfigError` naming the key, the value and what is allowed, and the
 caller keeps running on its previous :class:`Config`.
+
+Except for OVS's own other_config keys: ovs-vswitchd takes any value there
+and replaces what it cannot use (:mod:`.ovs_values`), and so does this
+loader, keeping a note for each replacement in :attr:`Config.notes`.  The
+values a :class:`Config` holds are the ones in effect.  pyvswitchd's own
+keys (``[daemon]``, ``dummy-numa``) are refused when bad, as are port
+types and options (checked against the netdev types by the daemon).
 """
 
 from __future__ import annotations
@@ -21,6 +28,19 @@ from typing import Any
 
 import attrs
 
+from .ovs_values import (
+    Fallback,
+    bridge_other_config,
+    ovs_bool,
+    ovs_cpu_mask,
+    ovs_integer,
+    ovs_maxsleep,
+    ovs_rxq_assign,
+    ovs_sleep_list,
+    ovsdb_text,
+    sleep_text,
+)
+
 
 class ConfigError(Exception):
     """A configuration value (or the file itself) is not acceptable."""
@@ -29,14 +49,6 @@ class ConfigError(Exception):
 # ---------------------------------------------------------------------------
 # Value parsers: each takes the raw TOML value and returns the typed value
 # or raises ValueError with "expected ..." wording.
-
-
-def parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ValueError("expected true or false")
 
 
 def int_in(lo: int, hi: int) -> Callable[[Any], int]:
@@ -54,33 +66,6 @@ def int_in(lo: int, hi: int) -> Callable[[Any], int]:
         return number
 
     return parse
-
-
-def one_of(*choices: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if isinstance(value, str) and value.lower() in choices:
-            return value.lower()
-        raise ValueError("expected one of " + ", ".join(choices))
-
-    return parse
-
-
-def parse_cpu_mask(value: Any) -> int:
-    """OVS's pmd-cpu-mask: a hex string with or without 0x; must name a core."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        mask = value
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        text = text.removeprefix("0x")
-        try:
-            mask = int(text, 16)
-        except ValueError:
-            raise ValueError("expected a hexadecimal CPU mask such as 0x3") from None
-    else:
-        raise ValueError("expected a hexadecimal CPU mask such as 0x3")
-    if mask <= 0 or mask >= 1 << 1024:
-        raise ValueError("expected a non-zero hexadecimal CPU mask such as 0x3")
-    return mask
 
 
 def parse_numa_list(value: Any) -> tuple[int, ...]:
@@ -101,9 +86,8 @@ def parse_numa_list(value: Any) -> tuple[int, ...]:
 
 
 def parse_str(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    raise ValueError("expected a string")
+    """Any OVSDB string (a TOML number or boolean is spelled as one)."""
+    return ovsdb_text(value)
 
 
 def parse_address(value: Any) -> str | None:
@@ -155,49 +139,59 @@ def _key(name: str, parse: Callable[[Any], Any], default: Any, doc: str) -> Any:
 
 @attrs.frozen
 class OtherConfig:
-    """Open_vSwitch other_config: datapath-wide knobs, OVS names and defaults."""
+    """Open_vSwitch other_config: datapath-wide knobs, OVS names, defaults and readings."""
 
     pmd_cpu_mask: int | None = _key(
-        "pmd-cpu-mask", parse_cpu_mask, None, "cores that get a PMD task (default: one PMD)"
+        "pmd-cpu-mask", ovs_cpu_mask, None, "cores that get a PMD task (default: one PMD)"
     )
-    pmd_rxq_assign: str = _key(
-        "pmd-rxq-assign", one_of("roundrobin", "cycles", "group"), "cycles", "rxq scheduling"
-    )
+    pmd_rxq_assign: str = _key("pmd-rxq-assign", ovs_rxq_assign, "cycles", "rxq scheduling")
     pmd_rxq_isolate: bool = _key(
-        "pmd-rxq-isolate", parse_bool, True, "pinned rxqs isolate their PMD"
+        "pmd-rxq-isolate", ovs_bool(True), True, "pinned rxqs isolate their PMD"
     )
     pmd_perf_metrics: bool = _key(
-        "pmd-perf-metrics", parse_bool, False, "histograms and iteration history"
+        "pmd-perf-metrics", ovs_bool(False), False, "histograms and iteration history"
     )
-    pmd_maxsleep: int = _key("pmd-maxsleep", int_in(0, 10000), 0, "max PMD sleep, us")
-    pmd_sleep_max: str | None = _key(
-        "pmd-sleep-max", parse_str, None, "max PMD sleep, us, with per-core overrides"
+    pmd_maxsleep: int = _key("pmd-maxsleep", ovs_maxsleep, 0, "max PMD sleep, us")
+    pmd_sleep_max: tuple[tuple[int | None, int], ...] | None = _key(
+        "pmd-sleep-max", ovs_sleep_list, None, "max PMD sleep, us, with per-core overrides"
     )
     tx_flush_interval: int = _key(
-        "tx-flush-interval", int_in(0, 1000000), 0, "output batching time, us"
+        "tx-flush-interval", ovs_integer(0, 0, 2**31 - 1, unit=" us"), 0, "output batching, us"
     )
     emc_insert_inv_prob: int = _key(
-        "emc-insert-inv-prob", int_in(0, 2**32 - 1), 100, "1/N chance of EMC insertion"
+        "emc-insert-inv-prob",
+        ovs_integer(100, 0, 2**32 - 1, unsigned=True),
+        100,
+        "1/N chance of EMC insertion",
     )
-    smc_enable: bool = _key("smc-enable", parse_bool, False, "signature match cache")
-    pmd_auto_lb: bool = _key("pmd-auto-lb", parse_bool, False, "auto load balance")
+    smc_enable: bool = _key("smc-enable", ovs_bool(False), False, "signature match cache")
+    pmd_auto_lb: bool = _key("pmd-auto-lb", ovs_bool(False), False, "auto load balance")
     pmd_auto_lb_load_threshold: int = _key(
-        "pmd-auto-lb-load-threshold", int_in(0, 100), 95, "ALB: PMD busy percent"
+        "pmd-auto-lb-load-threshold", ovs_integer(95, 0, 100), 95, "ALB: PMD busy percent"
     )
     pmd_auto_lb_improvement_threshold: int = _key(
-        "pmd-auto-lb-improvement-threshold", int_in(0, 100), 25, "ALB: variance gain percent"
+        "pmd-auto-lb-improvement-threshold",
+        ovs_integer(25, 0, 100),
+        25,
+        "ALB: variance gain percent",
     )
     pmd_auto_lb_rebal_interval: int = _key(
-        "pmd-auto-lb-rebal-interval", int_in(0, 20000), 1, "ALB: minutes between rebalances"
+        "pmd-auto-lb-rebal-interval",
+        ovs_integer(1, 0, 20000, unsigned=True, unit=" minutes"),
+        1,
+        "ALB: minutes between rebalances",
     )
-    hw_offload: bool = _key("hw-offload", parse_bool, False, "enable offload providers")
+    hw_offload: bool = _key("hw-offload", ovs_bool(False), False, "enable offload providers")
     hw_offload_priority: str | None = _key(
         "hw-offload-priority", parse_str, None, "offload provider order"
     )
-    max_idle: int = _key("max-idle", int_in(500, 2**31 - 1), 10000, "flow idle timeout, ms")
-    userspace_tso_enable: bool = _key(
-        "userspace-tso-enable", parse_bool, False, "TSO/GSO through the switch"
+    max_idle: int = _key(
+        "max-idle", ovs_integer(10000, 0, 2**32 - 1, unit=" ms"), 10000, "flow idle timeout, ms"
     )
+    userspace_tso_enable: bool = _key(
+        "userspace-tso-enable", ovs_bool(False), False, "TSO/GSO through the switch"
+    )
+    # Not an OVSDB key (ovs-vswitchd's --dummy-numa): checked strictly.
     dummy_numa: tuple[int, ...] | None = _key(
         "dummy-numa", parse_numa_list, None, "NUMA id of each core (default: all 0)"
     )
@@ -240,13 +234,19 @@ class Config:
     daemon: DaemonSettings = attrs.field(factory=DaemonSettings)
     bridges: tuple[BridgeConfig, ...] = ()
     source: str = "<defaults>"
+    #: Whether the document has a ``bridge`` key: ``[[bridge]]`` tables, or
+    #: ``bridge = []`` to say that no bridge is wanted (see :func:`check_reload`).
+    declares_bridges: bool = False
+    #: OVS keys whose values were replaced, each naming key, value and
+    #: value used; logged when the config is applied.
+    notes: tuple[str, ...] = attrs.field(default=(), eq=False)
 
 
 # ---------------------------------------------------------------------------
 # Loading
 
 
-def _parse_table(cls: type[Any], table: Any, where: str) -> Any:
+def _parse_table(cls: type[Any], table: Any, where: str, notes: list[str]) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table")
     fields = {f.metadata["key"]: f for f in attrs.fields(cls)}
@@ -258,6 +258,11 @@ def _parse_table(cls: type[Any], table: Any, where: str) -> Any:
             raise ConfigError(f'{where}: unknown key "{key}" (known keys: {allowed})')
         try:
             values[field.name] = field.metadata["parse"](raw)
+        except Fallback as fallback:
+            values[field.name] = fallback.used
+            notes.append(
+                f"{where}:{key}: invalid value {_show(raw)}: {fallback}; using {fallback.shown}"
+            )
         except ValueError as exc:
             raise ConfigError(f"{where}:{key}: invalid value {_show(raw)}: {exc}") from None
     return cls(**values)
@@ -310,8 +315,9 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
             raise ConfigError(
                 f'{source}: unknown table "{key}" (known: {", ".join(sorted(known))})'
             )
-    other = _parse_table(OtherConfig, data.get("other_config", {}), "other_config")
-    daemon = _parse_table(DaemonSettings, data.get("daemon", {}), "daemon")
+    notes: list[str] = []
+    other = _parse_table(OtherConfig, data.get("other_config", {}), "other_config", notes)
+    daemon = _parse_table(DaemonSettings, data.get("daemon", {}), "daemon", notes)
     raw_bridges = data.get("bridge", [])
     if not isinstance(raw_bridges, list):
         raise ConfigError("bridge: expected [[bridge]] array of tables")
@@ -358,14 +364,20 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
                     other_config=_string_map(rp.get("other_config"), f"{pwhere} other_config"),
                 )
             )
-        bridges.append(
-            BridgeConfig(
-                name=bname,
-                ports=tuple(ports),
-                other_config=_string_map(raw.get("other_config"), f"{where} other_config"),
-            )
+        bridge_oc, bridge_notes = bridge_other_config(
+            _string_map(raw.get("other_config"), f"{where} other_config"),
+            f"bridge:{bname}",
         )
-    return Config(other_config=other, daemon=daemon, bridges=tuple(bridges), source=source)
+        notes += bridge_notes
+        bridges.append(BridgeConfig(name=bname, ports=tuple(ports), other_config=bridge_oc))
+    return Config(
+        other_config=other,
+        daemon=daemon,
+        bridges=tuple(bridges),
+        source=source,
+        declares_bridges="bridge" in data,
+        notes=tuple(notes),
+    )
 
 
 def loads(text: str, source: str = "<string>") -> Config:
@@ -377,13 +389,52 @@ def loads(text: str, source: str = "<string>") -> Config:
 
 
 def load(path: str) -> Config:
-    """Read and validate a config file; every failure is a ConfigError."""
+    """Read and validate a config file; every failure is a ConfigError.
+
+    A file that holds nothing at all (0 bytes, or only comments) is refused:
+    that is what a half-written file looks like, and taking it at its word
+    would remove every port.  A configuration without bridges writes
+    ``bridge = []``.
+    """
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        empty = not tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        empty = False  # loads() says what is wrong with it
+    if empty:
+        raise ConfigError(
+            f"{path}: the file holds no settings (half-written?); "
+            "a configuration with no bridge says so with: bridge = [] (at the top)"
+        )
     return loads(text, path)
+
+
+def check_reload(running: Config, new: Config) -> None:
+    """ConfigError if replacing ``running`` by ``new`` would drop every bridge unasked.
+
+    A file cut short after its first tables is still valid TOML; only a
+    file that says ``bridge = []`` may remove the last bridge.
+    """
+    if running.bridges and not new.bridges and not new.declares_bridges:
+        names = ", ".join(b.name for b in running.bridges)
+        raise ConfigError(
+            f"{new.source}: no [[bridge]]: reloading it would remove every bridge ({names}); "
+            "a file meant to have no bridge says so with: bridge = [] (at the top)"
+        )
+
+
+def no_bridge_warning(cfg: Config) -> str | None:
+    """What ``--check-config`` says about a file with no bridge that does not say so."""
+    if cfg.bridges or cfg.declares_bridges:
+        return None
+    return (
+        "no [[bridge]]: a reload with this file would be refused while bridges run; "
+        "write bridge = [] at the top if no bridge is meant"
+    )
 
 
 def default_text() -> str:
@@ -415,6 +466,8 @@ def to_dict(cfg: Config) -> dict[str, Any]:
                 continue
             if f.metadata["key"] == "pmd-cpu-mask":
                 value = hex(value)
+            elif f.metadata["key"] == "pmd-sleep-max":
+                value = sleep_text(value)
             elif f.metadata["key"] == "ctl-mode":
                 value = f"{value:04o}"
             elif f.metadata["key"] == "dummy-numa":
