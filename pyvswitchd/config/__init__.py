@@ -463,6 +463,9 @@ def to_dict(cfg: Config) -> dict[str, Any]:
         for f in attrs.fields(type(obj)):
             value = getattr(obj, f.name)
             if value is None:
+                if f.default is not None:
+                    # metrics-address: None is the file's "none", not the default.
+                    out[f.metadata["key"]] = "none"
                 continue
             if f.metadata["key"] == "pmd-cpu-mask":
                 value = hex(value)

@@ -115,6 +115,8 @@ def test_with_settings_applies_and_validates() -> None:
     assert new.other_config.pmd_cpu_mask == 3
     assert new.daemon.metrics_address is None
     assert new.bridges[0].other_config == {"mac-aging-time": "60"}
+    # Setting another key keeps "none": it must not come back as the default listener.
+    assert config.with_settings(new, ["max-idle=5000"]).daemon.metrics_address is None
     assert config.with_settings(new, ["pmd-cpu-mask="]).other_config.pmd_cpu_mask is None
     for bad, text in [
         (["daemon:ctl-mode=999"], 'daemon:ctl-mode: invalid value "999"'),
