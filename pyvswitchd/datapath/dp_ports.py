@@ -202,7 +202,10 @@ class DatapathPorts:
             netdev = self.netdevs.create(pc.type, pc.name, self._port_options(pc))
         except NetdevError as exc:
             self.errors[pc.name] = str(exc)
-            self.log.warn(f"could not open network device {pc.name} ({exc})")
+            text = str(exc).removeprefix(f"{pc.name}: ")
+            if not text.startswith("could not open"):  # a provider's own wording
+                text = f"could not open network device {pc.name} ({text})"
+            self.log.warn(text)
             return None
         netdev.log = self.vlog.module(
             "netdev_linux" if pc.type in REAL_NETDEV_TYPES else "netdev_dummy"
