@@ -18,6 +18,7 @@ from ..netdev.provider import NetdevError
 from . import rxq_show
 from .dp import DP_TYPE, AnyPmd, Datapath
 from .dp_ports import DP_NAME
+from .dpif_show import register_dpif_show_commands
 from .flow_commands import check_dp_name, dpctl_error, register_flow_commands
 from .mac_learning import register_fdb_commands
 from .perf import Stat, parse_perf_log_set
@@ -25,6 +26,7 @@ from .perf_format import format_perf_show, perf_data
 from .perf_snapshot import PerfReader
 from .port import Rxq
 from .sleep import format_sleep_show
+from .upcall_commands import register_upcall_commands
 from .worker_messages import ClearStats
 from .worker_pmd import WorkerGone, WorkerPmd
 
@@ -184,6 +186,8 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
     registry.register("dpif-netdev/bond-show", "[dp]", 0, 1, bond_show)
     _register_dpctl(dp, registry)
     register_flow_commands(dp, registry)
+    register_dpif_show_commands(dp, registry, lookups)
+    register_upcall_commands(dp, registry)
     dp.offload.register_commands(registry, dp.workers.gather_offload_counters)
     register_fdb_commands(
         registry,

@@ -118,7 +118,9 @@ class Datapath:
         self.pipeline = FlowPipeline(
             self.upcall.answer, self.executors.make_flow, self.pmd_counters.invalid
         )
-        self.revalidator = Revalidator(self.flow_owners, lambda: self.normal, coverage)
+        self.revalidator = Revalidator(
+            self.flow_owners, lambda: self.normal, coverage, count_flows=self.flow_count
+        )
         self.lock = trio.Lock()
         self.nursery: trio.Nursery | None = None
         self._main_wake = trio.Event()
@@ -181,6 +183,10 @@ class Datapath:
         """Every thread's flow table, as the revalidator reaches it."""
         return [flows for _, flows in self.thread_flows()]
 
+    def flow_count(self) -> int:
+        """Flows over every thread, as the PMD workers last published them."""
+        return sum(p.flow_count for p in self.sorted_pmds())
+
     def sorted_pmds(self) -> list[AnyPmd]:
         """PMDs by core id, then the main thread (OVS's display order)."""
         return [self.pmds[c] for c in sorted(self.pmds)] + [self.main]
@@ -226,7 +232,7 @@ class Datapath:
         # Its own task: a pass asks every PMD worker, and the main task must
         # keep polling meanwhile.
         while True:
-            await trio.sleep(REVALIDATE_INTERVAL)
+            await self.revalidator.next_pass(REVALIDATE_INTERVAL)
             self.revalidator.max_idle_ms = self.settings.max_idle_ms
             await self.revalidator.run_once()
             self.main.flow_table.rerank()

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING
@@ -218,10 +219,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             elif arg == "--no-names":
                 names = False
             elif arg.startswith("pmd="):
-                try:
-                    pmd_filter = int(arg[4:])
-                except ValueError:
-                    raise dpctl_error(f"invalid pmd value {arg[4:]}") from None
+                pmd_filter = parse_pmd_filter(arg[4:])
             elif arg.startswith("filter="):
                 filter_text = arg[7:]
             elif arg.startswith("type="):
@@ -264,7 +262,8 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
                 text = format_flow_line(
                     dp, flow, now, verbose=verbose, names=names, port_names=port_names
                 )
-                if pmd is shown:
+                # One thread's flows only: OVS prints no title then.
+                if pmd is shown or pmd_filter is not None:
                     return text + "\n"
                 shown = pmd
                 return f"{_thread_title(pmd)}\n{text}\n"
@@ -309,6 +308,25 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
         UNLIMITED,
         dump_flows,
     )
+
+
+def parse_pmd_filter(text: str) -> int:
+    """``pmd=N`` of dump-flows: a core id, or -1 for the main thread.
+
+    Read as C's ``%d`` reads (leading blanks, a sign, digits, anything
+    after them ignored); anything else, or a negative number other than
+    -1, is refused with an empty error text, as OVS refuses it.
+    """
+    match = _LEADING_INT.match(text)
+    if match is None:
+        raise CommandError("")
+    value = int(match.group())
+    if value < -1:
+        raise CommandError("")
+    return value
+
+
+_LEADING_INT = re.compile(r"[ \t\n\v\f\r]*[-+]?[0-9]+")
 
 
 def _matches(flow: FlowView, key: tuple[int, ...], mask: tuple[int, ...]) -> bool:
