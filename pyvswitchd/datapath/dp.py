@@ -140,8 +140,13 @@ class Datapath:
 
     @property
     def exists(self) -> bool:
-        """OVS has no netdev datapath until a bridge uses it."""
-        return bool(self.dp_ports.bridges)
+        """OVS has no netdev datapath until a bridge uses it or ``dpctl/add-dp`` makes it."""
+        return bool(self.dp_ports.bridges) or self.dp_ports.standalone
+
+    @property
+    def name(self) -> str:
+        """The datapath's name (``ovs-netdev``, or the one ``dpctl/add-dp`` gave)."""
+        return self.dp_ports.dp_name
 
     @property
     def bridges(self) -> dict[str, BridgeConfig]:
@@ -374,7 +379,21 @@ class Datapath:
         async with self.lock:
             await self._reconfigure_locked()
 
-    async def add_port(self, bridge: str, pc: PortConfig) -> Port:
+    async def add_dp(self, name: str) -> None:
+        """``dpctl/add-dp``: make the datapath ``name``; NetdevError if one exists."""
+        async with self.lock:
+            if self.exists:
+                raise NetdevError(f"datapath {self.name} exists")
+            self.dp_ports.create(name)
+            await self._reconfigure_locked()
+
+    async def del_dp(self) -> None:
+        """``dpctl/del-dp``: remove the datapath ``dpctl/add-dp`` made, with its PMDs."""
+        async with self.lock:
+            self.dp_ports.delete()
+            await self._reconfigure_locked()
+
+    async def add_port(self, bridge: str | None, pc: PortConfig) -> Port:
         """``dpctl/add-if``: NetdevError saying why the port could not be added."""
         async with self.lock:
             port = self.dp_ports.add(bridge, pc)

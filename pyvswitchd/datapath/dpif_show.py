@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 from ..control.registry import CommandContext, CommandRegistry, Reply
 from .dp import DP_TYPE
-from .dp_ports import DP_NAME
 
 if TYPE_CHECKING:
     from .dp import Datapath
@@ -104,7 +103,7 @@ def dpif_show(dp: Datapath, ofports: OfportNumbers, lookups: Lookups) -> Reply:
     hit, missed, _ = lookups(dp)
     members = _bridge_ports(dp)
     numbers = ofports.update({b: [p.name for p in ports] for b, ports in members.items()})
-    name = f"{DP_TYPE}@{DP_NAME}"
+    name = f"{DP_TYPE}@{dp.name}"
     lines = [f"{name}: hit:{hit} missed:{missed}"]
     bridges: dict[str, object] = {}
     for bridge, ports in members.items():
@@ -140,7 +139,7 @@ def register_dpif_show_commands(dp: Datapath, registry: CommandRegistry, lookups
         return "".join(f"{DP_TYPE}@{bridge}\n" for bridge in sorted(dp.bridges))
 
     def dpctl_dump_dps(ctx: CommandContext, args: Sequence[str]) -> str:
-        return f"{DP_TYPE}@{DP_NAME}\n" if dp.exists else ""
+        return f"{DP_TYPE}@{dp.name}\n" if dp.exists else ""
 
     registry.register("dpif/show", "", 0, 0, show)
     registry.register("dpif/dump-dps", "", 0, 0, dump_dps)

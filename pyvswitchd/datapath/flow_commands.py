@@ -44,14 +44,10 @@ from ..odp.flow_text import (
     parse_match,
 )
 from .dp import DP_TYPE
-from .dp_ports import DP_NAME
 from .thread_flows import FlowView
 
 if TYPE_CHECKING:
     from .dp import AnyPmd, Datapath
-
-#: Accepted datapath names (the bare name is what dpif-netdev commands take).
-DP_NAMES = (DP_NAME, f"{DP_TYPE}@{DP_NAME}")
 
 
 def dpctl_error(what: str, err: int | None = None) -> CommandError:
@@ -62,7 +58,8 @@ def dpctl_error(what: str, err: int | None = None) -> CommandError:
 
 def check_dp_name(dp: Datapath, name: str) -> None:
     """Refuse a datapath name that is not ours, as dpctl's open would."""
-    if name not in DP_NAMES or not dp.exists:
+    # The bare name is what dpif-netdev commands take.
+    if name not in (dp.name, f"{DP_TYPE}@{dp.name}") or not dp.exists:
         raise dpctl_error(f"opening datapath {name} failed", errno.ENODEV)
 
 

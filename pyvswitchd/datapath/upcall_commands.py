@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 
 from ..control.registry import CommandContext, CommandError, CommandRegistry
 from .dp import DP_TYPE
-from .dp_ports import DP_NAME
 
 if TYPE_CHECKING:
     from .dp import Datapath
@@ -52,7 +51,7 @@ def format_upcall_show(dp: Datapath) -> str:
     stats = dp.revalidator.stats
     n_flows = dp.flow_count()
     lines = [
-        f"{DP_TYPE}@{DP_NAME}:",
+        f"{DP_TYPE}@{dp.name}:",
         f"  flows         : (current {n_flows}) (avg {stats.avg_flows}) "
         f"(max {stats.max_flows}) (limit {stats.flow_limit})",
     ]

@@ -166,6 +166,8 @@ def test_usages_match_ovs() -> None:
         "dpif/show",
         "dpif/dump-dps",
         "dpctl/dump-dps",
+        "dpctl/add-dp",
+        "dpctl/del-dp",
     ):
         command = registry.get(name)
         assert command is not None, name
