@@ -118,7 +118,9 @@ class Datapath:
         self.pipeline = FlowPipeline(
             self.upcall.answer, self.executors.make_flow, self.pmd_counters.invalid
         )
-        self.revalidator = Revalidator(self.flow_owners, lambda: self.normal, coverage)
+        self.revalidator = Revalidator(
+            self.flow_owners, lambda: self.normal, coverage, count_flows=self.flow_count
+        )
         self.lock = trio.Lock()
         self.nursery: trio.Nursery | None = None
         self._main_wake = trio.Event()
@@ -138,8 +140,13 @@ class Datapath:
 
     @property
     def exists(self) -> bool:
-        """OVS has no netdev datapath until a bridge uses it."""
-        return bool(self.dp_ports.bridges)
+        """OVS has no netdev datapath until a bridge uses it or ``dpctl/add-dp`` makes it."""
+        return bool(self.dp_ports.bridges) or self.dp_ports.standalone
+
+    @property
+    def name(self) -> str:
+        """The datapath's name (``ovs-netdev``, or the one ``dpctl/add-dp`` gave)."""
+        return self.dp_ports.dp_name
 
     @property
     def bridges(self) -> dict[str, BridgeConfig]:
@@ -180,6 +187,10 @@ class Datapath:
     def flow_owners(self) -> list[ThreadFlows]:
         """Every thread's flow table, as the revalidator reaches it."""
         return [flows for _, flows in self.thread_flows()]
+
+    def flow_count(self) -> int:
+        """Flows over every thread, as the PMD workers last published them."""
+        return sum(p.flow_count for p in self.sorted_pmds())
 
     def sorted_pmds(self) -> list[AnyPmd]:
         """PMDs by core id, then the main thread (OVS's display order)."""
@@ -226,7 +237,7 @@ class Datapath:
         # Its own task: a pass asks every PMD worker, and the main task must
         # keep polling meanwhile.
         while True:
-            await trio.sleep(REVALIDATE_INTERVAL)
+            await self.revalidator.next_pass(REVALIDATE_INTERVAL)
             self.revalidator.max_idle_ms = self.settings.max_idle_ms
             await self.revalidator.run_once()
             self.main.flow_table.rerank()
@@ -368,7 +379,21 @@ class Datapath:
         async with self.lock:
             await self._reconfigure_locked()
 
-    async def add_port(self, bridge: str, pc: PortConfig) -> Port:
+    async def add_dp(self, name: str) -> None:
+        """``dpctl/add-dp``: make the datapath ``name``; NetdevError if one exists."""
+        async with self.lock:
+            if self.exists:
+                raise NetdevError(f"datapath {self.name} exists")
+            self.dp_ports.create(name)
+            await self._reconfigure_locked()
+
+    async def del_dp(self) -> None:
+        """``dpctl/del-dp``: remove the datapath ``dpctl/add-dp`` made, with its PMDs."""
+        async with self.lock:
+            self.dp_ports.delete()
+            await self._reconfigure_locked()
+
+    async def add_port(self, bridge: str | None, pc: PortConfig) -> Port:
         """``dpctl/add-if``: NetdevError saying why the port could not be added."""
         async with self.lock:
             port = self.dp_ports.add(bridge, pc)

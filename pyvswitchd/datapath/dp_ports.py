@@ -13,6 +13,11 @@ back, or was missing when the port was configured, is opened.  A port
 opened anew keeps its number and statistics; its netdev is replaced, its
 rx queues rebuilt and its generation bumped, so that PMD workers reopen
 their side of it at the reload that follows.
+
+Without bridges, ``dpctl/add-dp`` makes a datapath of another name whose
+ports belong to no bridge (:meth:`DatapathPorts.create`); the
+configuration leaves it alone until it brings bridges, which replace it.
+There is one datapath at a time.
 """
 
 from __future__ import annotations
@@ -99,6 +104,10 @@ class DatapathPorts:
         self._retired: list[Netdev] = []
         self._cov_port_add = port_added
         self._cov_port_del = port_removed
+        #: The datapath's name, which its port 0 bears.
+        self.dp_name = DP_NAME
+        #: Whether ``dpctl/add-dp`` made the datapath (it has no bridges then).
+        self.standalone = False
 
     @property
     def closing(self) -> bool:
@@ -136,6 +145,11 @@ class DatapathPorts:
 
     def apply_bridges(self, bridges: tuple[BridgeConfig, ...]) -> None:
         """Open, reconfigure and remove ports and bridges to match ``bridges``."""
+        if self.standalone:
+            if not bridges:
+                return  # made by dpctl/add-dp: not the configuration's
+            self.log.info(f"datapath {self.dp_name} replaced by the configured bridges")
+            self.delete()
         wanted: dict[str, tuple[str, PortConfig]] = {}
         for bc in bridges:
             local_type = local_port_type(bc)
@@ -149,8 +163,8 @@ class DatapathPorts:
                 del self.normal[name]
         for bc in bridges:
             self._configure_normal(bc)
-        if bridges and self.by_name(DP_NAME) is None:
-            self._open_port(None, PortConfig(name=DP_NAME, type=LOCAL_PORT_TYPE), port_no=0)
+        if bridges and self.by_name(self.dp_name) is None:
+            self._open_port(None, PortConfig(name=self.dp_name, type=LOCAL_PORT_TYPE), port_no=0)
         for port in list(self.ports.values()):
             if port.port_no == 0:
                 if not bridges:
@@ -225,7 +239,7 @@ class DatapathPorts:
         self.errors.pop(pc.name, None)
         self.offload.port_added(port)
         self._cov_port_add.inc()
-        self.log.info(f"Port {port_no} ({pc.name}) added to datapath {DP_NAME}")
+        self.log.info(f"Port {port_no} ({pc.name}) added to datapath {self.dp_name}")
         return port
 
     def _reopen(self, port: Port, options: dict[str, str]) -> bool:
@@ -245,7 +259,7 @@ class DatapathPorts:
         self.offload.port_removed(port.port_no)
         self.offload.port_added(port)
         self.log.info(
-            f"Port {port.port_no} ({port.name}) reopened in datapath {DP_NAME} "
+            f"Port {port.port_no} ({port.name}) reopened in datapath {self.dp_name} "
             f"(ifindex {netdev.ifindex})"
         )
         return True
@@ -309,15 +323,31 @@ class DatapathPorts:
         self.offload.port_removed(port.port_no)
         self._closing.append(port)
         self._cov_port_del.inc()
-        self.log.info(f"Port {port.port_no} ({port.name}) removed from datapath {DP_NAME}")
+        self.log.info(f"Port {port.port_no} ({port.name}) removed from datapath {self.dp_name}")
 
     # -- port commands --------------------------------------------------------------
 
-    def add(self, bridge: str, pc: PortConfig) -> Port:
-        """``dpctl/add-if``: open port ``pc`` on ``bridge``; NetdevError saying why not."""
+    def create(self, name: str) -> None:
+        """``dpctl/add-dp``: a datapath named ``name`` without bridges (none may exist)."""
+        self.dp_name = name
+        self.standalone = True
+        self._open_port(None, PortConfig(name=name, type=LOCAL_PORT_TYPE), port_no=0)
+
+    def delete(self) -> None:
+        """``dpctl/del-dp``: every port goes, and with them the datapath."""
+        for port in sorted(self.ports.values(), key=lambda p: p.port_no, reverse=True):
+            self._remove_port(port)
+        self.dp_name = DP_NAME
+        self.standalone = False
+
+    def add(self, bridge: str | None, pc: PortConfig) -> Port:
+        """``dpctl/add-if``: open port ``pc`` on ``bridge`` (None: in no bridge, for a
+        datapath of ``dpctl/add-dp``); NetdevError saying why not."""
         if self.by_name(pc.name) is not None:
             raise NetdevError(f"{pc.name}: port already exists")
-        if bridge not in self.bridges:
+        if bridge is None and not self.standalone:
+            raise NetdevError("no bridge to add the port to")
+        if bridge is not None and bridge not in self.bridges:
             raise NetdevError(f"{bridge}: no such bridge")
         port = self._open_port(bridge, pc)
         if port is None:

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING
@@ -43,14 +44,10 @@ from ..odp.flow_text import (
     parse_match,
 )
 from .dp import DP_TYPE
-from .dp_ports import DP_NAME
 from .thread_flows import FlowView
 
 if TYPE_CHECKING:
     from .dp import AnyPmd, Datapath
-
-#: Accepted datapath names (the bare name is what dpif-netdev commands take).
-DP_NAMES = (DP_NAME, f"{DP_TYPE}@{DP_NAME}")
 
 
 def dpctl_error(what: str, err: int | None = None) -> CommandError:
@@ -61,7 +58,8 @@ def dpctl_error(what: str, err: int | None = None) -> CommandError:
 
 def check_dp_name(dp: Datapath, name: str) -> None:
     """Refuse a datapath name that is not ours, as dpctl's open would."""
-    if name not in DP_NAMES or not dp.exists:
+    # The bare name is what dpif-netdev commands take.
+    if name not in (dp.name, f"{DP_TYPE}@{dp.name}") or not dp.exists:
         raise dpctl_error(f"opening datapath {name} failed", errno.ENODEV)
 
 
@@ -218,10 +216,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             elif arg == "--no-names":
                 names = False
             elif arg.startswith("pmd="):
-                try:
-                    pmd_filter = int(arg[4:])
-                except ValueError:
-                    raise dpctl_error(f"invalid pmd value {arg[4:]}") from None
+                pmd_filter = parse_pmd_filter(arg[4:])
             elif arg.startswith("filter="):
                 filter_text = arg[7:]
             elif arg.startswith("type="):
@@ -264,7 +259,8 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
                 text = format_flow_line(
                     dp, flow, now, verbose=verbose, names=names, port_names=port_names
                 )
-                if pmd is shown:
+                # One thread's flows only: OVS prints no title then.
+                if pmd is shown or pmd_filter is not None:
                     return text + "\n"
                 shown = pmd
                 return f"{_thread_title(pmd)}\n{text}\n"
@@ -309,6 +305,25 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
         UNLIMITED,
         dump_flows,
     )
+
+
+def parse_pmd_filter(text: str) -> int:
+    """``pmd=N`` of dump-flows: a core id, or -1 for the main thread.
+
+    Read as C's ``%d`` reads (leading blanks, a sign, digits, anything
+    after them ignored); anything else, or a negative number other than
+    -1, is refused with an empty error text, as OVS refuses it.
+    """
+    match = _LEADING_INT.match(text)
+    if match is None:
+        raise CommandError("")
+    value = int(match.group())
+    if value < -1:
+        raise CommandError("")
+    return value
+
+
+_LEADING_INT = re.compile(r"[ \t\n\v\f\r]*[-+]?[0-9]+")
 
 
 def _matches(flow: FlowView, key: tuple[int, ...], mask: tuple[int, ...]) -> bool:
