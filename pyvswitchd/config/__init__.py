@@ -463,6 +463,9 @@ def to_dict(cfg: Config) -> dict[str, Any]:
         for f in attrs.fields(type(obj)):
             value = getattr(obj, f.name)
             if value is None:
+                if f.metadata["key"] == "metrics-address":
+                    # None is "none" (no listener), not "unset": unset is the default address.
+                    out["metrics-address"] = "none"
                 continue
             if f.metadata["key"] == "pmd-cpu-mask":
                 value = hex(value)

@@ -115,7 +115,10 @@ def test_with_settings_applies_and_validates() -> None:
     assert new.other_config.pmd_cpu_mask == 3
     assert new.daemon.metrics_address is None
     assert new.bridges[0].other_config == {"mac-aging-time": "60"}
-    assert config.with_settings(new, ["pmd-cpu-mask="]).other_config.pmd_cpu_mask is None
+    again = config.with_settings(new, ["pmd-cpu-mask="])
+    assert again.other_config.pmd_cpu_mask is None
+    # Another key set later keeps "none" (no listener), not the default address.
+    assert again.daemon.metrics_address is None
     for bad, text in [
         (["daemon:ctl-mode=999"], 'daemon:ctl-mode: invalid value "999"'),
         (["nope=1"], 'unknown key "nope"'),
