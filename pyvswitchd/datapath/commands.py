@@ -16,6 +16,7 @@ from ..config import PortConfig
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from ..netdev.provider import NetdevError
 from . import rxq_show
+from .clock import TimeCommands
 from .dp import DP_TYPE, AnyPmd, Datapath
 from .dp_ports import DP_NAME
 from .flow_commands import check_dp_name, dpctl_error, register_flow_commands
@@ -185,6 +186,7 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
     _register_dpctl(dp, registry)
     register_flow_commands(dp, registry)
     dp.offload.register_commands(registry, dp.workers.gather_offload_counters)
+    TimeCommands(dp.clock, dp.clock_changed).register(registry)
     register_fdb_commands(
         registry,
         lambda: {name: b.mac_learning for name, b in dp.normal.items()},

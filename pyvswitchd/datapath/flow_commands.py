@@ -21,7 +21,6 @@ import contextlib
 import errno
 import json
 import os
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -201,7 +200,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
         for pmd, flows in dp.thread_flows():
             flow = await flows.get(ufid)
             if flow is not None:
-                now = time.monotonic()
+                now = dp.clock.seconds()
                 line = format_flow_line(dp, flow, now, verbose=True, names=True)
                 return Reply.structured(line + "\n", flow_data(dp, pmd, flow, now))
         raise dpctl_error("getting flow", errno.ENOENT)
@@ -235,7 +234,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             )
         filt = parse(filter_text) if filter_text else None
         filt_km = (filt.key, filt.mask) if filt is not None else None
-        now = time.monotonic()
+        now = dp.clock.seconds()
         port_names = dp.port_names()
         threads = dp.thread_flows()
         # OVS's order: the main thread first, then the PMDs by core.

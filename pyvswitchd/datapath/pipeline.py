@@ -71,7 +71,6 @@ except ImportError:  # pragma: no cover - another interpreter
 
 
 _tsc = time.perf_counter_ns
-_monotonic = time.monotonic
 
 # Whether a batch holds a flow-marked packet: any(map(...)) stops at the first.
 _MARK = attrgetter("mark")
@@ -176,7 +175,7 @@ class FlowPipeline:
         ):
             return False
         pmd.perf.n[Stat.EXACT_HIT] += n
-        now = _monotonic()
+        now = pmd.flow_table.clock.seconds()
         if uniform:  # bytes per flow need no loop
             for flow, count in counts.items():
                 flow.packets += count
@@ -297,7 +296,7 @@ class FlowPipeline:
             # As OVS executes an upcall's packet: before the batch's flows,
             # outside the flow's statistics.
             flow.execute(pmd, [packet])
-        now = _monotonic()
+        now = table.clock.seconds()
         for flow, packets in groups.items():
             flow.packets += len(packets)
             flow.bytes += sum([len(p.data) for p in packets])

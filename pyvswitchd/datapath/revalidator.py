@@ -27,7 +27,6 @@ never a mix.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -79,7 +78,7 @@ def age_flows(
     now: float | None = None,
 ) -> AgeResult:
     """First round on one table: delete idle flows and flows of bridges that went away."""
-    now = time.monotonic() if now is None else now
+    now = table.clock.seconds() if now is None else now
     max_idle = max_idle_ms / 1000.0
     refresh: dict[tuple[str, int, int, int], FlowKey] = {}
     expired = deleted = 0
