@@ -16,6 +16,7 @@ from ..config import PortConfig
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from ..netdev.provider import NetdevError
 from . import rxq_show
+from .clock import TimeCommands
 from .dp import DP_TYPE, AnyPmd, Datapath
 from .dpctl_datapaths import register_dpctl_datapath_commands
 from .dpif_show import register_dpif_show_commands
@@ -190,6 +191,7 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
     register_upcall_commands(dp, registry)
     register_dpctl_datapath_commands(dp, registry)
     dp.offload.register_commands(registry, dp.workers.gather_offload_counters)
+    TimeCommands(dp.clock, dp.clock_changed).register(registry)
     register_fdb_commands(
         registry,
         lambda: {name: b.mac_learning for name, b in dp.normal.items()},

@@ -26,6 +26,7 @@ from ..netdev.registry import NetdevRegistry
 from ..observe.coverage import Coverage
 from ..observe.vlog import Vlog
 from . import rxq_sched
+from .clock import Clock
 from .dp_offload import DatapathOffload
 from .dp_ports import DP_NAME, DatapathPorts
 from .dp_settings import DatapathSettings, PmdCounters
@@ -81,6 +82,8 @@ class Datapath:
         self.vlog = vlog
         self.netdevs = netdevs
         self.coverage = coverage
+        #: The monotonic clock ``time/stop`` and ``time/warp`` act on.
+        self.clock = Clock()
         self.settings = DatapathSettings()
         self.perf_log = PerfLogConfig()
         #: Port number -> port; filled by :attr:`dp_ports`.
@@ -111,6 +114,7 @@ class Datapath:
             port_removed=port_removed,
             allocate_slot=self.workers.allocate_slot,
             forward_rx=self.workers.forward_rx if pmd_processes else None,
+            clock=lambda: self.clock.seconds(),
         )
         self._force_reload = False
         self.upcall = Upcall(self.ports, self.dp_ports.normal, coverage)
@@ -127,7 +131,7 @@ class Datapath:
         self.sched = rxq_sched.RxqSchedConfig(self.log)
         self.alb = rxq_sched.AutoLoadBalance(self.log)
         #: Clock of the ALB rebalance timer, ms; tests substitute their own.
-        self.clock_ms: Callable[[], int] = lambda: time.monotonic_ns() // 1_000_000
+        self.clock_ms: Callable[[], int] = self.clock.ms
         #: PMD measurement interval, ns (OVS: 5 s); tests shorten it.
         self.interval_ns = 5_000_000_000
         self._reconfigure_pending = False
@@ -241,6 +245,15 @@ class Datapath:
             self.revalidator.max_idle_ms = self.settings.max_idle_ms
             await self.revalidator.run_once()
             self.main.flow_table.rerank()
+
+    async def clock_changed(self) -> None:
+        """``time/stop`` or a ``time/warp`` step: the PMD workers and the main
+        task (auto load balance) see the new time now."""
+        for pmd in self.pmds.values():
+            if isinstance(pmd, Pmd):
+                pmd.clock_moved()
+        await self.workers.push_knobs()
+        self._wake_main()
 
     def _wake_main(self) -> None:
         """A non-PMD port received frames: the main task polls now."""

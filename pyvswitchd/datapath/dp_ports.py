@@ -79,12 +79,14 @@ class DatapathPorts:
         port_removed: Counter,
         allocate_slot: Callable[[], int] = lambda: 0,
         forward_rx: ForwardRx | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``allocate_slot`` gives each port its statistics slot in the PMD
         workers' counter blocks; ``forward_rx``, set when PMDs run in worker
         processes, hands ``netdev-dummy/receive`` frames to the worker that
-        polls the queue."""
+        polls the queue; ``clock`` (seconds) ages the bridges' MAC entries."""
         self.ports = ports
+        self._clock = clock
         self._allocate_slot = allocate_slot
         self._forward_rx = forward_rx
         self.bridges: dict[str, BridgeConfig] = {}
@@ -202,7 +204,7 @@ class DatapathPorts:
         size = _int_or(bc.other_config.get("mac-table-size"), 8192)
         bridge = self.normal.get(bc.name)
         if bridge is None:
-            mac = MacLearning(time.monotonic, self.coverage, idle_time=aging, max_entries=size)
+            mac = MacLearning(self._clock, self.coverage, idle_time=aging, max_entries=size)
             bridge = NormalBridge(bc.name, mac, self.vlog.module("bridge"), self.coverage)
             self.normal[bc.name] = bridge
         else:

@@ -22,7 +22,6 @@ import errno
 import json
 import os
 import re
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -140,19 +139,21 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             raise dpctl_error("no datapaths exist") from None
         return rest
 
-    def parse(text: str, action: str = "updating flow table") -> FlowMatch:
+    def parse(text: str, action: str = "updating flow table", put: str = "") -> FlowMatch:
         try:
             return parse_match(text, port_names=dp.port_numbers())
         except InPortNotExactError as exc:
-            # OVS's datapath refuses such a flow: EINVAL to the caller, the reason in the log.
-            dp.log.warn(f"failed to put[create] flow: {exc}")
+            # OVS's datapath refuses such a flow: EINVAL to the caller, the
+            # reason in the log, at ERR as OVS main logs it ("put[create]").
+            if put:
+                dp.log.err(f"failed to put[{put}] flow: {exc}")
             raise dpctl_error(action, errno.EINVAL) from None
         except FlowSyntaxError as exc:
             raise dpctl_error(f"parsing flow key ({exc})") from None
 
     async def put(args: Sequence[str], *, create: bool, modify: bool) -> str:
         flow_text, actions_text = split_dp(args, 2)
-        match = parse(flow_text)
+        match = parse(flow_text, put="create" if create else "modify")
         key, mask = match.key, match.mask
         try:
             actions = parse_actions(actions_text, port_names=dp.port_numbers())
@@ -199,7 +200,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
         for pmd, flows in dp.thread_flows():
             flow = await flows.get(ufid)
             if flow is not None:
-                now = time.monotonic()
+                now = dp.clock.seconds()
                 line = format_flow_line(dp, flow, now, verbose=True, names=True)
                 return Reply.structured(line + "\n", flow_data(dp, pmd, flow, now))
         raise dpctl_error("getting flow", errno.ENOENT)
@@ -230,7 +231,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             )
         filt = parse(filter_text) if filter_text else None
         filt_km = (filt.key, filt.mask) if filt is not None else None
-        now = time.monotonic()
+        now = dp.clock.seconds()
         port_names = dp.port_names()
         threads = dp.thread_flows()
         # OVS's order: the main thread first, then the PMDs by core.

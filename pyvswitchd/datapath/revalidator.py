@@ -113,7 +113,7 @@ def age_flows(
     now: float | None = None,
 ) -> AgeResult:
     """First round on one table: delete idle flows and flows of bridges that went away."""
-    now = time.monotonic() if now is None else now
+    now = table.clock.seconds() if now is None else now
     max_idle = max_idle_ms / 1000.0
     refresh: dict[tuple[str, int, int, int], FlowKey] = {}
     expired = deleted = 0

@@ -10,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 
+from pyvswitchd.datapath.clock import Clock
 from pyvswitchd.datapath.flow_table import DpFlow, FlowTable
 from pyvswitchd.datapath.mac_learning import MacLearning
 from pyvswitchd.datapath.normal import NORMAL_IP_MASK, NormalBridge
@@ -134,6 +135,16 @@ def test_age_uses_the_real_clock_by_default(table: FlowTable) -> None:
     install(table, key(1, A, B), created=time.monotonic())
     install(table, key(2, A, B), created=time.monotonic() - 60)
     assert age_flows(table, 10_000, frozenset({"br0"})).expired == 1
+
+
+def test_age_reads_the_tables_clock_which_time_warp_moves() -> None:
+    clock = Clock()
+    table = FlowTable(1, clock=clock)
+    flow = install(table, key(1, A, B), created=clock.seconds())
+    assert age_flows(table, 10_000, frozenset({"br0"})).expired == 0
+    clock.warp(10_001)  # what "time/warp 10001" does
+    assert age_flows(table, 10_000, frozenset({"br0"})).expired == 1
+    assert flow.dead
 
 
 # -- affected_flows and set_outputs ----------------------------------------------------------
