@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import grp
 import os
+import platform
 import signal
 import time
 from collections.abc import Iterable, Sequence
@@ -42,7 +43,7 @@ from .netdev.registry import default_registry
 from .observe import tasks
 from .observe.coverage import Coverage
 from .observe.memory import Memory
-from .observe.metrics import Metrics, coverage_source
+from .observe.metrics import COLLECTOR_METRICS, Metrics, coverage_source
 from .observe.vlog import Vlog
 from .offload import faults as offload_faults
 from .pidfile import PidFile
@@ -85,9 +86,15 @@ class DaemonOptions:
 
 #: The daemon's own health families (name, type, help), for --list-metrics.
 HEALTH_METRICS = (
-    ("pyvswitchd_up", "gauge", "1 while the daemon is serving"),
+    ("pyvswitchd_build_info", "gauge", "1, labels version and python"),
     ("pyvswitchd_start_time_seconds", "gauge", "Unix time the daemon started"),
-    ("pyvswitchd_config_reloads_total", "counter", "Successful configuration reloads"),
+    ("pyvswitchd_config_reloads_total", "counter", "Configuration reloads, label result"),
+    ("pyvswitchd_config_last_reload_successful", "gauge", "1 if the last reload succeeded"),
+    (
+        "pyvswitchd_config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful reload (or of the start)",
+    ),
     ("pyvswitchd_config_generation", "gauge", "Generation of the running configuration"),
     ("pyvswitchd_control_requests_total", "counter", "unixctl requests received"),
     ("pyvswitchd_control_errors_total", "counter", "unixctl requests answered with an error"),
@@ -103,7 +110,7 @@ HEALTH_METRICS = (
 
 def list_metrics() -> str:
     """The table ``pyvswitchd --list-metrics`` prints."""
-    rows = [*HEALTH_METRICS, *describe_datapath_metrics()]
+    rows = [*HEALTH_METRICS, *COLLECTOR_METRICS, *describe_datapath_metrics()]
     width = max(len(name) for name, _, _ in rows)
     return "".join(f"{name:<{width}}  {kind:<7}  {help_}\n" for name, kind, help_ in rows)
 
@@ -188,6 +195,9 @@ class Daemon:
         self.metrics.add_source(coverage_source(self.coverage))
         self.metrics.add_source(self._health_metrics)
         self.start_time = time.time()
+        self.reload_failures = 0
+        self.last_reload_ok = True
+        self.last_reload_success = self.start_time
         self.datapath = Datapath(
             self.vlog,
             self.coverage,
@@ -231,12 +241,33 @@ class Daemon:
 
     def _health_metrics(self) -> Iterable[Metric]:
         stats = self.server.stats
-        yield GaugeMetricFamily("pyvswitchd_up", "1 while the daemon is serving", value=1)
+        build = GaugeMetricFamily(
+            "pyvswitchd_build_info",
+            "The daemon's version and Python's",
+            labels=["version", "python"],
+        )
+        build.add_metric([__version__, platform.python_version()], 1)
+        yield build
         yield GaugeMetricFamily(
             "pyvswitchd_start_time_seconds", "Unix time the daemon started", value=self.start_time
         )
-        yield CounterMetricFamily(
-            "pyvswitchd_config_reloads", "Successful configuration reloads", value=self.reloads
+        reloads = CounterMetricFamily(
+            "pyvswitchd_config_reloads",
+            "Configuration reloads (config/reload, SIGHUP) by result",
+            labels=["result"],
+        )
+        reloads.add_metric(["success"], self.reloads)
+        reloads.add_metric(["failure"], self.reload_failures)
+        yield reloads
+        yield GaugeMetricFamily(
+            "pyvswitchd_config_last_reload_successful",
+            "1 if the last configuration reload succeeded (or none was tried), else 0",
+            value=int(self.last_reload_ok),
+        )
+        yield GaugeMetricFamily(
+            "pyvswitchd_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful reload (the start if none)",
+            value=self.last_reload_success,
         )
         yield GaugeMetricFamily(
             "pyvswitchd_config_generation",
@@ -360,12 +391,17 @@ class Daemon:
             new = load_config(self.options.config_path)
             config_mod.check_reload(self.config, new)
             await self.apply_config(new)
-        except ConfigError as exc:
-            self._log.err(f"configuration not reloaded, keeping the running one: {exc}")
+        except Exception as exc:
+            self.reload_failures += 1
+            self.last_reload_ok = False
+            if isinstance(exc, ConfigError):
+                self._log.err(f"configuration not reloaded, keeping the running one: {exc}")
             raise
         finally:
             self.notifier.ready()
         self.reloads += 1
+        self.last_reload_ok = True
+        self.last_reload_success = time.time()
         self.config_generation += 1
         self._log.info(
             f"configuration reloaded from {new.source} (generation {self.config_generation})"
