@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import click
 import trio
@@ -29,12 +30,13 @@ from .datapath.config_check import check_config as check_ports
 from .netdev.registry import default_registry
 from .observe.vlog import Vlog, VlogError
 from .pidfile import AlreadyRunning
+from .startup import log_file_failure
 
 DEFAULT_LOGDIR = "/var/log/pyvswitch"
 
 
-def _fail(message: str) -> None:
-    click.echo(f"{PROGRAM_NAME}: {message}", err=True)
+def _fail(message: str, program: str = PROGRAM_NAME) -> NoReturn:
+    click.echo(f"{program}: {message}", err=True)
     sys.exit(1)
 
 
@@ -116,6 +118,7 @@ def command(
     version: bool,
 ) -> None:
     """Open vSwitch's userspace datapath and PMD machinery, on trio."""
+    program = PROGRAM_NAME
     if version:
         click.echo(version_text())
         return
@@ -127,7 +130,7 @@ def command(
             cfg = load_config(check_config)
             port_warnings = check_ports(cfg, default_registry())
         except ConfigError as exc:
-            _fail(str(exc))
+            _fail(str(exc), program)
         n_ports = sum(len(b.ports) for b in cfg.bridges)
         warnings = [*cfg.notes, *port_warnings, no_bridge_warning(cfg)]
         for warning in warnings:
@@ -139,23 +142,26 @@ def command(
         config = load_config(config_path)
         check_ports(config, default_registry())
     except ConfigError as exc:
-        _fail(str(exc))
+        _fail(str(exc), program)
     metrics: str | None = None
     if metrics_address is not None:
         try:
             metrics = parse_address(metrics_address)
         except ValueError as exc:
-            _fail(f'--metrics-address: invalid value "{metrics_address}": {exc}')
+            _fail(f'--metrics-address: invalid value "{metrics_address}": {exc}', program)
     if syslog_method not in ("libc", "null") and not syslog_method.startswith("unix:"):
-        _fail(f'--syslog-method: invalid value "{syslog_method}": expected libc, null or unix:PATH')
+        _fail(
+            f'--syslog-method: invalid value "{syslog_method}": expected libc, null or unix:PATH',
+            program,
+        )
 
-    vlog = Vlog(PROGRAM_NAME, syslog_method=syslog_method)
+    vlog = Vlog(program, syslog_method=syslog_method)
     options = DaemonOptions(
         config_path=config_path,
         rundir=os.path.abspath(rundir or DEFAULT_RUNDIR),
         unixctl_path=unixctl_path,
         pidfile=pidfile or None,
-        log_file=_log_path(log_file),
+        log_file=_log_path(log_file, program),
         verbose=verbose,
         metrics_address=metrics,
         metrics_override=metrics_address is not None,
@@ -171,18 +177,24 @@ def command(
             else:
                 vlog.set_all_levels_dbg()
         except VlogError as exc:
-            _fail(f"-v {spec}: {exc}")
+            _fail(f"-v {spec}: {exc}", program)
     if options.log_file:
         try:
-            vlog.open_log_file(options.log_file)
-        except OSError as exc:
-            _fail(f"{options.log_file}: cannot open log file: {exc.strerror}")
+            vlog.open_log_file(options.log_file, warn=False)
+        except VlogError as exc:
+            cause = exc.__cause__
+            _fail(
+                log_file_failure(options.log_file, cause)
+                if isinstance(cause, OSError)
+                else f"--log-file {options.log_file}: cannot open: {exc}",
+                program,
+            )
     try:
         trio.run(daemon.run)
     except (AlreadyRunning, StartupError) as exc:
-        _fail(str(exc))
+        _fail(str(exc), program)
     except OSError as exc:  # before the daemon's tasks started (run directory, pidfile)
-        _fail(f"cannot start: {exc}")
+        _fail(f"cannot start: {exc}", program)
     except Exception:
         # Daemon.run logged it at EMER, traceback included, to every log
         # destination (console included): printing it again would only repeat it.
@@ -211,10 +223,10 @@ def _expand_bare_verbose(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def _log_path(flag: str | None) -> str | None:
+def _log_path(flag: str | None, program: str) -> str | None:
     if flag is None:
         return None
     if flag:
         return os.path.abspath(flag)
     logdir = os.environ.get("PYVSWITCH_LOGDIR", DEFAULT_LOGDIR)
-    return os.path.join(logdir, f"{PROGRAM_NAME}.log")
+    return os.path.join(logdir, f"{program}.log")

@@ -21,13 +21,13 @@ import trio
 import trio.lowlevel
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from . import PACKAGE_NAME, PROGRAM_NAME, __version__
+from . import PACKAGE_NAME, PROGRAM_NAME, __version__, startup
 from . import config as config_mod
 from .config import Config, ConfigError
 from .control.access import AccessPolicy, group_id
 from .control.builtins import register_builtins
 from .control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
-from .control.server import UnixctlServer
+from .control.server import SocketGroupError, UnixctlServer
 from .datapath import commands as dp_commands
 from .datapath.config_check import check_config
 from .datapath.dp import Datapath
@@ -44,7 +44,7 @@ from .observe.memory import Memory
 from .observe.metrics import Metrics, coverage_source
 from .observe.vlog import Vlog
 from .offload import faults as offload_faults
-from .pidfile import PidFile
+from .pidfile import AlreadyRunning, PidFile
 from .sdnotify import Notifier
 
 DEFAULT_RUNDIR = "/run/pyvswitch"
@@ -362,8 +362,7 @@ class Daemon:
         line did that before start-up), then the ``[daemon]`` keys are
         applied: a bad port option or a key that cannot be applied raises
         ConfigError and nothing changes.  At start-up (``starting``) a
-        metrics address that cannot be bound is logged instead: the switch
-        must switch even when its metrics port is taken.
+        metrics address that cannot be bound raises StartupError.
         """
         if not starting:
             check_config(new, self.datapath.netdevs)
@@ -405,6 +404,18 @@ class Daemon:
             try:
                 await self.metrics.set_address(wanted)
             except OSError as exc:
+                if starting:
+                    # Fail the start rather than switch without metrics: a daemon
+                    # that runs on unobserved looks to Prometheus like a target
+                    # that is down, and no restart would ever clear it.
+                    origin = (
+                        "--metrics-address"
+                        if self.options.metrics_override
+                        else f"daemon:metrics-address in {new.source}"
+                    )
+                    assert wanted is not None  # binding "none" cannot fail
+                    failure = startup.metrics_failure(wanted, exc, origin=origin)
+                    raise StartupError(failure) from None
                 reason = f"cannot listen on {wanted}: {exc.strerror or exc}"
                 if not starting and wanted != self.metrics_wanted(self.config):
                     # Asked for now: refuse, and undo the socket's new permissions.
@@ -412,12 +423,20 @@ class Daemon:
                         with contextlib.suppress(OSError):
                             self.server.set_permissions(before[0], before[1])
                     raise ConfigError(f"daemon:metrics-address: {reason}") from None
-                # The same address as before (start-up, or a retry): keep switching.
+                # The same address as before (a retry): keep switching.
                 self.metrics_error = reason
                 self._log.err(f"metrics: {reason}")
             else:
                 self.metrics_error = None
         self.access.admin_gid = admin_gid
+
+    def _control_socket_failure(self, exc: OSError) -> str:
+        path = self.server.path
+        if isinstance(exc, SocketGroupError) and self.config.daemon.ctl_group is not None:
+            return startup.socket_group_failure(path, self.config.daemon.ctl_group, exc)
+        return startup.control_socket_failure(
+            path, exc, given=self.options.unixctl_path is not None, rundir=self.options.rundir
+        )
 
     def _effective_daemon(self) -> tuple[dict[str, object], dict[str, str]]:
         """The ``[daemon]`` keys as in effect now, and a remark for some of them."""
@@ -466,13 +485,20 @@ class Daemon:
         that ends the daemon is first logged at EMER with its traceback, to
         every log destination, then raised.
         """
-        os.makedirs(self.options.rundir, exist_ok=True)
         pidfile = PidFile(self.options.pidfile_path)
-        pidfile.acquire()
+        try:
+            os.makedirs(self.options.rundir, exist_ok=True)
+            pidfile.acquire()
+        except AlreadyRunning:
+            raise
+        except OSError as exc:
+            raise StartupError(startup.rundir_failure(self.options.rundir, exc)) from None
         try:
             await self._run()
         except Exception as exc:
             leaf = sole_exception(exc)
+            if isinstance(leaf, StartupError):
+                raise leaf from None
             if not self._ready.is_set() and isinstance(leaf, OSError):
                 raise StartupError(f"cannot start: {leaf}") from exc
             self._log.emer_exception(f"fatal error, exiting: {leaf!r}", exc)
@@ -486,7 +512,13 @@ class Daemon:
             # Signals first: a SIGTERM that arrives once the socket exists
             # (scripts wait for it) must stop the daemon cleanly, not kill it.
             await root.start(self._signals)
-            await root.start(self.server.serve)
+            try:
+                await root.start(self.server.serve)
+            except Exception as exc:
+                leaf = sole_exception(exc)
+                if isinstance(leaf, OSError):
+                    raise StartupError(self._control_socket_failure(leaf)) from None
+                raise
             async with trio.open_nursery() as services:
                 await services.start(self.datapath.run)
                 # Before the ports open: an interface that appears meanwhile is seen.

@@ -420,20 +420,22 @@ class Vlog:
     def log_file_is_open(self) -> bool:
         return self._log_fd is not None
 
-    def open_log_file(self, path: str) -> None:
+    def open_log_file(self, path: str, *, warn: bool = True) -> None:
         """Log to ``path`` (appending; created with mode 0660 less the umask).
 
         Does nothing when ``path`` is the file already open (same device and
         inode).  Otherwise logs ``closing log file`` to the old file, if one
         is open, switches, and logs ``opened log file PATH``.  When ``path``
-        cannot be opened, logs a warning, keeps the old file and raises
-        VlogError with the system's error text.
+        cannot be opened, logs a warning (unless not ``warn``: the caller
+        reports it), keeps the old file and raises VlogError with the
+        system's error text, the OSError as its ``__cause__``.
         """
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o660)
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            self._self_log.warn(f"failed to open {path} for logging: {reason}")
+            if warn:
+                self._self_log.warn(f"failed to open {path} for logging: {reason}")
             raise VlogError(reason) from exc
         old = self._log_fd
         if old is not None and _same_file(old, fd):
