@@ -7,6 +7,7 @@ exits 1, so a service manager's log says exactly what to fix.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 from collections.abc import Sequence
@@ -189,6 +190,9 @@ def command(
                 else f"--log-file {options.log_file}: cannot open: {exc}",
                 program,
             )
+    # A watchdog's SIGABRT (WatchdogSec=) or a crash in C code leaves every
+    # thread's Python stack on stderr, which is the journal under systemd.
+    faulthandler.enable()
     try:
         trio.run(daemon.run)
     except (AlreadyRunning, StartupError) as exc:

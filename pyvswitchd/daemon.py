@@ -477,6 +477,13 @@ class Daemon:
                 else:
                     self.request_stop(f"received signal {signal.Signals(signum).name}")
 
+    async def _watchdog(self, interval: float) -> None:
+        # Keep-alives come from the event loop itself: if it stops turning,
+        # they stop, and systemd restarts the daemon (WatchdogSec=).
+        while True:
+            self.notifier.watchdog()
+            await trio.sleep(interval)
+
     async def run(self) -> None:
         """Serve until stopped.
 
@@ -531,6 +538,8 @@ class Daemon:
                 self._log.info(f"{version_text()} ready on {self.server.path}")
                 self._ready.set()
                 self.notifier.ready()
+                if self.notifier.watchdog_interval is not None:
+                    services.start_soon(self._watchdog, self.notifier.watchdog_interval)
                 await self._stop.wait()
                 self.notifier.stopping()
                 await self.datapath.shutdown()
