@@ -31,6 +31,7 @@ from .test_real_interfaces import Topo, port
 
 ROOT = Path(__file__).resolve().parents[2]
 SETPRIV = shutil.which("setpriv")
+LOGROTATE = shutil.which("logrotate")
 
 
 def keepalives(sink: socket.socket, seconds: float) -> list[float]:
@@ -106,6 +107,75 @@ def test_a_wedged_event_loop_stops_the_keepalives(
     assert max(gaps) >= 1.3, gaps
     # ... and the keep-alives resume once the loop turns again.
     assert times[-1] - times[gaps.index(max(gaps)) + 1] > 0.5, times
+
+
+def test_console_lines_carry_journal_priorities(start_daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # The harness reopens stderr.txt with truncation: same inode, known beforehand.
+    stderr = tmp_path / "stderr.txt"
+    stderr.write_text("")
+    st = stderr.stat()
+    d = start_daemon(TEST_CONFIG, env={"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+    r = d.appctl("config/set", "pmd-rxq-assign=random")  # replaced, with a WARN line
+    assert r.returncode == 0, r.stderr
+    d.stop()
+    lines = stderr.read_text().splitlines()
+    assert lines and all(re.match(r"<[1-7]>\d{4}-", line) for line in lines), lines
+    assert any(line.startswith("<5>") and "|INFO|" in line for line in lines), lines
+    assert any(line.startswith("<4>") and "|WARN|" in line for line in lines), lines
+    # The log file has no prefixes: it is not the journal.
+    assert not d.log_path.read_text().startswith("<")
+
+
+def test_log_renamed_without_reopen_is_followed(daemon) -> None:  # type: ignore[no-untyped-def]
+    rotated = daemon.log_path.with_suffix(".log.1")
+    daemon.log_path.rename(rotated)
+    deadline = time.monotonic() + 10
+    while not daemon.log_path.exists() and time.monotonic() < deadline:
+        daemon.call("version")  # a line to log is what makes it look
+        time.sleep(0.2)
+    daemon.call("version")
+    assert "was renamed or removed: reopening it" in rotated.read_text()
+    assert "received request version" in daemon.log_path.read_text()
+
+
+def fake_tools(bindir: Path, pyappctl_env: dict[str, str]) -> dict[str, str]:
+    """PATH with a ``systemctl`` that says active and a ``pyappctl`` of this checkout."""
+    bindir.mkdir()
+    (bindir / "systemctl").write_text("#!/bin/sh\nexit 0\n")
+    exports = "".join(f"export {k}='{v}'\n" for k, v in pyappctl_env.items())
+    (bindir / "pyappctl").write_text(
+        f'#!/bin/sh\n{exports}exec {sys.executable} -m pyappctl "$@"\n'
+    )
+    for tool in bindir.iterdir():
+        tool.chmod(0o755)
+    return {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+
+
+def logrotate_conf(tmp_path: Path, logdir: Path) -> Path:
+    conf = tmp_path / "logrotate.conf"
+    text = (ROOT / "etc" / "logrotate.d" / "pyvswitch").read_text()
+    conf.write_text(text.replace("/var/log/pyvswitch", str(logdir)))
+    return conf
+
+
+@pytest.mark.skipif(LOGROTATE is None, reason="logrotate is not installed")
+def test_logrotate_snippet_rotates_a_running_daemon(daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env = fake_tools(tmp_path / "bin", {"PYVSWITCH_RUNDIR": str(daemon.rundir)})
+    conf = logrotate_conf(tmp_path, daemon.rundir)
+    r = subprocess.run(
+        [LOGROTATE, "-f", "-s", str(tmp_path / "state"), str(conf)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    rotated = daemon.rundir / "pyvswitchd.log.1"
+    assert rotated.exists()
+    daemon.call("version")
+    # vlog/reopen ran: the old file ends with the switch, the new one goes on.
+    assert rotated.read_text().rstrip().endswith("|vlog|INFO|closing log file")
+    assert "received request version" in daemon.log_path.read_text()
 
 
 @pytest.fixture

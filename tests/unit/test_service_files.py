@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import shutil
 import subprocess
@@ -120,7 +121,52 @@ def test_sysusers_file_creates_the_user(tmp_path: Path) -> None:
 def test_logrotate_snippet_reopens_the_log() -> None:
     text = (ROOT / "etc" / "logrotate.d" / "pyvswitch").read_text()
     assert "/var/log/pyvswitch/*.log" in text
-    assert "pyappctl -t pyvswitchd -T 5 vlog/reopen" in text
+    lines = [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
+    reopen = next(line for line in lines if "vlog/reopen" in line)
+    # Found on PATH, and its failure is not hidden.
+    assert reopen == "pyappctl -t pyvswitchd -T 5 vlog/reopen"
+    assert not any("/usr/local" in line or "/opt" in line for line in lines)
+
+
+def _rotate_with(tmp_path: Path, pyappctl: str) -> subprocess.CompletedProcess[str]:
+    """Force a rotation of a scratch log with stand-ins for systemctl and pyappctl."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "systemctl").write_text("#!/bin/sh\nexit 0\n")  # "the service is active"
+    (bindir / "pyappctl").write_text(f"#!/bin/sh\n{pyappctl}\n")
+    for tool in bindir.iterdir():
+        tool.chmod(0o755)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "pyvswitchd.log").write_text("x\n")
+    conf = tmp_path / "pyvswitch"
+    conf.write_text(
+        (ROOT / "etc" / "logrotate.d" / "pyvswitch")
+        .read_text()
+        .replace("/var/log/pyvswitch", str(logs))
+    )
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    return subprocess.run(
+        ["logrotate", "-f", "-s", str(tmp_path / "state"), str(conf)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate not installed")
+def test_logrotate_reports_a_failed_reopen(tmp_path: Path) -> None:
+    r = _rotate_with(tmp_path, 'echo "vlog/reopen: Permission denied" >&2; exit 2')
+    assert r.returncode != 0
+    assert "vlog/reopen: Permission denied" in r.stderr
+    assert "error" in r.stderr.lower()
+
+
+@pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate not installed")
+def test_logrotate_succeeds_when_the_reopen_does(tmp_path: Path) -> None:
+    r = _rotate_with(tmp_path, 'test "$*" = "-t pyvswitchd -T 5 vlog/reopen"')
+    assert (r.returncode, r.stderr) == (0, "")
+    assert (tmp_path / "logs" / "pyvswitchd.log.1").read_text() == "x\n"
 
 
 @pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate not installed")
