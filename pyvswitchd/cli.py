@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -34,6 +35,7 @@ from .pidfile import AlreadyRunning
 from .startup import log_file_failure
 
 DEFAULT_LOGDIR = "/var/log/pyvswitch"
+_PROGRAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _fail(message: str, program: str = PROGRAM_NAME) -> NoReturn:
@@ -103,6 +105,14 @@ def _fail(message: str, program: str = PROGRAM_NAME) -> NoReturn:
     is_flag=True,
     help="Register the test-only netdev-dummy/fault and offload-dummy/fault commands.",
 )
+@click.option(
+    "--program-name",
+    default=PROGRAM_NAME,
+    show_default=True,
+    metavar="NAME",
+    help="Name for the pidfile and control socket (NAME.pid, NAME.PID.ctl), log and "
+    "error lines, e.g. ovs-vswitchd for tools that look for it.",
+)
 @click.option("-V", "--version", is_flag=True, help="Print the version and exit.")
 def command(
     config_path: str | None,
@@ -116,12 +126,15 @@ def command(
     metrics_address: str | None,
     list_metrics: bool,
     enable_fault_injection: bool,
+    program_name: str,
     version: bool,
 ) -> None:
     """Open vSwitch's userspace datapath and PMD machinery, on trio."""
-    program = PROGRAM_NAME
+    if not _PROGRAM_NAME.fullmatch(program_name):
+        _fail(f'--program-name: invalid value "{program_name}": expected letters, digits, "._-"')
+    program = program_name
     if version:
-        click.echo(version_text())
+        click.echo(version_text(program))
         return
     if list_metrics:
         click.echo(metrics_table(), nl=False)
@@ -168,6 +181,7 @@ def command(
         metrics_override=metrics_address is not None,
         syslog_method=syslog_method,
         fault_injection=enable_fault_injection,
+        program=program,
     )
     daemon = Daemon(options, config, vlog=vlog)
     # Flags are applied after the daemon defined its modules, so -v can name them.

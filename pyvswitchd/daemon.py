@@ -70,16 +70,18 @@ class DaemonOptions:
     syslog_method: str = "libc"
     #: ``--enable-fault-injection``: register the test-only fault commands.
     fault_injection: bool = False
+    #: ``--program-name``: names the pidfile, the socket, log and version lines.
+    program: str = PROGRAM_NAME
 
     @property
     def socket_path(self) -> str:
         if self.unixctl_path is None:
-            return os.path.join(self.rundir, f"{PROGRAM_NAME}.{os.getpid()}.ctl")
+            return os.path.join(self.rundir, f"{self.program}.{os.getpid()}.ctl")
         return os.path.join(self.rundir, self.unixctl_path)
 
     @property
     def pidfile_path(self) -> str:
-        return os.path.join(self.rundir, self.pidfile or f"{PROGRAM_NAME}.pid")
+        return os.path.join(self.rundir, self.pidfile or f"{self.program}.pid")
 
 
 #: The daemon's own health families (name, type, help), for --list-metrics.
@@ -120,8 +122,8 @@ def _group_name(gid: int) -> str:
         return str(gid)
 
 
-def version_text() -> str:
-    return f"{PROGRAM_NAME} ({PACKAGE_NAME}) {__version__}"
+def version_text(program: str = PROGRAM_NAME) -> str:
+    return f"{program} ({PACKAGE_NAME}) {__version__}"
 
 
 class StartupError(Exception):
@@ -148,7 +150,7 @@ class Daemon:
         self.config = config
         self.config_generation = 1
         self.reloads = 0
-        self.vlog = vlog or Vlog(PROGRAM_NAME, syslog_method=options.syslog_method)
+        self.vlog = vlog or Vlog(options.program, syslog_method=options.syslog_method)
         self.coverage = Coverage()
         self.registry = CommandRegistry()
         self.memory = Memory(self.vlog)
@@ -171,7 +173,7 @@ class Daemon:
         )
         self.server.set_authorizer(self.access.authorize)
         self.server.set_admin_check(lambda p: self.access.allowed(p.uid, p.gid, p.pid))
-        register_builtins(self.registry, version_text())
+        register_builtins(self.registry, version_text(options.program))
         self.coverage.register_commands(self.registry)
         self.vlog.register_commands(self.registry)
         self.memory.register_commands(self.registry)
@@ -535,7 +537,7 @@ class Daemon:
                 await services.start(self.coverage.run_periodically)
                 await services.start(self.memory.monitor)
                 tune_gc()
-                self._log.info(f"{version_text()} ready on {self.server.path}")
+                self._log.info(f"{version_text(self.options.program)} ready on {self.server.path}")
                 self._ready.set()
                 self.notifier.ready()
                 if self.notifier.watchdog_interval is not None:

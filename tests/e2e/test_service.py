@@ -329,6 +329,60 @@ def _comm(pid: str) -> str:
         return ""
 
 
+def test_program_name_makes_the_daemon_findable_as_ovs_vswitchd(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TEST_CONFIG)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyvswitchd", "--config", str(cfg), "--rundir", str(tmp_path),
+         "--syslog-method=null", "--program-name=ovs-vswitchd"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        ctl = tmp_path / f"ovs-vswitchd.{proc.pid}.ctl"
+        deadline = time.monotonic() + 20
+        while not ctl.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ctl.exists()
+        assert (tmp_path / "ovs-vswitchd.pid").read_text().strip() == str(proc.pid)
+        env = {**os.environ, "PYVSWITCH_RUNDIR": str(tmp_path)}
+        for _ in range(100):  # the socket answers before start-up completes
+            r = subprocess.run(
+                [sys.executable, "-m", "pyappctl", "-t", "ovs-vswitchd", "version"],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=30,
+            )
+            if r.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert r.stdout.startswith("ovs-vswitchd (pyvswitch) "), r.stderr
+        ovs_appctl = shutil.which("ovs-appctl")
+        if ovs_appctl is not None:  # the real client, by program name
+            r = subprocess.run(
+                [ovs_appctl, "-t", "ovs-vswitchd", "version"],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "OVS_RUNDIR": str(tmp_path)},
+                timeout=30,
+            )
+            assert r.stdout.startswith("ovs-vswitchd (pyvswitch) "), r.stderr
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "|daemon|INFO|ovs-vswitchd (pyvswitch) " in err  # the "ready on" line
+    r = subprocess.run(
+        [sys.executable, "-m", "pyvswitchd", "--program-name=../x", "--check-config", str(cfg)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1 and "--program-name: invalid value" in r.stderr
+
+
 def _descends_from(pid: int, ancestor: int) -> bool:
     # Other daemons (other tests, other checkouts) have PMDs too.
     while pid > 1:
