@@ -74,3 +74,33 @@ def test_bash_completes_options_and_leaves_arguments_to_files(tmp_path: Path) ->
 def test_zsh_script_parses() -> None:
     r = subprocess.run(["zsh", "-n", str(ZSH_SCRIPT)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+ZSH_DRIVER = """\
+zmodload zsh/zpty
+zpty z 'PATH={bindir}:$PATH zsh -f -i'
+zpty -w z 'PS1="> "; fpath=({fndir} $fpath); autoload -U compinit; compinit -u -D'
+zpty -w -n z $'pyappctl -t foo vlog/\\t\\t'
+sleep 2
+all=""
+while zpty -r -t z chunk; do all+=$chunk; done
+print -r -- "$all"
+zpty -d z
+"""
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_zsh_completes_command_names_from_the_daemon(tmp_path: Path) -> None:
+    """An interactive zsh (on a zpty) with compinit lists the daemon's names."""
+    complete(tmp_path, "x")  # writes the stand-in pyappctl into tmp_path/bin
+    (tmp_path / "args").unlink()
+    fndir = tmp_path / "fn"
+    fndir.mkdir()
+    (fndir / "_pyappctl").write_text(ZSH_SCRIPT.read_text())
+    driver = ZSH_DRIVER.format(bindir=tmp_path / "bin", fndir=fndir)
+    r = subprocess.run(
+        ["zsh", "-f", "-c", driver], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert "vlog/list" in r.stdout and "vlog/set" in r.stdout, r.stdout[-2000:]
+    assert "coverage/show" not in r.stdout.split("vlog/", 1)[1]
+    assert (tmp_path / "args").read_text().strip() == "-t foo -T 2 list-commands"
