@@ -142,7 +142,7 @@ class Metrics:
 
         Raises OSError when the address cannot be bound; the old one is then
         still served.  A move to the same port on another host address
-        (``127.0.0.1:9475`` to ``0.0.0.0:9475``) cannot bind while the old
+        (``127.0.0.1:10099`` to ``0.0.0.0:10099``) cannot bind while the old
         listener holds the port: the old one is closed first in that case
         and bound again if the new one still fails.
         """
