@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -134,21 +134,8 @@ def _merge_bridges(doc: TOMLDocument, have: list[Any], want: list[Any]) -> None:
             del doc["bridge"]
         aot = tomlkit.aot()
         doc.append("bridge", aot)
-    had = {b["name"]: b for b in have}
-    wanted = {b["name"] for b in want}
-    for table in list(aot):
-        if table.get("name") not in wanted:
-            aot.remove(table)
-    tables = {t.get("name"): t for t in aot}
-    for bridge in want:
-        table = tables.get(bridge["name"])
-        if table is None:
-            table = tomlkit.table()
-            table["name"] = bridge["name"]
-            aot.append(table)
-            old: Mapping[str, Any] = {"other_config": {}, "port": []}
-        else:
-            old = had[bridge["name"]]
+    fresh: dict[str, Any] = {"other_config": {}, "port": []}
+    for bridge, table, old in _match_by_name(aot, have, want, fresh):
         _merge_map(table, "other_config", old["other_config"], bridge["other_config"])
         _merge_ports(table, old["port"], bridge["port"])
 
@@ -162,23 +149,35 @@ def _merge_ports(bridge: Table, have: list[Any], want: list[Any]) -> None:
     if not isinstance(aot, AoT):
         aot = tomlkit.aot()
         bridge["port"] = aot
-    had = {p["name"]: p for p in have}
-    wanted = {p["name"] for p in want}
-    for table in list(aot):
-        if table.get("name") not in wanted:
-            aot.remove(table)
-    tables = {t.get("name"): t for t in aot}
-    for port in want:
-        table = tables.get(port["name"])
-        if table is None:
-            table = tomlkit.table()
-            table["name"] = port["name"]
-            table["type"] = port["type"]
-            aot.append(table)
-            old: Mapping[str, Any] = {"type": port["type"], "options": {}, "other_config": {}}
-        else:
-            old = had[port["name"]]
+    fresh: dict[str, Any] = {"type": None, "options": {}, "other_config": {}}
+    for port, table, old in _match_by_name(aot, have, want, fresh):
         if old["type"] != port["type"]:
             table["type"] = port["type"]
         _merge_map(table, "options", old["options"], port["options"])
         _merge_map(table, "other_config", old["other_config"], port["other_config"])
+
+
+def _match_by_name(
+    aot: AoT, have: list[Any], want: list[Any], fresh: Mapping[str, Any]
+) -> Iterator[tuple[Mapping[str, Any], Table, Mapping[str, Any]]]:
+    """Each wanted entry with its table in ``aot`` and what the file said of it.
+
+    Tables whose name is no longer wanted are removed first; a wanted entry
+    the file lacks gets a new table holding only its name, and ``fresh``
+    as what the file said (nothing).
+    """
+    had = {entry["name"]: entry for entry in have}
+    wanted = {entry["name"] for entry in want}
+    for table in list(aot):
+        if table.get("name") not in wanted:
+            aot.remove(table)
+    tables = {t.get("name"): t for t in aot}
+    for entry in want:
+        table = tables.get(entry["name"])
+        if table is None:
+            table = tomlkit.table()
+            table["name"] = entry["name"]
+            aot.append(table)
+            yield entry, table, fresh
+        else:
+            yield entry, table, had[entry["name"]]
