@@ -117,9 +117,9 @@ Record = dict[str, Any]
 # -- CPU accounting -----------------------------------------------------------------------
 
 
-def _descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it (pyvswitchd's PMD workers are its grandchildren)."""
-    children: dict[int, list[int]] = {}
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """Every process: pid -> (parent pid, utime + stime of its main thread, name)."""
+    out = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -127,8 +127,17 @@ def _descendants(pid: int) -> list[int]:
             text = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        ppid = int(text[text.rfind(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
+        name = text[text.find("(") + 1 : text.rfind(")")]
+        fields = text[text.rfind(")") + 2 :].split()
+        out[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]), name)
+    return out
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (pyvswitchd's PMD workers are its grandchildren)."""
+    children: dict[int, list[int]] = {}
+    for child, (ppid, _, _) in _processes().items():
+        children.setdefault(ppid, []).append(child)
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -200,18 +209,7 @@ def busy_foreign_processes(exclude: set[int], seconds: float = 0.5) -> list[str]
     """Processes (not ours) that used > 15 % of a CPU over ``seconds``: they skew results."""
 
     def sample() -> dict[int, tuple[int, str]]:
-        out = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                text = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            name = text[text.find("(") + 1 : text.rfind(")")]
-            fields = text[text.rfind(")") + 2 :].split()
-            out[int(entry)] = (int(fields[11]) + int(fields[12]), name)
-        return out
+        return {pid: (ticks, name) for pid, (_, ticks, name) in _processes().items()}
 
     before = sample()
     time.sleep(seconds)
