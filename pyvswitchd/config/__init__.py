@@ -463,6 +463,9 @@ def to_dict(cfg: Config) -> dict[str, Any]:
         for f in attrs.fields(type(obj)):
             value = getattr(obj, f.name)
             if value is None:
+                # No metrics listener is "none"; left out, it would be the default one.
+                if f.metadata["key"] == "metrics-address":
+                    out["metrics-address"] = "none"
                 continue
             if f.metadata["key"] == "pmd-cpu-mask":
                 value = hex(value)
