@@ -26,6 +26,7 @@ from ..netdev.registry import NetdevRegistry
 from ..observe.coverage import Coverage
 from ..observe.vlog import Vlog
 from . import rxq_sched
+from .cpu_discovery import CpuDiscovery
 from .dp_offload import DatapathOffload
 from .dp_ports import DP_NAME, DatapathPorts
 from .dp_settings import DatapathSettings, PmdCounters
@@ -113,6 +114,7 @@ class Datapath:
             forward_rx=self.workers.forward_rx if pmd_processes else None,
         )
         self._force_reload = False
+        self.cpus = CpuDiscovery(vlog)
         self.upcall = Upcall(self.ports, self.dp_ports.normal, coverage)
         self.executors = ExecutorCache()
         self.pipeline = FlowPipeline(
@@ -333,10 +335,13 @@ class Datapath:
 
     def _apply_other_config(self, oc: OtherConfig) -> None:
         s = self.settings
+        for line in s.change_lines(oc):
+            self.log.info(line)
         s.tx_flush_interval_us = oc.tx_flush_interval
         s.perf_metrics = oc.pmd_perf_metrics
         s.cpu_mask = oc.pmd_cpu_mask
         s.numa = oc.dummy_numa or ()
+        self.cpus.note(self.cores())
         self.sched.configure(oc.pmd_rxq_assign, oc.pmd_rxq_isolate)
         s.rxq_assign = self.sched.algorithm
         s.rxq_isolate = self.sched.isolate
