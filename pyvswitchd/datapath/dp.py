@@ -31,6 +31,7 @@ from .dp_offload import DatapathOffload
 from .dp_ports import DP_NAME, DatapathPorts
 from .dp_settings import DatapathSettings, PmdCounters
 from .emc import insert_min_for
+from .flow_log import FlowLog
 from .normal import NormalBridge
 from .perf import PerfLogConfig
 from .pipeline import FlowPipeline
@@ -115,7 +116,8 @@ class Datapath:
         )
         self._force_reload = False
         self.cpus = CpuDiscovery(vlog)
-        self.upcall = Upcall(self.ports, self.dp_ports.normal, coverage)
+        self.flow_log = FlowLog(vlog, DP_NAME)
+        self.upcall = Upcall(self.ports, self.dp_ports.normal, coverage, self.flow_log)
         self.executors = ExecutorCache()
         self.pipeline = FlowPipeline(
             self.upcall.answer, self.executors.make_flow, self.pmd_counters.invalid

@@ -32,6 +32,7 @@ from .flow_table import DpFlow, Executor
 
 if TYPE_CHECKING:
     from ..observe.coverage import Coverage
+    from .flow_log import FlowLog
     from .normal import NormalBridge
     from .port import Port
 
@@ -71,15 +72,22 @@ class Upcall:
     """The datapath's miss handler: each key's bridge decides.
 
     ``ports`` and ``bridges`` are the datapath's live maps (port number to
-    port, bridge name to its NORMAL switch), read at every upcall.
+    port, bridge name to its NORMAL switch), read at every upcall.  With
+    ``flow_log``, each upcall and the flow it installs are logged at DBG
+    (keys covered by an earlier key's flow make no upcall, as in OVS).
     """
 
     def __init__(
-        self, ports: Mapping[int, Port], bridges: Mapping[str, NormalBridge], coverage: Coverage
+        self,
+        ports: Mapping[int, Port],
+        bridges: Mapping[str, NormalBridge],
+        coverage: Coverage,
+        flow_log: FlowLog | None = None,
     ) -> None:
         self._ports = ports
         self._bridges = bridges
         self._failed = coverage.define("datapath_drop_upcall_error")
+        self._flow_log = flow_log
 
     def answer(self, keys: Sequence[FlowKey]) -> list[Answer]:
         """The answers to one batch of misses, one per key, in order."""
@@ -87,6 +95,10 @@ class Upcall:
         # mask -> masked key -> index of the key that was answered with it.
         answered: dict[FlowMask, dict[FlowKey, int]] = {}
         ports, bridges = self._ports, self._bridges
+        # Once per batch: without DBG the loop formats nothing.
+        flow_log = (
+            self._flow_log if self._flow_log is not None and self._flow_log.wanted() else None
+        )
         for i, key in enumerate(keys):
             earlier = None
             for mask, seen in answered.items():
@@ -96,6 +108,8 @@ class Upcall:
             if earlier is not None:
                 answers.append(earlier)
                 continue
+            if flow_log is not None:
+                flow_log.miss_upcall(key)
             port = ports.get(key[IN_PORT])
             bridge = bridges.get(port.bridge) if port is not None and port.bridge else None
             if bridge is None:
@@ -104,6 +118,9 @@ class Upcall:
                 continue
             decision = bridge.handle(key)
             mask = decision.mask
-            answers.append((mask, tuple(decision.outputs), bridge.name))
+            outputs = tuple(decision.outputs)
+            answers.append((mask, outputs, bridge.name))
+            if flow_log is not None:
+                flow_log.upcall_flow(key, mask, outputs)
             answered.setdefault(mask, {})[masked(key, mask)] = i
         return answers
