@@ -44,8 +44,9 @@ medians are taken over all rounds' runs:
   (packets - lost) / seconds as counted by the server;
 * ping: ``ping -c 100 -i 0.01``, median / mean / p99 RTT.
 
-During each test the switch process's CPU (all threads, 100 % = one core)
-and the machine's steal time (percent of all CPUs) are recorded.  Before
+During each test the switch's CPU (all threads of its process and of the
+processes below it, such as PMD workers; 100 % = one core) and the
+machine's steal time (percent of all CPUs) are recorded.  Before
 measuring, each switch must forward a ping within ``--ready-timeout``
 seconds; then a short warm-up ping teaches it the MACs.
 
@@ -116,10 +117,34 @@ Record = dict[str, Any]
 # -- CPU accounting -----------------------------------------------------------------------
 
 
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (pyvswitchd's PMD workers are its grandchildren)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(text[text.rfind(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
 def _proc_ticks(pid: int | None) -> int:
-    """utime + stime of every thread of ``pid`` (0 when unknown or gone)."""
+    """utime + stime of every thread of ``pid`` and its descendants (0 when unknown)."""
     if not pid:
         return 0
+    return sum(_tree_ticks(p) for p in _descendants(pid))
+
+
+def _tree_ticks(pid: int) -> int:
     total = 0
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
@@ -462,8 +487,14 @@ class Pyvswitchd(Switch):
             if time.monotonic() > deadline:
                 raise BenchError(f"pyvswitchd did not create {sock} within 20 s")
             time.sleep(0.05)
-        show = self.appctl("dpctl/show")
-        missing = [p for p in ("v1", "v2") if f": {p} (" not in show]
+        # The control socket is served before the configuration is applied
+        # (as ovs-vswitchd's is): give the ports the same 20 s to appear.
+        while True:
+            show = self.appctl("dpctl/show")
+            missing = [p for p in ("v1", "v2") if f": {p} (" not in show]
+            if not missing or time.monotonic() > deadline or self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
         if missing:
             errors = [
                 line

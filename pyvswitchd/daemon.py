@@ -24,6 +24,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from . import PACKAGE_NAME, PROGRAM_NAME, __version__
 from . import config as config_mod
 from .config import Config, ConfigError
+from .config.save import save as save_config
 from .control.access import AccessPolicy, group_id
 from .control.builtins import register_builtins
 from .control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
@@ -325,7 +326,22 @@ class Daemon:
             data["generation"] = self.config_generation
             return Reply.structured("\n".join(lines) + "\n", data)
 
+        def save_(ctx: CommandContext, args: Sequence[str]) -> str:
+            path = args[0] if args else self.options.config_path
+            if path is None:
+                raise CommandError(
+                    "configuration not saved: the daemon runs on the built-in default "
+                    "configuration; name a file: config/save FILE"
+                )
+            try:
+                save_config(path, self.config)
+            except ConfigError as exc:
+                raise CommandError(f"configuration not saved: {exc}") from None
+            self._log.info(f"configuration saved to {path} (generation {self.config_generation})")
+            return ""
+
         self.registry.register("config/set", "KEY=VALUE...", 1, UNLIMITED, set_, mutating=True)
+        self.registry.register("config/save", "[FILE]", 0, 1, save_, mutating=True)
         self.registry.register("config/show", "", 0, 0, show)
         self.registry.register("exit", "[--cleanup]", 0, 1, exit_, mutating=True)
         self.registry.register("config/reload", "", 0, 0, reload_, mutating=True)

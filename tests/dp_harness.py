@@ -67,11 +67,9 @@ class Harness:
 
     def dp_dump(self) -> str:
         """Synchronous dpctl/dump-flows text (for wait_for predicates)."""
-        import time as _time
-
         from pyvswitchd.datapath.flow_commands import format_flow_line
 
-        now = _time.monotonic()
+        now = self.dp.clock.seconds()
         return "".join(
             format_flow_line(self.dp, f, now, verbose=False, names=False) + "\n"
             for pmd in self.dp.sorted_pmds()

@@ -20,9 +20,10 @@ types and options (checked against the netdev types by the daemon).
 
 from __future__ import annotations
 
+import difflib
 import grp
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from typing import Any
 
@@ -246,6 +247,17 @@ class Config:
 # Loading
 
 
+_PORT_KEYS = ("name", "options", "other_config", "type")
+
+
+def _hint(key: str, known: Iterable[str]) -> str:
+    """The parenthesis after an unknown key: the likely one it stands for, else all."""
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    if close:
+        return f'(did you mean "{close[0]}"?)'
+    return f"(known keys: {', '.join(sorted(known))})"
+
+
 def _parse_table(cls: type[Any], table: Any, where: str, notes: list[str]) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table")
@@ -254,8 +266,7 @@ def _parse_table(cls: type[Any], table: Any, where: str, notes: list[str]) -> An
     for key, raw in table.items():
         field = fields.get(key)
         if field is None:
-            allowed = ", ".join(sorted(fields))
-            raise ConfigError(f'{where}: unknown key "{key}" (known keys: {allowed})')
+            raise ConfigError(f'{where}: unknown key "{key}" {_hint(key, fields)}')
         try:
             values[field.name] = field.metadata["parse"](raw)
         except Fallback as fallback:
@@ -331,7 +342,7 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
         for key in raw:
             if key not in ("name", "port", "other_config"):
                 raise ConfigError(
-                    f'{where}: unknown key "{key}" (known keys: name, other_config, port)'
+                    f'{where}: unknown key "{key}" {_hint(key, ("name", "other_config", "port"))}'
                 )
         if any(b.name == bname for b in bridges):
             raise ConfigError(f"{where}: duplicate bridge name")
@@ -345,9 +356,8 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
             pname = _name(rp, f"{where} port[{j}]")
             pwhere = f'{where} port "{pname}"'
             for key in rp:
-                if key not in ("name", "type", "options", "other_config"):
-                    allowed = "name, options, other_config, type"
-                    raise ConfigError(f'{pwhere}: unknown key "{key}" (known keys: {allowed})')
+                if key not in _PORT_KEYS:
+                    raise ConfigError(f'{pwhere}: unknown key "{key}" {_hint(key, _PORT_KEYS)}')
             if pname in seen_ports or pname == bname:
                 raise ConfigError(f"{pwhere}: duplicate port name")
             seen_ports.add(pname)
@@ -463,9 +473,9 @@ def to_dict(cfg: Config) -> dict[str, Any]:
         for f in attrs.fields(type(obj)):
             value = getattr(obj, f.name)
             if value is None:
-                # No metrics listener is "none"; left out, it would be the default one.
-                if f.metadata["key"] == "metrics-address":
-                    out["metrics-address"] = "none"
+                if f.default is not None:
+                    # metrics-address: None is the file's "none", not the default.
+                    out[f.metadata["key"]] = "none"
                 continue
             if f.metadata["key"] == "pmd-cpu-mask":
                 value = hex(value)
@@ -503,29 +513,54 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 def with_settings(cfg: Config, assignments: list[str]) -> Config:
     """``cfg`` with ``KEY=VALUE`` assignments applied and validated (``config/set``).
 
-    ``KEY`` is an other_config key (``pmd-cpu-mask=0x3``), ``daemon:KEY``, or
-    ``bridge:NAME:KEY`` for a bridge's other_config; an empty value removes
-    the key (back to its default).  Raises ConfigError like a bad file would.
+    ``KEY`` is spelled as in this file or as ``ovs-vsctl set`` spells the
+    column (see :func:`_target`); an empty value removes the key (back to
+    its default).  Raises ConfigError like a bad file would.
     """
     data = to_dict(cfg)
     for assignment in assignments:
         key, sep, value = assignment.partition("=")
         if not sep or not key:
             raise ConfigError(f'"{assignment}": expected KEY=VALUE')
-        parts = key.split(":")
-        if len(parts) == 1:
-            target = data["other_config"]
-        elif len(parts) == 2 and parts[0] == "daemon":
-            target = data["daemon"]
-        elif len(parts) == 3 and parts[0] == "bridge":
-            bridge = next((b for b in data["bridge"] if b["name"] == parts[1]), None)
-            if bridge is None:
-                raise ConfigError(f'bridge "{parts[1]}": no such bridge')
-            target = bridge["other_config"]
-        else:
-            raise ConfigError(f'"{key}": expected KEY, daemon:KEY or bridge:NAME:KEY')
+        target, name = _target(data, key)
         if value == "":
-            target.pop(parts[-1], None)
+            target.pop(name, None)
         else:
-            target[parts[-1]] = value
+            target[name] = value
     return from_dict(data, f"{cfg.source} + config/set")
+
+
+_KEY_FORMS = (
+    "KEY, other_config:KEY, daemon:KEY, bridge:NAME[:other_config]:KEY "
+    "or interface:NAME:options|other_config:KEY"
+)
+
+
+def _target(data: dict[str, Any], key: str) -> tuple[dict[str, Any], str]:
+    """The table of ``to_dict`` output that ``key`` names, and the key inside it.
+
+    ``pmd-cpu-mask`` and ``other_config:pmd-cpu-mask`` (the Open_vSwitch
+    table's column, as OVS users type it) are the same key; a bridge's
+    other_config is ``bridge:NAME:KEY`` or ``bridge:NAME:other_config:KEY``;
+    a port's ``options`` and ``other_config`` (OVS's Interface columns) are
+    ``interface:NAME:options:KEY`` and ``interface:NAME:other_config:KEY``.
+    """
+    parts = key.split(":")
+    if len(parts) == 1:
+        return data["other_config"], parts[0]
+    if len(parts) == 2 and parts[0] in ("other_config", "daemon"):
+        return data[parts[0]], parts[1]
+    if parts[0] == "bridge" and (
+        len(parts) == 3 or (len(parts) == 4 and parts[2] == "other_config")
+    ):
+        bridge = next((b for b in data["bridge"] if b["name"] == parts[1]), None)
+        if bridge is None:
+            raise ConfigError(f'bridge "{parts[1]}": no such bridge')
+        return bridge["other_config"], parts[-1]
+    if parts[0] == "interface" and len(parts) == 4 and parts[2] in ("options", "other_config"):
+        for bridge in data["bridge"]:
+            for port in bridge["port"]:
+                if port["name"] == parts[1]:
+                    return port[parts[2]], parts[3]
+        raise ConfigError(f'interface "{parts[1]}": no such interface')
+    raise ConfigError(f'"{key}": expected {_KEY_FORMS}')

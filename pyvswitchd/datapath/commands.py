@@ -16,8 +16,10 @@ from ..config import PortConfig
 from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from ..netdev.provider import NetdevError
 from . import rxq_show
+from .clock import TimeCommands
 from .dp import DP_TYPE, AnyPmd, Datapath
-from .dp_ports import DP_NAME
+from .dpctl_datapaths import register_dpctl_datapath_commands
+from .dpif_show import register_dpif_show_commands
 from .flow_commands import check_dp_name, dpctl_error, register_flow_commands
 from .mac_learning import register_fdb_commands
 from .perf import Stat, parse_perf_log_set
@@ -25,6 +27,7 @@ from .perf_format import format_perf_show, perf_data
 from .perf_snapshot import PerfReader
 from .port import Rxq
 from .sleep import format_sleep_show
+from .upcall_commands import register_upcall_commands
 from .worker_messages import ClearStats
 from .worker_pmd import WorkerGone, WorkerPmd
 
@@ -129,7 +132,7 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
         return Reply.structured(text, rxq_show.pmd_rxq_show_data(views, secs, core_filter=core))
 
     async def rxq_rebalance(ctx: CommandContext, args: Sequence[str]) -> str:
-        if (args and args[0] != DP_NAME) or not dp.exists:
+        if (args and args[0] != dp.name) or not dp.exists:
             raise CommandError(NO_DATAPATH)
         await dp.reconfigure()
         return "pmd rxq rebalance requested."
@@ -184,7 +187,11 @@ def register_commands(dp: Datapath, registry: CommandRegistry) -> None:
     registry.register("dpif-netdev/bond-show", "[dp]", 0, 1, bond_show)
     _register_dpctl(dp, registry)
     register_flow_commands(dp, registry)
+    register_dpif_show_commands(dp, registry, lookups)
+    register_upcall_commands(dp, registry)
+    register_dpctl_datapath_commands(dp, registry)
     dp.offload.register_commands(registry, dp.workers.gather_offload_counters)
+    TimeCommands(dp.clock, dp.clock_changed).register(registry)
     register_fdb_commands(
         registry,
         lambda: {name: b.mac_learning for name, b in dp.normal.items()},
@@ -286,7 +293,7 @@ def _register_dpctl(dp: Datapath, registry: CommandRegistry) -> None:
         hit, missed, lost = lookups(dp)
         n_flows = sum(p.flow_count for p in dp.sorted_pmds())
         lines = [
-            f"{DP_TYPE}@{DP_NAME}:",
+            f"{DP_TYPE}@{dp.name}:",
             f"  lookups: hit:{hit} missed:{missed} lost:{lost}",
             f"  flows: {n_flows}",
         ]
@@ -334,7 +341,7 @@ def _register_dpctl(dp: Datapath, registry: CommandRegistry) -> None:
             ports.append({"port_no": None, "name": name, "type": type_, "status": "", "error": why})
         data = [
             {
-                "name": f"{DP_TYPE}@{DP_NAME}",
+                "name": f"{DP_TYPE}@{dp.name}",
                 "lookups": {"hit": hit, "missed": missed, "lost": lost},
                 "flows": n_flows,
                 "ports": ports,
@@ -346,7 +353,7 @@ def _register_dpctl(dp: Datapath, registry: CommandRegistry) -> None:
         check_dp_name(dp, args[0])
         for spec in args[1:]:
             pc, bridge = _parse_iface(spec)
-            bridge = bridge or next(iter(dp.bridges))
+            bridge = bridge or next(iter(dp.bridges), None)
             try:
                 await dp.add_port(bridge, pc)
             except NetdevError as exc:

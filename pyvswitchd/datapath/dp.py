@@ -26,6 +26,7 @@ from ..netdev.registry import NetdevRegistry
 from ..observe.coverage import Coverage
 from ..observe.vlog import Vlog
 from . import rxq_sched
+from .clock import Clock
 from .cpu_discovery import CpuDiscovery
 from .dp_offload import DatapathOffload
 from .dp_ports import DP_NAME, DatapathPorts
@@ -83,6 +84,8 @@ class Datapath:
         self.vlog = vlog
         self.netdevs = netdevs
         self.coverage = coverage
+        #: The monotonic clock ``time/stop`` and ``time/warp`` act on.
+        self.clock = Clock()
         self.settings = DatapathSettings()
         self.perf_log = PerfLogConfig()
         #: Port number -> port; filled by :attr:`dp_ports`.
@@ -113,6 +116,7 @@ class Datapath:
             port_removed=port_removed,
             allocate_slot=self.workers.allocate_slot,
             forward_rx=self.workers.forward_rx if pmd_processes else None,
+            clock=lambda: self.clock.seconds(),
         )
         self._force_reload = False
         self.cpus = CpuDiscovery(vlog)
@@ -122,14 +126,16 @@ class Datapath:
         self.pipeline = FlowPipeline(
             self.upcall.answer, self.executors.make_flow, self.pmd_counters.invalid
         )
-        self.revalidator = Revalidator(self.flow_owners, lambda: self.normal, coverage)
+        self.revalidator = Revalidator(
+            self.flow_owners, lambda: self.normal, coverage, count_flows=self.flow_count
+        )
         self.lock = trio.Lock()
         self.nursery: trio.Nursery | None = None
         self._main_wake = trio.Event()
         self.sched = rxq_sched.RxqSchedConfig(self.log)
         self.alb = rxq_sched.AutoLoadBalance(self.log)
         #: Clock of the ALB rebalance timer, ms; tests substitute their own.
-        self.clock_ms: Callable[[], int] = lambda: time.monotonic_ns() // 1_000_000
+        self.clock_ms: Callable[[], int] = self.clock.ms
         #: PMD measurement interval, ns (OVS: 5 s); tests shorten it.
         self.interval_ns = 5_000_000_000
         self._reconfigure_pending = False
@@ -142,8 +148,13 @@ class Datapath:
 
     @property
     def exists(self) -> bool:
-        """OVS has no netdev datapath until a bridge uses it."""
-        return bool(self.dp_ports.bridges)
+        """OVS has no netdev datapath until a bridge uses it or ``dpctl/add-dp`` makes it."""
+        return bool(self.dp_ports.bridges) or self.dp_ports.standalone
+
+    @property
+    def name(self) -> str:
+        """The datapath's name (``ovs-netdev``, or the one ``dpctl/add-dp`` gave)."""
+        return self.dp_ports.dp_name
 
     @property
     def bridges(self) -> dict[str, BridgeConfig]:
@@ -184,6 +195,10 @@ class Datapath:
     def flow_owners(self) -> list[ThreadFlows]:
         """Every thread's flow table, as the revalidator reaches it."""
         return [flows for _, flows in self.thread_flows()]
+
+    def flow_count(self) -> int:
+        """Flows over every thread, as the PMD workers last published them."""
+        return sum(p.flow_count for p in self.sorted_pmds())
 
     def sorted_pmds(self) -> list[AnyPmd]:
         """PMDs by core id, then the main thread (OVS's display order)."""
@@ -230,10 +245,19 @@ class Datapath:
         # Its own task: a pass asks every PMD worker, and the main task must
         # keep polling meanwhile.
         while True:
-            await trio.sleep(REVALIDATE_INTERVAL)
+            await self.revalidator.next_pass(REVALIDATE_INTERVAL)
             self.revalidator.max_idle_ms = self.settings.max_idle_ms
             await self.revalidator.run_once()
             self.main.flow_table.rerank()
+
+    async def clock_changed(self) -> None:
+        """``time/stop`` or a ``time/warp`` step: the PMD workers and the main
+        task (auto load balance) see the new time now."""
+        for pmd in self.pmds.values():
+            if isinstance(pmd, Pmd):
+                pmd.clock_moved()
+        await self.workers.push_knobs()
+        self._wake_main()
 
     def _wake_main(self) -> None:
         """A non-PMD port received frames: the main task polls now."""
@@ -375,7 +399,21 @@ class Datapath:
         async with self.lock:
             await self._reconfigure_locked()
 
-    async def add_port(self, bridge: str, pc: PortConfig) -> Port:
+    async def add_dp(self, name: str) -> None:
+        """``dpctl/add-dp``: make the datapath ``name``; NetdevError if one exists."""
+        async with self.lock:
+            if self.exists:
+                raise NetdevError(f"datapath {self.name} exists")
+            self.dp_ports.create(name)
+            await self._reconfigure_locked()
+
+    async def del_dp(self) -> None:
+        """``dpctl/del-dp``: remove the datapath ``dpctl/add-dp`` made, with its PMDs."""
+        async with self.lock:
+            self.dp_ports.delete()
+            await self._reconfigure_locked()
+
+    async def add_port(self, bridge: str | None, pc: PortConfig) -> Port:
         """``dpctl/add-if``: NetdevError saying why the port could not be added."""
         async with self.lock:
             port = self.dp_ports.add(bridge, pc)

@@ -13,6 +13,11 @@ back, or was missing when the port was configured, is opened.  A port
 opened anew keeps its number and statistics; its netdev is replaced, its
 rx queues rebuilt and its generation bumped, so that PMD workers reopen
 their side of it at the reload that follows.
+
+Without bridges, ``dpctl/add-dp`` makes a datapath of another name whose
+ports belong to no bridge (:meth:`DatapathPorts.create`); the
+configuration leaves it alone until it brings bridges, which replace it.
+There is one datapath at a time.
 """
 
 from __future__ import annotations
@@ -74,12 +79,14 @@ class DatapathPorts:
         port_removed: Counter,
         allocate_slot: Callable[[], int] = lambda: 0,
         forward_rx: ForwardRx | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``allocate_slot`` gives each port its statistics slot in the PMD
         workers' counter blocks; ``forward_rx``, set when PMDs run in worker
         processes, hands ``netdev-dummy/receive`` frames to the worker that
-        polls the queue."""
+        polls the queue; ``clock`` (seconds) ages the bridges' MAC entries."""
         self.ports = ports
+        self._clock = clock
         self._allocate_slot = allocate_slot
         self._forward_rx = forward_rx
         self.bridges: dict[str, BridgeConfig] = {}
@@ -99,6 +106,10 @@ class DatapathPorts:
         self._retired: list[Netdev] = []
         self._cov_port_add = port_added
         self._cov_port_del = port_removed
+        #: The datapath's name, which its port 0 bears.
+        self.dp_name = DP_NAME
+        #: Whether ``dpctl/add-dp`` made the datapath (it has no bridges then).
+        self.standalone = False
 
     @property
     def closing(self) -> bool:
@@ -136,6 +147,11 @@ class DatapathPorts:
 
     def apply_bridges(self, bridges: tuple[BridgeConfig, ...]) -> None:
         """Open, reconfigure and remove ports and bridges to match ``bridges``."""
+        if self.standalone:
+            if not bridges:
+                return  # made by dpctl/add-dp: not the configuration's
+            self.log.info(f"datapath {self.dp_name} replaced by the configured bridges")
+            self.delete()
         wanted: dict[str, tuple[str, PortConfig]] = {}
         for bc in bridges:
             local_type = local_port_type(bc)
@@ -149,8 +165,8 @@ class DatapathPorts:
                 del self.normal[name]
         for bc in bridges:
             self._configure_normal(bc)
-        if bridges and self.by_name(DP_NAME) is None:
-            self._open_port(None, PortConfig(name=DP_NAME, type=LOCAL_PORT_TYPE), port_no=0)
+        if bridges and self.by_name(self.dp_name) is None:
+            self._open_port(None, PortConfig(name=self.dp_name, type=LOCAL_PORT_TYPE), port_no=0)
         for port in list(self.ports.values()):
             if port.port_no == 0:
                 if not bridges:
@@ -188,7 +204,7 @@ class DatapathPorts:
         size = _int_or(bc.other_config.get("mac-table-size"), 8192)
         bridge = self.normal.get(bc.name)
         if bridge is None:
-            mac = MacLearning(time.monotonic, self.coverage, idle_time=aging, max_entries=size)
+            mac = MacLearning(self._clock, self.coverage, idle_time=aging, max_entries=size)
             bridge = NormalBridge(bc.name, mac, self.vlog.module("bridge"), self.coverage)
             self.normal[bc.name] = bridge
         else:
@@ -202,7 +218,10 @@ class DatapathPorts:
             netdev = self.netdevs.create(pc.type, pc.name, self._port_options(pc))
         except NetdevError as exc:
             self.errors[pc.name] = str(exc)
-            self.log.warn(f"could not open network device {pc.name} ({exc})")
+            text = str(exc).removeprefix(f"{pc.name}: ")
+            if not text.startswith("could not open"):  # a provider's own wording
+                text = f"could not open network device {pc.name} ({text})"
+            self.log.warn(text)
             return None
         netdev.log = self.vlog.module(
             "netdev_linux" if pc.type in REAL_NETDEV_TYPES else "netdev_dummy"
@@ -222,7 +241,7 @@ class DatapathPorts:
         self.errors.pop(pc.name, None)
         self.offload.port_added(port)
         self._cov_port_add.inc()
-        self.log.info(f"Port {port_no} ({pc.name}) added to datapath {DP_NAME}")
+        self.log.info(f"Port {port_no} ({pc.name}) added to datapath {self.dp_name}")
         return port
 
     def _reopen(self, port: Port, options: dict[str, str]) -> bool:
@@ -242,7 +261,7 @@ class DatapathPorts:
         self.offload.port_removed(port.port_no)
         self.offload.port_added(port)
         self.log.info(
-            f"Port {port.port_no} ({port.name}) reopened in datapath {DP_NAME} "
+            f"Port {port.port_no} ({port.name}) reopened in datapath {self.dp_name} "
             f"(ifindex {netdev.ifindex})"
         )
         return True
@@ -306,15 +325,31 @@ class DatapathPorts:
         self.offload.port_removed(port.port_no)
         self._closing.append(port)
         self._cov_port_del.inc()
-        self.log.info(f"Port {port.port_no} ({port.name}) removed from datapath {DP_NAME}")
+        self.log.info(f"Port {port.port_no} ({port.name}) removed from datapath {self.dp_name}")
 
     # -- port commands --------------------------------------------------------------
 
-    def add(self, bridge: str, pc: PortConfig) -> Port:
-        """``dpctl/add-if``: open port ``pc`` on ``bridge``; NetdevError saying why not."""
+    def create(self, name: str) -> None:
+        """``dpctl/add-dp``: a datapath named ``name`` without bridges (none may exist)."""
+        self.dp_name = name
+        self.standalone = True
+        self._open_port(None, PortConfig(name=name, type=LOCAL_PORT_TYPE), port_no=0)
+
+    def delete(self) -> None:
+        """``dpctl/del-dp``: every port goes, and with them the datapath."""
+        for port in sorted(self.ports.values(), key=lambda p: p.port_no, reverse=True):
+            self._remove_port(port)
+        self.dp_name = DP_NAME
+        self.standalone = False
+
+    def add(self, bridge: str | None, pc: PortConfig) -> Port:
+        """``dpctl/add-if``: open port ``pc`` on ``bridge`` (None: in no bridge, for a
+        datapath of ``dpctl/add-dp``); NetdevError saying why not."""
         if self.by_name(pc.name) is not None:
             raise NetdevError(f"{pc.name}: port already exists")
-        if bridge not in self.bridges:
+        if bridge is None and not self.standalone:
+            raise NetdevError("no bridge to add the port to")
+        if bridge is not None and bridge not in self.bridges:
             raise NetdevError(f"{bridge}: no such bridge")
         port = self._open_port(bridge, pc)
         if port is None:

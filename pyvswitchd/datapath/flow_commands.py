@@ -21,7 +21,7 @@ import contextlib
 import errno
 import json
 import os
-import time
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -43,15 +43,11 @@ from ..odp.flow_text import (
     parse_match,
 )
 from .dp import DP_TYPE
-from .dp_ports import DP_NAME
 from .flow_table import flow_ufid
 from .thread_flows import FlowView
 
 if TYPE_CHECKING:
     from .dp import AnyPmd, Datapath
-
-#: Accepted datapath names (the bare name is what dpif-netdev commands take).
-DP_NAMES = (DP_NAME, f"{DP_TYPE}@{DP_NAME}")
 
 
 def dpctl_error(what: str, err: int | None = None) -> CommandError:
@@ -62,7 +58,8 @@ def dpctl_error(what: str, err: int | None = None) -> CommandError:
 
 def check_dp_name(dp: Datapath, name: str) -> None:
     """Refuse a datapath name that is not ours, as dpctl's open would."""
-    if name not in DP_NAMES or not dp.exists:
+    # The bare name is what dpif-netdev commands take.
+    if name not in (dp.name, f"{DP_TYPE}@{dp.name}") or not dp.exists:
         raise dpctl_error(f"opening datapath {name} failed", errno.ENODEV)
 
 
@@ -143,19 +140,21 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             raise dpctl_error("no datapaths exist") from None
         return rest
 
-    def parse(text: str, action: str = "updating flow table") -> FlowMatch:
+    def parse(text: str, action: str = "updating flow table", put: str = "") -> FlowMatch:
         try:
             return parse_match(text, port_names=dp.port_numbers())
         except InPortNotExactError as exc:
-            # OVS's datapath refuses such a flow: EINVAL to the caller, the reason in the log.
-            dp.flow_log.refused(f"failed to put[create] flow: {exc}")
+            # OVS's datapath refuses such a flow: EINVAL to the caller, the
+            # reason in the log, at ERR as OVS main logs it ("put[create]").
+            if put:
+                dp.flow_log.refused(f"failed to put[{put}] flow: {exc}")
             raise dpctl_error(action, errno.EINVAL) from None
         except FlowSyntaxError as exc:
             raise dpctl_error(f"parsing flow key ({exc})") from None
 
     async def put(args: Sequence[str], *, create: bool, modify: bool) -> str:
         flow_text, actions_text = split_dp(args, 2)
-        match = parse(flow_text)
+        match = parse(flow_text, put="create" if create else "modify")
         key, mask = match.key, match.mask
         try:
             actions = parse_actions(actions_text, port_names=dp.port_numbers())
@@ -222,7 +221,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
         for pmd, flows in dp.thread_flows():
             flow = await flows.get(ufid)
             if flow is not None:
-                now = time.monotonic()
+                now = dp.clock.seconds()
                 line = format_flow_line(dp, flow, now, verbose=True, names=True)
                 return Reply.structured(line + "\n", flow_data(dp, pmd, flow, now))
         raise dpctl_error("getting flow", errno.ENOENT)
@@ -239,10 +238,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             elif arg == "--no-names":
                 names = False
             elif arg.startswith("pmd="):
-                try:
-                    pmd_filter = int(arg[4:])
-                except ValueError:
-                    raise dpctl_error(f"invalid pmd value {arg[4:]}") from None
+                pmd_filter = parse_pmd_filter(arg[4:])
             elif arg.startswith("filter="):
                 filter_text = arg[7:]
             elif arg.startswith("type="):
@@ -256,7 +252,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             )
         filt = parse(filter_text) if filter_text else None
         filt_km = (filt.key, filt.mask) if filt is not None else None
-        now = time.monotonic()
+        now = dp.clock.seconds()
         port_names = dp.port_names()
         threads = dp.thread_flows()
         # OVS's order: the main thread first, then the PMDs by core.
@@ -285,7 +281,8 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
                 text = format_flow_line(
                     dp, flow, now, verbose=verbose, names=names, port_names=port_names
                 )
-                if pmd is shown:
+                # One thread's flows only: OVS prints no title then.
+                if pmd is shown or pmd_filter is not None:
                     return text + "\n"
                 shown = pmd
                 return f"{_thread_title(pmd)}\n{text}\n"
@@ -330,6 +327,25 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
         UNLIMITED,
         dump_flows,
     )
+
+
+def parse_pmd_filter(text: str) -> int:
+    """``pmd=N`` of dump-flows: a core id, or -1 for the main thread.
+
+    Read as C's ``%d`` reads (leading blanks, a sign, digits, anything
+    after them ignored); anything else, or a negative number other than
+    -1, is refused with an empty error text, as OVS refuses it.
+    """
+    match = _LEADING_INT.match(text)
+    if match is None:
+        raise CommandError("")
+    value = int(match.group())
+    if value < -1:
+        raise CommandError("")
+    return value
+
+
+_LEADING_INT = re.compile(r"[ \t\n\v\f\r]*[-+]?[0-9]+")
 
 
 def _matches(flow: FlowView, key: tuple[int, ...], mask: tuple[int, ...]) -> bool:

@@ -112,9 +112,11 @@ class FlowLog:
         """A packet missed every table: its key goes up."""
         self.log.dbg(f"{self._dp_name}: miss upcall:\n{packet_key_text(key)}", rl=self._rl)
 
-    def upcall_flow(self, key: FlowKey, mask: FlowMask, outputs: Sequence[int]) -> None:
-        """The upcall's answer for ``key``: the megaflow the PMD installs."""
-        self.flow_add(key, mask, [Output(port) for port in outputs])
+    def upcall_flow(
+        self, key: FlowKey, mask: FlowMask, outputs: Sequence[int], *, exact: bool = False
+    ) -> None:
+        """The upcall's answer for ``key``: the flow the PMD installs (``exact``: no megaflow)."""
+        self.flow_add(key, mask, [Output(port) for port in outputs], exact=exact)
 
     def flow_add(
         self,
@@ -124,11 +126,15 @@ class FlowLog:
         *,
         old_actions: Sequence[Action] | None = None,
         packet_type_exact: bool = True,
+        exact: bool = False,
     ) -> None:
-        """A flow entered a thread's table (``old_actions``: it replaced a flow's actions)."""
+        """A flow entered a thread's table (``old_actions``: it replaced a flow's actions).
+
+        ``exact``: an exact-match flow (megaflows disabled), printed with its metadata.
+        """
         if not self.wanted():
             return
-        if mask == FULL_MASKS:
+        if exact:
             match = exact_flow_text(key)
         else:
             match = format_flow(masked(key, mask), mask, packet_type_exact=packet_type_exact)

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeAlias
 
 from ..odp.actions import Action
 from ..odp.flow_key import IN_PORT, FlowKey, FlowMask, masked
+from .clock import Clock
 from .dpcls import Dpcls, Projector, make_projector
 from .emc import Emc, Smc
 from .execute import CompiledActions, compile_actions
@@ -79,8 +80,8 @@ class DpFlow:
         self.packets = 0
         self.bytes = 0
         self.reval_packets = 0  # packets seen by the last revalidator pass
-        self.used = 0.0  # time.monotonic() of the last packet, 0: never
-        self.created = time.monotonic()
+        self.used = 0.0  # its table's clock (seconds) at the last packet, 0: never
+        self.created = time.monotonic()  # reset to its table's clock when installed
         self.dead = False
 
     @property
@@ -120,7 +121,15 @@ class FlowTableObserver(Protocol):
 class FlowTable:
     """Megaflows of one PMD (or of the main thread)."""
 
-    def __init__(self, emc_insert_min: int, observer: FlowTableObserver | None = None) -> None:
+    def __init__(
+        self,
+        emc_insert_min: int,
+        observer: FlowTableObserver | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        #: The thread's clock: flows' ``used`` and ``created`` times are on it.
+        self.clock = clock if clock is not None else Clock()
         self.classifiers: dict[int, Dpcls[DpFlow]] = {}
         self.flows: dict[tuple[FlowKey, FlowMask], DpFlow] = {}
         self.emc: Emc[DpFlow] = Emc(emc_insert_min)
@@ -156,6 +165,7 @@ class FlowTable:
         if existing is not None:
             return existing
         self.flows[(flow.key, flow.mask)] = flow
+        flow.created = self.clock.seconds()
         cls = self.classifiers.get(flow.key[IN_PORT])
         if cls is None:
             cls = self.classifiers[flow.key[IN_PORT]] = Dpcls()

@@ -2,13 +2,14 @@
 
 :func:`format_perf_show` renders one thread's block of
 ``dpif-netdev/pmd-perf-show``; with the default ``work_ring=False`` a PMD's
-block is byte-for-byte the layout of OVS 3.1 (including its always-zero
-``MFEX Opt hits`` line).  Additions from later OVS and from two patch
-series posted to ovs-dev, S1 = "dpif-offload: Add infrastructure for
-offload provider PMD helpers" (2026) and S2 = "dpif-netdev: Add a per
-thread work ring" (2021, part of "Userspace deferral of work"):
+block is byte-for-byte the layout of OVS main, which is OVS 3.1's without
+the ``MFEX Opt hits`` line (main dropped it with the AVX512 miniflow
+extract).  Additions from later OVS and from two patch series posted to
+ovs-dev, S1 = "dpif-offload: Add infrastructure for offload provider PMD
+helpers" (2026) and S2 = "dpif-netdev: Add a per thread work ring" (2021,
+part of "Userspace deferral of work"):
 
-* the main thread gets a block too (OVS HEAD): no iteration lines, no
+* the main thread gets a block too (OVS main): no iteration lines, no
   ``cycles/pkt`` or ``us/upcall`` suffixes, never histograms or histories;
 * ``Offload cycles:`` follows ``Sleep time (us):`` when offload-provider
   work took any cycles (S1);
@@ -165,7 +166,6 @@ def format_overall_stats(
             f"  Rx packets:         {rx:12d}  ({kpps})",
             f"  Datapath passes:    {passes:12d}  ({passes / rx:.2f} passes/pkt)",
             f"  - PHWOL hits:       {s[Stat.PHWOL_HIT]:12d}  ({pct(s[Stat.PHWOL_HIT])})",
-            f"  - MFEX Opt hits:    {0:12d}  ({pct(0)})",
             f"  - Simple Match hits:{s[Stat.SIMPLE_HIT]:12d}  ({pct(s[Stat.SIMPLE_HIT])})",
             f"  - EMC hits:         {s[Stat.EXACT_HIT]:12d}  ({pct(s[Stat.EXACT_HIT])})",
             f"  - SMC hits:         {s[Stat.SMC_HIT]:12d}  ({pct(s[Stat.SMC_HIT])})",

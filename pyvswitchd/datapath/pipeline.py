@@ -13,9 +13,13 @@ OVS's lookup hierarchy (dpif-netdev's ``dfc_processing``, then
    megaflow is installed in this PMD's table, and later packets of that
    traffic hit it.
 
-Packets are then grouped by flow, in arrival order within each flow, and
-each group runs through its flow's precompiled actions once, with the
-flow's statistics updated per group rather than per packet.
+A packet that caused an upcall runs through its new flow's actions at
+once, but is not counted in the flow's statistics: as in OVS, a flow that
+only its first packet went through shows ``packets:0, bytes:0,
+used:never``.  The other packets are then grouped by flow, in arrival order
+within each flow, and each group runs through its flow's precompiled
+actions once, with the flow's statistics updated per group rather than per
+packet.
 
 This is the hottest code of the daemon, so it has two shapes.  A batch
 of at least 4 packets that are all UDP (or all TCP) exact-match hits takes
@@ -67,7 +71,6 @@ except ImportError:  # pragma: no cover - another interpreter
 
 
 _tsc = time.perf_counter_ns
-_monotonic = time.monotonic
 
 # Whether a batch holds a flow-marked packet: any(map(...)) stops at the first.
 _MARK = attrgetter("mark")
@@ -172,7 +175,7 @@ class FlowPipeline:
         ):
             return False
         pmd.perf.n[Stat.EXACT_HIT] += n
-        now = _monotonic()
+        now = pmd.flow_table.clock.seconds()
         if uniform:  # bytes per flow need no loop
             for flow, count in counts.items():
                 flow.packets += count
@@ -271,9 +274,10 @@ class FlowPipeline:
                 last_flow = flow
                 last_group = groups.setdefault(flow, [])
                 last_group.append(packet)
+        upcalled: list[tuple[DpFlow, Packet]] = []
         if misses:
             n_miss, n_lost, n_hit, n_covered = self._upcall(
-                pmd, misses, groups, etable if emc_on else None
+                pmd, misses, groups, upcalled, etable if emc_on else None
             )
             n_emc += n_hit
             n_masked += n_covered
@@ -288,7 +292,11 @@ class FlowPipeline:
         n[Stat.LOST] += n_lost
         if n_invalid:
             self._drop_invalid.total += n_invalid
-        now = _monotonic()
+        for flow, packet in upcalled:
+            # As OVS executes an upcall's packet: before the batch's flows,
+            # outside the flow's statistics.
+            flow.execute(pmd, [packet])
+        now = table.clock.seconds()
         for flow, packets in groups.items():
             flow.packets += len(packets)
             flow.bytes += sum([len(p.data) for p in packets])
@@ -300,6 +308,7 @@ class FlowPipeline:
         pmd: Pmd,
         misses: list[tuple[Packet, FlowKey, Any]],
         groups: dict[DpFlow, list[Packet]],
+        upcalled: list[tuple[DpFlow, Packet]],
         etable: dict[Any, DpFlow] | None,
     ) -> tuple[int, int, int, int]:
         """Ask about a batch's misses at once: (upcalls, lost, EMC hits, megaflow hits).
@@ -307,7 +316,8 @@ class FlowPipeline:
         A key the daemon finds covered by the megaflow of an earlier key of
         the same batch is looked up again, in order, once the earlier one's
         flow is in the table: it counts as the EMC or megaflow hit it would
-        have been had the upcalls run one by one.
+        have been had the upcalls run one by one, and joins its flow's group.
+        A packet whose key was decided goes to ``upcalled`` with its flow.
         """
         table = pmd.flow_table
         emc = table.emc
@@ -334,7 +344,10 @@ class FlowPipeline:
                 continue
             if etable is not None and sig is not None:
                 emc.maybe_insert(etable, sig, flow)
-            groups.setdefault(flow, []).append(packet)
+            if isinstance(answer, int):
+                groups.setdefault(flow, []).append(packet)
+            else:
+                upcalled.append((flow, packet))
         if n_up:
             share = (_tsc() - start) // n_up
             record = pmd.perf.record_upcall

@@ -31,6 +31,7 @@ import trio
 from ..netdev.provider import EINPROGRESS, Netdev
 from ..observe.ratelimit import RateLimit
 from ..odp.packet import Packet
+from .clock import Clock
 from .flow_table import FlowTable
 from .perf import PmdPerf, Stat
 from .port import PMD_INTERVAL_MAX, Port, Rxq
@@ -182,9 +183,12 @@ class Pmd:
         lifecycle: PmdLifecycle | None = None,
         flow_table: FlowTable | None = None,
         on_interval: Callable[[Pmd], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """``make_hooks`` builds the PMD's :class:`PmdHooks` from the PMD (its
-        perf counters are theirs too); without it the PMD has none."""
+        perf counters are theirs too); without it the PMD has none.
+        ``clock`` times the measurement intervals and classifier re-ranking
+        (OVS times them on its monotonic clock, which tests warp)."""
         self.core_id = core_id
         self.numa_id = numa_id
         self.settings = settings
@@ -197,6 +201,7 @@ class Pmd:
         self._log = log
         self._error_rl = RateLimit(NETDEV_ERROR_LOG_RATE, NETDEV_ERROR_LOG_RATE)
         self._on_interval = on_interval
+        self.clock = clock if clock is not None else Clock()
         self.poll_list: list[Rxq] = []
         self.tx_ports: dict[int, TxPort] = {}
         self.isolated = False
@@ -342,7 +347,7 @@ class Pmd:
 
     def begin_polling(self) -> None:
         self.perf.polling = True
-        self._next_cycle_store = _tsc() + self.interval_ns
+        self._next_cycle_store = self.clock.ns() + self.interval_ns
         self._idle_since = 0
 
     def end_polling(self) -> None:
@@ -589,10 +594,22 @@ class Pmd:
     def set_interval(self, ns: int) -> None:
         """Use ``ns`` as the measurement interval from the next store on."""
         self.interval_ns = ns
-        self._next_cycle_store = min(self._next_cycle_store, _tsc() + ns)
+        self._next_cycle_store = min(self._next_cycle_store, self.clock.ns() + ns)
+
+    def clock_moved(self) -> None:
+        """``time/warp`` moved the clock: close what is due now.
+
+        Called between two iterations.  Without it a warp would be noticed
+        only at the next housekeeping, up to a thousand iterations later,
+        and the steps of a large warp would run into each other; OVS's C
+        PMDs get there within microseconds.
+        """
+        if self.perf.polling:
+            self._housekeeping()
 
     def _housekeeping(self) -> None:
-        now = _tsc()
+        # Interval boundaries on the (warpable) clock; cycles stay real.
+        now = self.clock.ns()
         if now >= self._next_optimization:
             self.flow_table.rerank()
             self._next_optimization = now + DPCLS_OPTIMIZATION_INTERVAL_NS
@@ -612,9 +629,10 @@ class Pmd:
             rxq.store_interval()
         self.busy_intervals[self.busy_idx % PMD_INTERVAL_MAX] = busy
         self.busy_idx += 1
+        tsc = _tsc()
         if self._intrvl_tsc_prev:
-            self.intrvl_cycles = now - self._intrvl_tsc_prev
-        self._intrvl_tsc_prev = now
+            self.intrvl_cycles = tsc - self._intrvl_tsc_prev
+        self._intrvl_tsc_prev = tsc
         self._next_cycle_store = now + self.interval_ns
         if self._on_interval is not None:
             self._on_interval(self)

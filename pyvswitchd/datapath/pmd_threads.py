@@ -102,7 +102,9 @@ class PmdThreads:
         else:
             make_hooks = self._defer_hooks
             lifecycle = dp.offload
-        table = FlowTable(dp.settings.emc_insert_min, dp.offload.flow_observer(core))
+        table = FlowTable(
+            dp.settings.emc_insert_min, dp.offload.flow_observer(core), clock=dp.clock
+        )
         table.smc_enabled = dp.settings.smc_enable
         counters = dp.pmd_counters
         pmd = Pmd(
@@ -120,6 +122,7 @@ class PmdThreads:
             lifecycle=lifecycle,
             flow_table=table,
             on_interval=dp.on_interval,
+            clock=dp.clock,
         )
         pmd.interval_ns = dp.interval_ns
         return pmd

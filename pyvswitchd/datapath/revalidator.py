@@ -23,6 +23,14 @@ functions :func:`age_flows`, :func:`affected_flows` and :func:`set_outputs`,
 which a PMD worker runs on its own table.  A PMD applies a change between
 two iterations, so it sees either the old or the new actions of a flow,
 never a mix.
+
+Operators steer it as OVS's ``revalidator/*`` commands do (see
+:mod:`.upcall_commands`): :meth:`Revalidator.pause` holds the passes back
+(returning once no pass is under way), :meth:`Revalidator.resume` lets them
+go on, :meth:`Revalidator.wait_pass` returns once a pass that started after
+the call has finished (and asks for one at once).  Each pass also keeps the
+figures ``upcall/show`` prints: the flow count's running average and
+maximum, the pass's duration and the flow limit OVS would derive from them.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
+import trio
 
 from ..odp.actions import Output
 from ..odp.flow_key import ETH_DST, ETH_SRC, IN_PORT, VLAN_TCI, FlowKey, FlowMask
@@ -44,6 +53,9 @@ if TYPE_CHECKING:
 
 #: Seconds between two revalidation passes.
 REVALIDATE_INTERVAL = 0.5
+#: OVS's default ``flow-limit`` and the limit a datapath starts with.
+FLOW_LIMIT_MAX = 200_000
+FLOW_LIMIT_START = 10_000
 
 #: A MAC entry to refresh: (bridge, a key of a flow that saw packets).
 Refresh = tuple[str, FlowKey]
@@ -61,6 +73,28 @@ class RevalidatorStats:
     flows_expired: int = 0
     flows_modified: int = 0
     flows_deleted: int = 0
+    #: Flow count when a pass starts: running average ((avg + n) / 2) and maximum.
+    avg_flows: int = 0
+    max_flows: int = 0
+    #: How long the last pass took, ms (at least 1 once a pass ran).
+    dump_duration_ms: int = 0
+    #: The limit OVS's revalidator would set from the passes' durations.
+    flow_limit: int = FLOW_LIMIT_START
+
+
+def next_flow_limit(limit: int, duration_ms: int, n_flows: int) -> int:
+    """The flow limit after a pass of ``duration_ms`` over ``n_flows`` flows (OVS's rule).
+
+    Slow passes shrink it, fast ones over a full table let it grow by 1000;
+    it stays within [1000, FLOW_LIMIT_MAX].
+    """
+    if duration_ms > 2000:
+        limit //= duration_ms // 1000
+    elif duration_ms > 1300:
+        limit = limit * 3 // 4
+    elif duration_ms < 1000 and limit < n_flows * 1000 // duration_ms:
+        limit += 1000
+    return min(FLOW_LIMIT_MAX, max(limit, 1000))
 
 
 @attrs.frozen
@@ -79,7 +113,7 @@ def age_flows(
     now: float | None = None,
 ) -> AgeResult:
     """First round on one table: delete idle flows and flows of bridges that went away."""
-    now = time.monotonic() if now is None else now
+    now = table.clock.seconds() if now is None else now
     max_idle = max_idle_ms / 1000.0
     refresh: dict[tuple[str, int, int, int], FlowKey] = {}
     expired = deleted = 0
@@ -149,17 +183,83 @@ class Revalidator:
         owners: Callable[[], Iterable[FlowOwner]],
         bridges: Callable[[], Mapping[str, Any]],
         coverage: Coverage,
+        *,
+        count_flows: Callable[[], int] = lambda: 0,
     ) -> None:
+        """``count_flows`` says how many flows the datapath holds (for ``upcall/show``)."""
         self._owners = owners
         self._bridges = bridges
+        self._count_flows = count_flows
         self.max_idle_ms = 10000
         self.stats = RevalidatorStats()
         self.expired_counter = coverage.define("revalidate_flow_expired")
         self._cov_modified = coverage.define("revalidate_flow_modified")
+        self.paused = False
+        self._resumed = trio.Event()
+        self._resumed.set()
+        self._kick = trio.Event()
+        self._completed = 0
+        self._pass_done = trio.Event()
+        self._idle = trio.Event()
+        self._idle.set()
+
+    # -- operator control -------------------------------------------------------------
+
+    async def pause(self) -> None:
+        """Hold the passes back; returns once no pass is under way."""
+        if not self.paused:
+            self.paused = True
+            self._resumed = trio.Event()
+        await self._idle.wait()
+
+    def resume(self) -> None:
+        """Let the passes go on (a no-op when not paused)."""
+        self.paused = False
+        self._resumed.set()
+
+    async def wait_pass(self) -> None:
+        """Return once a pass that starts after this call has finished.
+
+        The next pass is asked for at once; while paused, this waits for
+        the resume (as OVS's ``revalidator/wait`` does).
+        """
+        target = self.stats.passes + 1
+        self._kick.set()
+        while self._completed < target:
+            await self._pass_done.wait()
+
+    async def next_pass(self, interval: float) -> None:
+        """Sleep until the next pass is due: after ``interval`` s, or at once when one is
+        asked for, but never while paused."""
+        with trio.move_on_after(interval):
+            await self._kick.wait()
+        self._kick = trio.Event()
+        while self.paused:
+            await self._resumed.wait()
+
+    # -- a pass ---------------------------------------------------------------------
 
     async def run_once(self) -> None:
         """One pass over every flow table (cheap when nothing changed)."""
         self.stats.passes += 1
+        stats = self.stats
+        n_flows = self._count_flows()
+        stats.max_flows = max(stats.max_flows, n_flows)
+        stats.avg_flows = (stats.avg_flows + n_flows) // 2
+        started = time.monotonic()
+        self._idle = trio.Event()
+        try:
+            await self._pass()
+        finally:
+            duration = max(int((time.monotonic() - started) * 1000), 1)
+            stats.dump_duration_ms = duration
+            stats.flow_limit = next_flow_limit(stats.flow_limit, duration, n_flows)
+            self._completed = stats.passes
+            self._idle.set()
+            done, self._pass_done = self._pass_done, trio.Event()
+            done.set()
+
+    async def _pass(self) -> None:
         bridges = self._bridges()
         names = frozenset(bridges)
         for bridge in bridges.values():

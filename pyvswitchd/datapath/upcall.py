@@ -18,6 +18,11 @@ distinct output list (:class:`ExecutorCache`), shared by every flow with
 that list -- which lets the pipeline run a batch spread over many such
 flows with a single action call; the revalidator uses the same cache when
 a MAC table change moves flows.
+
+With megaflows disabled (``upcall/disable-megaflows``) every answer carries
+:func:`exact_mask` of its key instead of the bridge's mask: the flow
+installed then matches only packets with the very same headers, as OVS's
+exact-match flows do.
 """
 
 from __future__ import annotations
@@ -25,8 +30,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
+from ..odp import flow_key as fk
 from ..odp.actions import Output
 from ..odp.flow_key import IN_PORT, FlowKey, FlowMask, masked
+from ..odp.protocols import (
+    ETH_TYPE_ARP,
+    ETH_TYPE_IP,
+    ETH_TYPE_IPV6,
+    ETH_TYPE_RARP,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_SCTP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    ND_NEIGHBOR_ADVERT,
+    ND_NEIGHBOR_SOLICIT,
+)
 from .execute import compile_actions
 from .flow_table import DpFlow, Executor
 
@@ -46,6 +65,54 @@ Megaflow: TypeAlias = tuple[FlowMask, tuple[int, ...], str]
 #: The answer about one missed key: a megaflow to install, the index of an
 #: earlier key of the batch whose megaflow covers it, or None (lost).
 Answer = Megaflow | int | None
+
+
+_FULL = fk.FULL_MASKS
+_IPV4_ADDR = 0xFFFF_FFFF
+_ICMP_FIELD = 0xFF
+_PORT_PROTOS = (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP)
+
+
+def exact_mask(key: FlowKey) -> FlowMask:
+    """The mask that matches every header field ``key``'s packet has, and no other.
+
+    Fields the packet does not carry (L4 ports of a later fragment, TCP
+    flags of a UDP packet, ARP addresses of an IP packet) stay wildcarded,
+    as in OVS's exact-match flows; the widths are those the flow syntax
+    uses (32 bits for IPv4 and ARP addresses, 8 for ICMP type and code).
+    """
+    mask = [0] * fk.N_FIELDS
+    for index in (fk.IN_PORT, fk.RECIRC_ID, fk.ETH_DST, fk.ETH_SRC, fk.ETH_TYPE, fk.VLAN_TCI):
+        mask[index] = _FULL[index]
+    eth_type = key[fk.ETH_TYPE]
+    if eth_type in (ETH_TYPE_ARP, ETH_TYPE_RARP):
+        mask[fk.NW_SRC] = mask[fk.NW_DST] = _IPV4_ADDR
+        mask[fk.NW_PROTO] = _FULL[fk.NW_PROTO]
+        mask[fk.ARP_SHA] = _FULL[fk.ARP_SHA]
+        mask[fk.ARP_THA] = _FULL[fk.ARP_THA]
+        return tuple(mask)
+    if eth_type not in (ETH_TYPE_IP, ETH_TYPE_IPV6):
+        return tuple(mask)
+    addr = _IPV4_ADDR if eth_type == ETH_TYPE_IP else _FULL[fk.NW_SRC]
+    mask[fk.NW_SRC] = mask[fk.NW_DST] = addr
+    for index in (fk.NW_PROTO, fk.NW_TOS, fk.NW_TTL, fk.NW_FRAG):
+        mask[index] = _FULL[index]
+    if eth_type == ETH_TYPE_IPV6:
+        mask[fk.IPV6_LABEL] = _FULL[fk.IPV6_LABEL]
+    if key[fk.NW_FRAG] & fk.FRAG_LATER:
+        return tuple(mask)  # no L4 header to match on
+    proto = key[fk.NW_PROTO]
+    if proto in _PORT_PROTOS:
+        mask[fk.TP_SRC] = mask[fk.TP_DST] = _FULL[fk.TP_SRC]
+        if proto == IPPROTO_TCP:
+            mask[fk.TCP_FLAGS] = _FULL[fk.TCP_FLAGS]
+    elif proto == (IPPROTO_ICMPV6 if eth_type == ETH_TYPE_IPV6 else IPPROTO_ICMP):
+        mask[fk.TP_SRC] = mask[fk.TP_DST] = _ICMP_FIELD
+        nd = key[fk.TP_SRC] in (ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT) and not key[fk.TP_DST]
+        if proto == IPPROTO_ICMPV6 and nd:
+            for index in (fk.ND_TARGET, fk.ARP_SHA, fk.ARP_THA):
+                mask[index] = _FULL[index]
+    return tuple(mask)
 
 
 class ExecutorCache:
@@ -88,6 +155,10 @@ class Upcall:
         self._bridges = bridges
         self._failed = coverage.define("datapath_drop_upcall_error")
         self._flow_log = flow_log
+        #: False after ``upcall/disable-megaflows``: flows are installed exact-match.
+        self.megaflows = True
+        #: False after ``upcall/disable-ufid``: the revalidator's dumps carry whole flows.
+        self.use_ufid = True
 
     def answer(self, keys: Sequence[FlowKey]) -> list[Answer]:
         """The answers to one batch of misses, one per key, in order."""
@@ -95,6 +166,7 @@ class Upcall:
         # mask -> masked key -> index of the key that was answered with it.
         answered: dict[FlowMask, dict[FlowKey, int]] = {}
         ports, bridges = self._ports, self._bridges
+        megaflows = self.megaflows
         # Once per batch: without DBG the loop formats nothing.
         flow_log = (
             self._flow_log if self._flow_log is not None and self._flow_log.wanted() else None
@@ -117,10 +189,10 @@ class Upcall:
                 answers.append(None)
                 continue
             decision = bridge.handle(key)
-            mask = decision.mask
+            mask = decision.mask if megaflows else exact_mask(key)
             outputs = tuple(decision.outputs)
             answers.append((mask, outputs, bridge.name))
             if flow_log is not None:
-                flow_log.upcall_flow(key, mask, outputs)
+                flow_log.upcall_flow(key, mask, outputs, exact=not megaflows)
             answered.setdefault(mask, {})[masked(key, mask)] = i
         return answers

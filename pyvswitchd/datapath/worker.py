@@ -58,6 +58,7 @@ from ..offload.faults import OffloadFaults, OffloadFaultSpec
 from . import stats_block as sb
 from . import worker_messages as msg
 from .channel import ChannelClosed, Received, SyncEndpoint
+from .clock import Clock
 from .defer import DeferHooks
 from .dp_offload import DatapathOffload
 from .dp_ports import DP_NAME
@@ -126,6 +127,9 @@ class Worker:
         if self.block.header[sb.SEQ] & 1:
             self.block.end_publish()  # a predecessor died mid-publication
         self.knobs = init.knobs
+        #: The daemon's clock, as stopped and warped there (see set_knobs).
+        self.clock = Clock()
+        self.clock.set_state(init.knobs.clock)
         self.coverage = Coverage()
         # A replacement continues its predecessor's counts, slot for slot.
         previous = self.block.coverage_totals(len(init.coverage_names))
@@ -178,7 +182,9 @@ class Worker:
         )
         offload = self.offload
         core_id = self.init.core_id
-        table = FlowTable(self.knobs.emc_insert_min, offload.flow_observer(core_id))
+        table = FlowTable(
+            self.knobs.emc_insert_min, offload.flow_observer(core_id), clock=self.clock
+        )
         table.smc_enabled = self.knobs.smc_enable
         pmd = Pmd(
             core_id,
@@ -197,6 +203,7 @@ class Worker:
             lifecycle=offload,
             flow_table=table,
             on_interval=self._on_interval,
+            clock=self.clock,
         )
         pmd.interval_ns = self.knobs.interval_ns
         return pmd
@@ -226,6 +233,8 @@ class Worker:
 
     def set_knobs(self, knobs: msg.Knobs) -> None:
         self.knobs = knobs
+        moved = knobs.clock != self.clock.state
+        self.clock.set_state(knobs.clock)
         pmd = self.pmd
         pmd.max_sleep_us = knobs.max_sleep_us
         pmd.flow_table.emc.insert_min = knobs.emc_insert_min
@@ -233,6 +242,8 @@ class Worker:
         pmd.perf.log_config.assign(knobs.perf_log)
         if knobs.interval_ns != pmd.interval_ns:
             pmd.set_interval(knobs.interval_ns)
+        if moved:
+            pmd.clock_moved()
 
     # -- logging -----------------------------------------------------------------
 

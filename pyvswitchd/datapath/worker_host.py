@@ -126,6 +126,7 @@ class WorkerHost:
             interval_ns=self._dp.interval_ns,
             max_idle_ms=s.max_idle_ms,
             perf_log=self._dp.perf_log,
+            clock=self._dp.clock.state,
         )
 
     def worker_log_levels(self) -> dict[str, tuple[int, bool]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from .clock import ClockState
 from .perf import PerfLogConfig
 
 # -- daemon -> worker ----------------------------------------------------------
@@ -36,6 +37,8 @@ class Knobs:
     interval_ns: int = 5_000_000_000
     max_idle_ms: int = 10000
     perf_log: PerfLogConfig = attrs.field(factory=PerfLogConfig)
+    #: The daemon's clock as ``time/stop`` and ``time/warp`` left it.
+    clock: ClockState = attrs.field(factory=ClockState)
 
 
 @attrs.frozen
@@ -291,7 +294,7 @@ class FlowRecord:
     actions: tuple[Any, ...]
     packets: int
     bytes: int
-    #: time.monotonic() of the last packet (the clock is the system's, shared), 0: never.
+    #: The clock's seconds at the last packet (the worker's clock is the daemon's), 0: never.
     used: float
     packet_type_exact: bool
 

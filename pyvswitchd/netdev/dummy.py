@@ -253,10 +253,11 @@ class DummyNetdev(Netdev):
             error = f'error="{os.strerror(VANISHED_ERRNO)}"'
         if not self.pmd:
             return error
+        # OVS main shows the requested values (OVS 3.1 showed configured and
+        # requested queue counts under longer names).
         return (
-            f"configured_rx_queues={self.n_rxq}, configured_tx_queues={self.n_txq}, "
-            f"requested_rx_queues={self.requested_n_rxq}, "
-            f"requested_tx_queues={self.requested_n_txq}" + (f", {error}" if error else "")
+            f"n_rxq={self.requested_n_rxq}, n_txq={self.requested_n_txq}, "
+            f"numa_id={self.requested_numa_id}" + (f", {error}" if error else "")
         )
 
     def simulated_nic(self) -> SimulatedNic | None:

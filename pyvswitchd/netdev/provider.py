@@ -163,7 +163,7 @@ class Netdev:
         """
 
     def status(self) -> str:
-        """Text after the type in ``dpctl/show`` (``dummy-pmd: configured_rx_queues=...``)."""
+        """Text after the type in ``dpctl/show`` (``dummy-pmd: n_rxq=1, n_txq=1, numa_id=0``)."""
         return ""
 
     # -- data path ----------------------------------------------------------

@@ -229,7 +229,7 @@ def test_ovs_keys_are_read_as_ovs_does_and_never_silently(start_daemon, tmp_path
     assert "  pmd-sleep-max=10000\n" in show
     assert "  mac-table-size=1000000\n" in show and "  mac-aging-time=300\n" in show
     r = d.appctl("config/set", "pmd-sleep-max=abc")
-    assert (r.returncode, r.stderr) == (0, "")
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
     assert r.stdout == (
         'other_config:pmd-sleep-max: invalid value "abc": entry "abc" is not a number, '
         "ignored; using 0 us for every PMD (busy polling)\n"

@@ -301,7 +301,7 @@ def test_vanished_interface(switch) -> None:  # type: ignore[no-untyped-def]
     assert delta("other", "rx_dropped") == 100 and delta("other", "rx_packets") == 0
     # The datapath keeps the port, in an error state.
     shown = s.text("dpctl/show")
-    assert "port 4: other (dummy-pmd: configured_rx_queues=1" in shown
+    assert "port 4: other (dummy-pmd: n_rxq=1, n_txq=1, numa_id=0" in shown
     assert 'error="No such device")' in shown
     assert s.call("config/reload") == {"reply-format": "plain", "reply": ""}
     s.serving()

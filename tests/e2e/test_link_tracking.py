@@ -80,6 +80,8 @@ def test_interface_missing_at_start_joins_when_it_appears(start_daemon, topo: To
         '  port -: vc (system: error="could not open network device vc (No such device)")\n'
         in d.call("dpctl/show")
     )
+    # Logged in ovs-vswitchd's words, once.
+    assert "|WARN|could not open network device vc (No such device)\n" in d.log_path.read_text()
     add_host(topo, "c")
     wait_show(d, r"port \d+: vc \(system: ifindex=\d+, link=up")
     ping_ok(topo, "a", "c")

@@ -3,9 +3,8 @@
 Named after the OVS tests (OVS main's tests/dpif-netdev.at), with their
 expected texts after their masking (``filter_flow_install | strip_xout``).
 OVS's ``ovs-ofctl add-flow br0 action=normal`` is what the bridge does
-here anyway.  Left out: the halves that need commands this daemon does not
-have (``upcall/disable-megaflows``, ``ofproto/trace``) and the ports'
-``pstream`` options (dummy stream connections).
+here anyway.  Left out: ``ofproto/trace`` and the ports' ``pstream`` options (dummy
+stream connections), which this daemon does not have.
 """
 
 from __future__ import annotations
@@ -72,7 +71,7 @@ ICMP = (
     ids=["dummy", "dummy-pmd"],
 )
 def test_dpif_netdev_miss_upcall_key_matches_flow_install(start_daemon, type_, numa) -> None:  # type: ignore[no-untyped-def]
-    """dpif-netdev - miss upcall key matches flow_install - dummy / dummy-pmd (with megaflows)."""
+    """dpif-netdev - miss upcall key matches flow_install - dummy / dummy-pmd."""
     d = start_daemon(ovs_config(port("p1", type_), numa=numa))
     log = OvsLog(d.log_path)
     debug_upcalls(d)
@@ -95,6 +94,29 @@ def test_dpif_netdev_miss_upcall_key_matches_flow_install(start_daemon, type_, n
     ufid = re.search("flow_add: ufid:([-0-9a-f]*) ", log.grep("flow_add")[0])
     assert ufid is not None
     wait_for(lambda: f"ufid:{ufid[1]}," in d.call("dpctl/dump-flows", "-m"))
+
+    # Now, the same again without megaflows.
+    r = d.ovs_appctl("upcall/disable-megaflows")
+    assert (r.returncode, r.stdout) == (0, "megaflows disabled\n")
+    assert d.appctl("netdev-dummy/receive", "p1", ICMP).returncode == 0
+    log.wait_count("miss upcall", 2)
+    assert log.after("miss upcall")[-1] == renumber(META, p1) + (
+        "eth(src=50:54:00:00:00:09,dst=50:54:00:00:00:0a),eth_type(0x0800),"
+        "ipv4(src=10.0.0.2,dst=10.0.0.1,proto=1,tos=0,ttl=64,frag=no),icmp(type=8,code=0)"
+    )
+    log.wait_count("flow_add", 2)
+    assert log.flow_installs() == [
+        renumber(line, p1)
+        for line in (
+            "recirc_id(0),dp_hash(0),skb_priority(0),in_port(1),skb_mark(0),"
+            "ct_state(-new-est-rel-rpl-inv-trk-snat-dnat),ct_zone(0),ct_mark(0),ct_label(0),"
+            "packet_type(ns=0,id=0),eth(src=50:54:00:00:00:09,dst=50:54:00:00:00:0a),"
+            "eth_type(0x0800),ipv4(src=10.0.0.2,dst=10.0.0.1,proto=1,tos=0,ttl=64,frag=no),"
+            "icmp(type=8,code=0), actions: <del>",
+            "recirc_id(0),in_port(1),packet_type(ns=0,id=0),eth(src=50:54:00:00:00:09,"
+            "dst=50:54:00:00:00:0a),eth_type(0x0800),ipv4(frag=no), actions: <del>",
+        )
+    ]
 
 
 def test_dpif_netdev_mega_flow_ufid_uniqueness_for_different_wildcards(start_daemon) -> None:  # type: ignore[no-untyped-def]

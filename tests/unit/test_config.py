@@ -115,6 +115,8 @@ def test_with_settings_applies_and_validates() -> None:
     assert new.other_config.pmd_cpu_mask == 3
     assert new.daemon.metrics_address is None
     assert new.bridges[0].other_config == {"mac-aging-time": "60"}
+    # Setting another key keeps "none": it must not come back as the default listener.
+    assert config.with_settings(new, ["max-idle=5000"]).daemon.metrics_address is None
     assert config.with_settings(new, ["pmd-cpu-mask="]).other_config.pmd_cpu_mask is None
     # Setting another key keeps "none": no listener appears on the default address.
     assert config.with_settings(new, ["pmd-cpu-mask=0x1"]).daemon.metrics_address is None
@@ -124,7 +126,7 @@ def test_with_settings_applies_and_validates() -> None:
         (["nope=1"], 'unknown key "nope"'),
         (["pmd-cpu-mask"], "expected KEY=VALUE"),
         (["bridge:br9:x=1"], 'bridge "br9": no such bridge'),
-        (["a:b:c:d=1"], "expected KEY, daemon:KEY or bridge:NAME:KEY"),
+        (["a:b:c:d=1"], "expected KEY, other_config:KEY, daemon:KEY, bridge:NAME"),
     ]:
         with pytest.raises(config.ConfigError) as info:
             config.with_settings(cfg, bad)
@@ -163,3 +165,52 @@ def test_reload_may_drop_every_bridge_only_when_the_file_says_so() -> None:
     config.check_reload(running, config.loads('[[bridge]]\nname = "br1"\n'))
     config.check_reload(config.loads(""), cut)  # nothing to drop
     assert config.no_bridge_warning(config.loads("bridge = []")) is None
+
+
+def test_with_settings_takes_ovs_vsctl_spellings() -> None:
+    cfg = config.loads(
+        '[[bridge]]\nname = "br0"\n  [[bridge.port]]\n  name = "p0"\n  type = "dummy-pmd"\n'
+    )
+    new = config.with_settings(
+        cfg,
+        [
+            "other_config:pmd-cpu-mask=0x3",
+            "bridge:br0:other_config:mac-aging-time=60",
+            "interface:p0:options:n_rxq=2",
+            "interface:p0:other_config:pmd-rxq-affinity=0:0",
+        ],
+    )
+    assert new.other_config.pmd_cpu_mask == 3
+    assert new.bridges[0].other_config == {"mac-aging-time": "60"}
+    port = new.bridges[0].ports[0]
+    assert port.options == {"n_rxq": "2"}
+    assert port.other_config == {"pmd-rxq-affinity": "0:0"}
+    back = config.with_settings(new, ["interface:p0:options:n_rxq=", "other_config:pmd-cpu-mask="])
+    assert back.bridges[0].ports[0].options == {} and back.other_config.pmd_cpu_mask is None
+    for bad, text in [
+        (["interface:p9:options:n_rxq=2"], 'interface "p9": no such interface'),
+        (["interface:p0:n_rxq=2"], "expected KEY, other_config:KEY"),
+        (["bridge:br0:options:x=1"], "expected KEY, other_config:KEY"),
+    ]:
+        with pytest.raises(config.ConfigError) as info:
+            config.with_settings(cfg, bad)
+        assert text in str(info.value)
+
+
+def test_unknown_keys_suggest_the_likely_one() -> None:
+    for text, message in [
+        (
+            '[other_config]\npmd-cpu-msk = "0x1"\n',
+            'unknown key "pmd-cpu-msk" (did you mean "pmd-cpu-mask"?)',
+        ),
+        ('[daemon]\nctl-mod = "0770"\n', 'unknown key "ctl-mod" (did you mean "ctl-mode"?)'),
+        ('[[bridge]]\nname = "b"\nprots = []\n', 'unknown key "prots" (did you mean "port"?)'),
+        (
+            '[[bridge]]\nname = "b"\n[[bridge.port]]\nname = "p"\noption = {}\n',
+            '(did you mean "options"?)',
+        ),
+        ('[other_config]\nzzz = "1"\n', 'unknown key "zzz" (known keys: dummy-numa, '),
+    ]:
+        with pytest.raises(config.ConfigError) as info:
+            config.loads(text)
+        assert message in str(info.value), str(info.value)

@@ -12,11 +12,12 @@ import pytest
 from pyvswitchd.datapath.execute import compile_actions
 from pyvswitchd.datapath.flow_log import FlowLog, packet_key_text
 from pyvswitchd.datapath.flow_table import DpFlow, flow_ufid
+from pyvswitchd.datapath.upcall import exact_mask
 from pyvswitchd.observe.vlog import Vlog
 from pyvswitchd.odp.actions import Output
 from pyvswitchd.odp.flow_compose import compose_packet
 from pyvswitchd.odp.flow_extract import parse_key
-from pyvswitchd.odp.flow_key import FULL_MASKS, FlowKey
+from pyvswitchd.odp.flow_key import FlowKey
 from pyvswitchd.odp.flow_text import parse_match
 from pyvswitchd.odp.key_text import parse_odp_key
 
@@ -197,7 +198,7 @@ def test_an_exact_flow_prints_its_metadata_as_ovs_does_without_megaflows() -> No
     log, out, vlog = make_log()
     vlog.set_levels_from_string("dpif_netdev:dbg")
     key = packet_key(ICMP_KEY)
-    log.upcall_flow(key, FULL_MASKS, (2,))
+    log.upcall_flow(key, exact_mask(key), (2,), exact=True)
     line = out.getvalue().splitlines()[0]
     assert line.split(" ", 3)[3] == (
         "recirc_id(0),dp_hash(0),skb_priority(0),in_port(1),skb_mark(0),"

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import attrs
 import pytest
+import trio
+import trio.testing
 
+from pyvswitchd.datapath.clock import Clock
 from pyvswitchd.datapath.flow_table import DpFlow, FlowTable
 from pyvswitchd.datapath.mac_learning import MacLearning
 from pyvswitchd.datapath.normal import NORMAL_IP_MASK, NormalBridge
 from pyvswitchd.datapath.revalidator import (
+    REVALIDATE_INTERVAL,
+    Affected,
     AgeResult,
+    Changes,
     Revalidator,
+    Update,
     affected_flows,
     age_flows,
+    next_flow_limit,
     set_outputs,
 )
 from pyvswitchd.datapath.thread_flows import LocalFlows
@@ -128,6 +137,16 @@ def test_age_uses_the_real_clock_by_default(table: FlowTable) -> None:
     assert age_flows(table, 10_000, frozenset({"br0"})).expired == 1
 
 
+def test_age_reads_the_tables_clock_which_time_warp_moves() -> None:
+    clock = Clock()
+    table = FlowTable(1, clock=clock)
+    flow = install(table, key(1, A, B), created=clock.seconds())
+    assert age_flows(table, 10_000, frozenset({"br0"})).expired == 0
+    clock.warp(10_001)  # what "time/warp 10001" does
+    assert age_flows(table, 10_000, frozenset({"br0"})).expired == 1
+    assert flow.dead
+
+
 # -- affected_flows and set_outputs ----------------------------------------------------------
 
 
@@ -223,3 +242,147 @@ async def test_a_pass_keeps_an_active_mac_and_ages_idle_flows() -> None:
     assert len(table) == 0
     assert reval.stats.flows_expired == 1
     assert isinstance(await flows.age(0, frozenset()), AgeResult)
+
+
+# -- operator control: pause, resume, wait; upcall/show figures ---------------------------
+
+
+class HeldOwner:
+    """A flow table whose aging round blocks until released (a pass under way)."""
+
+    def __init__(self) -> None:
+        self.entered = trio.Event()
+        self.release = trio.Event()
+
+    async def age(self, max_idle_ms: int, bridges: frozenset[str]) -> AgeResult:
+        self.entered.set()
+        await self.release.wait()
+        return AgeResult((), 0, 0)
+
+    async def affected(self, changes: Changes) -> list[Affected]:
+        return []
+
+    async def set_outputs(self, updates: list[Update]) -> int:
+        return 0
+
+
+def bare_revalidator(
+    owners: list[HeldOwner] | None = None, count: Callable[[], int] = lambda: 0
+) -> Revalidator:
+    return Revalidator(lambda: owners or [], lambda: {}, Coverage(), count_flows=count)
+
+
+async def run_periodically(reval: Revalidator) -> None:
+    while True:
+        await reval.next_pass(REVALIDATE_INTERVAL)
+        await reval.run_once()
+
+
+async def test_next_pass_waits_the_interval_or_a_request(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    reval = bare_revalidator()
+    start = trio.current_time()
+    await reval.next_pass(0.5)
+    assert trio.current_time() - start == pytest.approx(0.5)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reval.wait_pass)
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        await reval.next_pass(0.5)  # asked for: at once
+        assert trio.current_time() == start
+        await reval.run_once()
+    assert reval.stats.passes == 1
+
+
+async def test_wait_pass_needs_a_pass_that_started_after_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    owner = HeldOwner()
+    reval = bare_revalidator([owner])
+    done = []
+
+    async def waiter() -> None:
+        await reval.wait_pass()
+        done.append(reval.stats.passes)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reval.run_once)  # pass 1, under way before the wait
+        await owner.entered.wait()
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        owner.release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert done == []  # pass 1 started before the request
+        await reval.run_once()
+    assert done == [2]
+
+
+async def test_pause_holds_passes_and_waits_back(autojump_clock: trio.testing.MockClock) -> None:
+    owner = HeldOwner()
+    owner.release.set()
+    reval = bare_revalidator([owner])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_periodically, reval)
+        await trio.sleep(1.2)
+        assert reval.stats.passes == 2
+        await reval.pause()
+        await reval.pause()  # twice is fine
+        paused_at = reval.stats.passes
+        waited = trio.Event()
+
+        async def waiter() -> None:
+            await reval.wait_pass()
+            waited.set()
+
+        nursery.start_soon(waiter)
+        await trio.sleep(10)
+        assert reval.stats.passes == paused_at and not waited.is_set()
+        reval.resume()
+        with trio.fail_after(0.01):  # asked for: no need to wait the interval
+            await waited.wait()
+        assert reval.stats.passes == paused_at + 1
+        reval.resume()  # not paused: nothing happens
+        nursery.cancel_scope.cancel()
+
+
+async def test_pause_returns_once_the_pass_under_way_ends(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    owner = HeldOwner()
+    reval = bare_revalidator([owner])
+    paused = trio.Event()
+
+    async def pause() -> None:
+        await reval.pause()
+        paused.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reval.run_once)
+        await owner.entered.wait()
+        nursery.start_soon(pause)
+        await trio.testing.wait_all_tasks_blocked()
+        assert reval.paused and not paused.is_set()
+        owner.release.set()
+    assert paused.is_set()
+
+
+async def test_passes_keep_the_figures_upcall_show_prints() -> None:
+    counts = iter([4, 10, 2])
+    reval = bare_revalidator(count=lambda: next(counts))
+    assert (reval.stats.dump_duration_ms, reval.stats.flow_limit) == (0, 10_000)
+    for _ in range(3):
+        await reval.run_once()
+    assert reval.stats.max_flows == 10
+    assert reval.stats.avg_flows == ((4 // 2 + 10) // 2 + 2) // 2
+    assert reval.stats.dump_duration_ms >= 1
+
+
+def test_flow_limit_follows_ovs_rule() -> None:
+    assert next_flow_limit(10_000, 1, 5) == 10_000  # few flows, fast pass: no change
+    assert next_flow_limit(10_000, 1, 20) == 11_000  # a fast pass over more flows than 1000/ms
+    assert next_flow_limit(199_500, 1, 10**6) == 200_000  # never above OVS's default
+    assert next_flow_limit(10_000, 1500, 0) == 7_500  # a slow pass: three quarters
+    assert next_flow_limit(10_000, 5000, 0) == 2_000  # very slow: divided by the seconds
+    assert next_flow_limit(1_200, 1500, 0) == 1_000  # never below 1000
+    assert next_flow_limit(10_000, 1100, 10**6) == 10_000  # between 1 and 1.3 s: kept

@@ -11,7 +11,7 @@ from pyvswitchd.datapath.flow_log import FlowLog, packet_key_text
 from pyvswitchd.datapath.mac_learning import MacLearning
 from pyvswitchd.datapath.normal import NORMAL_IP_MASK, NormalBridge
 from pyvswitchd.datapath.port import Port
-from pyvswitchd.datapath.upcall import ExecutorCache, Upcall
+from pyvswitchd.datapath.upcall import ExecutorCache, Upcall, exact_mask
 from pyvswitchd.netdev.dummy import DummyNetdev
 from pyvswitchd.observe.coverage import Coverage
 from pyvswitchd.observe.vlog import Vlog
@@ -19,6 +19,7 @@ from pyvswitchd.odp import flow_key as fk
 from pyvswitchd.odp import protocols as proto
 from pyvswitchd.odp.actions import Output
 from pyvswitchd.odp.flow_key import FlowKey, masked
+from pyvswitchd.odp.flow_text import format_flow
 
 A = 0x5054_0000_0005
 B = 0x5054_0000_0007
@@ -163,3 +164,74 @@ def test_upcalls_and_their_flows_are_logged_at_dbg_only(s: Setup) -> None:
     assert lines[1] == packet_key_text(keys[0])
     assert lines[4] == packet_key_text(keys[2])
     assert lines[2].endswith(", actions:2,3")
+
+
+# -- exact-match flows (upcall/disable-megaflows) ------------------------------------
+
+
+def fields(mask: fk.FlowMask) -> set[str]:
+    return {fk.FIELD_NAMES[i] for i, m in enumerate(mask) if m}
+
+
+L2 = {"in_port", "recirc_id", "eth_dst", "eth_src", "eth_type", "vlan_tci"}
+IPV4 = L2 | {"nw_src", "nw_dst", "nw_proto", "nw_tos", "nw_ttl", "nw_frag"}
+
+
+def with_fields(base: FlowKey, **values: int) -> FlowKey:
+    k = list(base)
+    for name, value in values.items():
+        k[fk.FIELD_NAMES.index(name)] = value
+    return tuple(k)
+
+
+def test_exact_mask_covers_the_packets_headers_only() -> None:
+    icmp = key(1, A, B)
+    mask = exact_mask(icmp)
+    assert fields(mask) == IPV4 | {"tp_src", "tp_dst"}
+    assert mask[fk.NW_SRC] == 0xFFFF_FFFF and mask[fk.TP_SRC] == 0xFF
+    assert mask[fk.VLAN_TCI] == 0xFFFF  # PCP too: the very same tag only
+
+    tcp = with_fields(icmp, nw_proto=proto.IPPROTO_TCP, tp_src=80, tp_dst=8080)
+    assert fields(exact_mask(tcp)) == IPV4 | {"tp_src", "tp_dst", "tcp_flags"}
+    assert exact_mask(tcp)[fk.TP_SRC] == 0xFFFF
+    udp = with_fields(icmp, nw_proto=proto.IPPROTO_UDP)
+    assert fields(exact_mask(udp)) == IPV4 | {"tp_src", "tp_dst"}
+    later = with_fields(tcp, nw_frag=fk.FRAG_ANY | fk.FRAG_LATER)
+    assert fields(exact_mask(later)) == IPV4  # no L4 header in a later fragment
+    other = with_fields(icmp, nw_proto=47)
+    assert fields(exact_mask(other)) == IPV4
+
+    arp = with_fields(icmp, eth_type=proto.ETH_TYPE_ARP, nw_proto=1)
+    assert fields(exact_mask(arp)) == L2 | {"nw_src", "nw_dst", "nw_proto", "arp_sha", "arp_tha"}
+    assert exact_mask(arp)[fk.NW_DST] == 0xFFFF_FFFF
+
+    v6 = with_fields(icmp, eth_type=proto.ETH_TYPE_IPV6, nw_proto=proto.IPPROTO_ICMPV6)
+    assert fields(exact_mask(v6)) == IPV4 | {"ipv6_label", "tp_src", "tp_dst"}
+    assert exact_mask(v6)[fk.NW_SRC] == fk.FULL_MASKS[fk.NW_SRC]
+    nd = with_fields(v6, tp_src=proto.ND_NEIGHBOR_SOLICIT)
+    assert fields(exact_mask(nd)) >= {"nd_target", "arp_sha", "arp_tha"}
+    nd_code = with_fields(nd, tp_dst=1)  # not ND with a code other than 0
+    assert "nd_target" not in fields(exact_mask(nd_code))
+
+    raw = with_fields(icmp, eth_type=0x1234)
+    assert fields(exact_mask(raw)) == L2
+
+
+def test_exact_mask_prints_every_header_field() -> None:
+    text = format_flow(key(1, A, B), exact_mask(key(1, A, B)))
+    assert text == (
+        "recirc_id(0),in_port(1),packet_type(ns=0,id=0),"
+        "eth(src=50:54:00:00:00:05,dst=50:54:00:00:00:07),eth_type(0x0800),"
+        "ipv4(src=10.0.0.1,dst=10.0.0.2,proto=1,tos=0,ttl=64,frag=no),icmp(type=0,code=0)"
+    )
+
+
+def test_without_megaflows_answers_carry_exact_masks(s: Setup) -> None:
+    s.upcall.megaflows = False
+    first, same, other_ttl = key(1, A, B), key(1, A, B), with_fields(key(1, A, B), nw_ttl=9)
+    answers = s.upcall.answer([first, same, other_ttl])
+    assert answers[0] == (exact_mask(first), (2, 3), "br0")
+    assert answers[1] == 0  # the same packet again: the flow just answered covers it
+    assert answers[2] == (exact_mask(other_ttl), (2, 3), "br0")  # NORMAL's mask would cover it
+    s.upcall.megaflows = True
+    assert s.upcall.answer([other_ttl])[0] == (NORMAL_IP_MASK, (2, 3), "br0")

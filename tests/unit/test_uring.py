@@ -105,3 +105,41 @@ def test_batch_workers_demotes_io_wq_threads(pipe: tuple[int, int]) -> None:
     finally:
         ring.close()
     assert batch_workers("/nonexistent") == 0
+
+
+PINNED_CHILD = """
+import os, sys
+from pyvswitchd.netdev.uring import open_write_ring
+os.sched_setaffinity(0, {0})
+r, w = os.pipe()
+ring, why = open_write_ring(w)
+if ring is None:
+    print("unavailable", why)
+    sys.exit(0)
+ring.submit()
+assert ring.wait() == 0
+workers = []
+for name in os.listdir("/proc/self/task"):
+    with open(f"/proc/self/task/{name}/comm") as f:
+        if f.read().startswith("iou-wrk"):
+            workers.append(sorted(os.sched_getaffinity(int(name))))
+print("ring", sorted(ring.iowq_cpus), "workers", workers)
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
+def test_a_pinned_threads_io_wq_workers_run_on_the_other_cpus() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", PINNED_CHILD], capture_output=True, text=True, check=True
+    ).stdout
+    if out.startswith("unavailable"):
+        pytest.skip(f"io_uring {out.strip()}")
+    others = list(range(1, os.cpu_count() or 1))
+    assert out.startswith(f"ring {others} workers "), out
+    workers = eval(out.split("workers ", 1)[1])
+    if not workers:
+        pytest.skip("no io-wq worker thread visible in /proc/self/task")
+    assert all(cpus == others for cpus in workers), out

@@ -1,0 +1,90 @@
+"""Tests for pyvswitchd.datapath.dpctl_datapaths: dpctl/add-dp and del-dp (pmd.at 'PMD - dpctl')."""
+
+from __future__ import annotations
+
+from pyvswitchd.datapath.dpctl_datapaths import split_dp_name
+from tests.dp_harness import running_datapath
+
+from .test_pipeline import bridge
+
+NO_BRIDGE = 'bridge = []\n[other_config]\ndummy-numa = "0,0"\n'
+FLOW = "in_port(1),eth(src=00:00:00:00:00:01,dst=00:00:00:00:00:02),eth_type(0x1234)"
+LINE = (
+    "recirc_id(0),in_port(1),eth(src=00:00:00:00:00:01,dst=00:00:00:00:00:02),"
+    "eth_type(0x1234), packets:0, bytes:0, used:never, actions:2\n"
+)
+
+
+def test_split_dp_name() -> None:
+    assert split_dp_name("netdev@dp0") == ("netdev", "dp0")
+    assert split_dp_name("dp0") == ("system", "dp0")
+    assert split_dp_name("a@b@c") == ("a", "b@c")
+
+
+async def test_a_datapath_made_by_hand() -> None:
+    async with running_datapath(NO_BRIDGE) as h:
+        assert await h.call("dpctl/dump-dps") == ""
+        assert await h.call("dpctl/add-dp", "netdev@dp0") == ""
+        assert await h.call("dpctl/add-if", "netdev@dp0", "p1,type=dummy-pmd") == ""
+        assert await h.call("dpctl/add-if", "netdev@dp0", "p2,type=dummy") == ""
+        assert h.rxq_layout() == {0: [("p1", 0)]}
+        rxq = await h.call("dpif-netdev/pmd-rxq-show", "dp0")
+        assert "  port: p1                queue-id:  0 (enabled)" in rxq
+        p1 = h.dp.port_by_name("p1")
+        assert p1 is not None
+        assert await h.call("dpctl/show", "netdev@dp0") == (
+            "netdev@dp0:\n"
+            "  lookups: hit:0 missed:0 lost:0\n"
+            "  flows: 0\n"
+            "  port 0: dp0 (dummy-internal)\n"
+            f"  port 1: p1 (dummy-pmd: {p1.netdev.status()})\n"
+            "  port 2: p2 (dummy)\n"
+        )
+        assert await h.call("dpctl/dump-dps") == "netdev@dp0\n"
+        # No bridge: dpif/show and upcall/show have nothing to show.
+        assert await h.call("dpif/show") == await h.call("upcall/show") == ""
+
+        assert await h.call("dpctl/add-flow", "netdev@dp0", FLOW, "2") == ""
+        dump = await h.call("dpctl/dump-flows", "netdev@dp0")
+        assert sorted(dump.splitlines(keepends=True)) == sorted(
+            ["flow-dump from pmd on cpu core: 0\n", "flow-dump from the main thread:\n"]
+            + [LINE] * 2
+        )
+        assert await h.call("dpctl/dump-flows", "netdev@dp0", "pmd=0") == LINE
+        assert await h.call("dpctl/dump-flows", "netdev@dp0", "pmd=-1") == LINE
+        assert await h.call("dpctl/del-flow", "netdev@dp0", FLOW) == ""
+        assert await h.call("dpctl/dump-flows", "netdev@dp0") == ""
+
+        assert await h.call("dpctl/del-dp", "netdev@dp0") == ""
+        assert await h.call("dpctl/show") == ""
+        assert h.dp.pmds == {} and h.dp.ports == {}
+        assert "Port 1 (p1) removed from datapath dp0" in h.log()
+
+
+async def test_add_dp_with_ports_and_errors() -> None:
+    async with running_datapath(NO_BRIDGE) as h:
+        err = await h.call_error("dpctl/add-dp", "dp0")
+        assert err == "pyvswitchd: add_dp (Address family not supported by protocol)"
+        err = await h.call_error("dpctl/del-dp", "netdev@dp0")
+        assert err == "pyvswitchd: opening datapath (No such device)"
+        await h.call("dpctl/add-dp", "netdev@dp0", "p1,type=dummy-pmd", "p2,type=dummy")
+        assert sorted(p.name for p in h.dp.ports.values()) == ["dp0", "p1", "p2"]
+        err = await h.call_error("dpctl/add-dp", "netdev@dp0")
+        assert err == "pyvswitchd: add_dp (File exists)"
+        err = await h.call_error("dpctl/add-dp", "netdev@dp1")
+        assert err == "pyvswitchd: add_dp (Device or resource busy)"
+        # A reload without bridges leaves it; one with bridges replaces it.
+        await h.reconfig(NO_BRIDGE)
+        assert h.dp.name == "dp0" and len(h.dp.ports) == 3
+        await h.reconfig(bridge(1))
+        assert h.dp.name == "ovs-netdev"
+        assert sorted(p.name for p in h.dp.ports.values()) == ["br0", "ovs-netdev", "p1"]
+        assert "datapath dp0 replaced by the configured bridges" in h.log()
+
+
+async def test_the_bridges_datapath_is_not_deleted() -> None:
+    async with running_datapath(bridge(1)) as h:
+        err = await h.call_error("dpctl/del-dp", "netdev@ovs-netdev")
+        assert err == "pyvswitchd: del_dp (Device or resource busy)"
+        err = await h.call_error("dpctl/add-dp", "netdev@dp0")
+        assert err == "pyvswitchd: add_dp (Device or resource busy)"
