@@ -1,4 +1,5 @@
-# Two entry points: `make run` starts the daemon on the default config,
+# Two entry points: `make run` starts the daemon on the built-in default
+# config (the demo; etc/pyvswitchd.toml is the inert file to install),
 # `make test` runs the whole test suite.  Both create .venv on first use.
 PYTHON ?= python3
 VENV   := .venv
@@ -17,7 +18,7 @@ venv: $(BIN)/pyvswitchd
 
 run: venv
 	mkdir -p $(RUNDIR)
-	$(BIN)/pyvswitchd --config etc/pyvswitchd.toml --rundir $(RUNDIR) --log-file=$(RUNDIR)/pyvswitchd.log
+	$(BIN)/pyvswitchd --rundir $(RUNDIR) --log-file=$(RUNDIR)/pyvswitchd.log
 
 lint: venv
 	$(BIN)/ruff check .

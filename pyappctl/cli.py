@@ -45,6 +45,7 @@ from .client import (
     resolve_target,
 )
 from .top import TopError, run_top
+from .top_screen import run_top_screen
 
 PROG = "pyappctl"
 
@@ -436,9 +437,14 @@ def _run(options: Options, console: _Console, started: float) -> int:
         return 1
 
     if options.command == "top":
-        # Not a daemon command: pyappctl's own live view (see pyappctl/top.py).
+        # Not a daemon command: pyappctl's own live view (see pyappctl/top.py);
+        # on a terminal, a curses screen that reconnects when the daemon restarts.
         with client:
             try:
+                if sys.stdout.isatty() and sys.stdin.isatty():
+                    return run_top_screen(
+                        client, lambda: UnixctlClient(resolve_target(target)), options.args
+                    )
                 return run_top(client, options.args, sys.stdout, clear=sys.stdout.isatty())
             except TopError as exc:
                 console.error(str(exc))

@@ -140,6 +140,41 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+class Sampler:
+    """Readings of one daemon over one connection, turned into frames."""
+
+    def __init__(self, queues: int) -> None:
+        self.queues = queues
+        self._previous: dict[tuple[str, Any], Mapping[str, Any]] = {}
+        self._last = 0.0
+
+    @staticmethod
+    def _read(client: UnixctlClient, command: str) -> Any:
+        err, result = client.transact(command, [])
+        if err is not None:
+            raise TopError(err.strip())
+        return result
+
+    def start(self, client: UnixctlClient) -> None:
+        """Switch ``client``'s connection to JSON and take the first reading."""
+        error, _ = client.transact("set-options", ["--format", "json"])
+        if error is not None:
+            raise TopError(error.strip())
+        threads = self._read(client, "dpif-netdev/pmd-perf-show")
+        self._previous = {_key(t): t for t in threads}
+        self._last = time.monotonic()
+
+    def frame(self, client: UnixctlClient) -> str:
+        """The rates since the previous reading (or :meth:`start`)."""
+        threads = self._read(client, "dpif-netdev/pmd-perf-show")
+        rxq = self._read(client, "dpif-netdev/pmd-rxq-show")
+        now = time.monotonic()
+        frame = render(threads, self._previous, max(now - self._last, 1e-6), rxq, self.queues)
+        self._previous = {_key(t): t for t in threads}
+        self._last = now
+        return frame
+
+
 def run_top(
     client: UnixctlClient,
     args: Sequence[str],
@@ -148,30 +183,18 @@ def run_top(
     clear: bool,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Show frames until ``-n`` frames were shown; raises TopError on bad input."""
+    """Print frames until ``-n`` frames were shown; raises TopError on bad input.
+
+    The plain form, for pipes and scripts; a terminal gets
+    :func:`pyappctl.top_screen.run_top_screen`.
+    """
     interval, iterations, queues = parse_args(args)
-    error, _ = client.transact("set-options", ["--format", "json"])
-    if error is not None:
-        raise TopError(error.strip())
-
-    def read(command: str) -> Any:
-        err, result = client.transact(command, [])
-        if err is not None:
-            raise TopError(err.strip())
-        return result
-
-    previous = {_key(t): t for t in read("dpif-netdev/pmd-perf-show")}
-    last = time.monotonic()
+    sampler = Sampler(queues)
+    sampler.start(client)
     shown = 0
     while iterations == 0 or shown < iterations:
         sleep(interval)
-        threads = read("dpif-netdev/pmd-perf-show")
-        rxq = read("dpif-netdev/pmd-rxq-show")
-        now = time.monotonic()
-        frame = render(threads, previous, max(now - last, 1e-6), rxq, queues)
-        out.write((_CLEAR if clear else "") + frame)
+        out.write((_CLEAR if clear else "") + sampler.frame(client))
         out.flush()
-        previous = {_key(t): t for t in threads}
-        last = now
         shown += 1
     return 0

@@ -7,9 +7,12 @@ exits 1, so a service manager's log says exactly what to fix.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import click
 import trio
@@ -29,12 +32,14 @@ from .datapath.config_check import check_config as check_ports
 from .netdev.registry import default_registry
 from .observe.vlog import Vlog, VlogError
 from .pidfile import AlreadyRunning
+from .startup import log_file_failure
 
 DEFAULT_LOGDIR = "/var/log/pyvswitch"
+_PROGRAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def _fail(message: str) -> None:
-    click.echo(f"{PROGRAM_NAME}: {message}", err=True)
+def _fail(message: str, program: str = PROGRAM_NAME) -> NoReturn:
+    click.echo(f"{program}: {message}", err=True)
     sys.exit(1)
 
 
@@ -100,6 +105,14 @@ def _fail(message: str) -> None:
     is_flag=True,
     help="Register the test-only netdev-dummy/fault and offload-dummy/fault commands.",
 )
+@click.option(
+    "--program-name",
+    default=PROGRAM_NAME,
+    show_default=True,
+    metavar="NAME",
+    help="Name for the pidfile and control socket (NAME.pid, NAME.PID.ctl), log and "
+    "error lines, e.g. ovs-vswitchd for tools that look for it.",
+)
 @click.option("-V", "--version", is_flag=True, help="Print the version and exit.")
 def command(
     config_path: str | None,
@@ -113,11 +126,15 @@ def command(
     metrics_address: str | None,
     list_metrics: bool,
     enable_fault_injection: bool,
+    program_name: str,
     version: bool,
 ) -> None:
     """Open vSwitch's userspace datapath and PMD machinery, on trio."""
+    if not _PROGRAM_NAME.fullmatch(program_name):
+        _fail(f'--program-name: invalid value "{program_name}": expected letters, digits, "._-"')
+    program = program_name
     if version:
-        click.echo(version_text())
+        click.echo(version_text(program))
         return
     if list_metrics:
         click.echo(metrics_table(), nl=False)
@@ -127,7 +144,7 @@ def command(
             cfg = load_config(check_config)
             port_warnings = check_ports(cfg, default_registry())
         except ConfigError as exc:
-            _fail(str(exc))
+            _fail(str(exc), program)
         n_ports = sum(len(b.ports) for b in cfg.bridges)
         warnings = [*cfg.notes, *port_warnings, no_bridge_warning(cfg)]
         for warning in warnings:
@@ -139,28 +156,32 @@ def command(
         config = load_config(config_path)
         check_ports(config, default_registry())
     except ConfigError as exc:
-        _fail(str(exc))
+        _fail(str(exc), program)
     metrics: str | None = None
     if metrics_address is not None:
         try:
             metrics = parse_address(metrics_address)
         except ValueError as exc:
-            _fail(f'--metrics-address: invalid value "{metrics_address}": {exc}')
+            _fail(f'--metrics-address: invalid value "{metrics_address}": {exc}', program)
     if syslog_method not in ("libc", "null") and not syslog_method.startswith("unix:"):
-        _fail(f'--syslog-method: invalid value "{syslog_method}": expected libc, null or unix:PATH')
+        _fail(
+            f'--syslog-method: invalid value "{syslog_method}": expected libc, null or unix:PATH',
+            program,
+        )
 
-    vlog = Vlog(PROGRAM_NAME, syslog_method=syslog_method)
+    vlog = Vlog(program, syslog_method=syslog_method)
     options = DaemonOptions(
         config_path=config_path,
         rundir=os.path.abspath(rundir or DEFAULT_RUNDIR),
         unixctl_path=unixctl_path,
         pidfile=pidfile or None,
-        log_file=_log_path(log_file),
+        log_file=_log_path(log_file, program),
         verbose=verbose,
         metrics_address=metrics,
         metrics_override=metrics_address is not None,
         syslog_method=syslog_method,
         fault_injection=enable_fault_injection,
+        program=program,
     )
     daemon = Daemon(options, config, vlog=vlog)
     # Flags are applied after the daemon defined its modules, so -v can name them.
@@ -171,18 +192,27 @@ def command(
             else:
                 vlog.set_all_levels_dbg()
         except VlogError as exc:
-            _fail(f"-v {spec}: {exc}")
+            _fail(f"-v {spec}: {exc}", program)
     if options.log_file:
         try:
-            vlog.open_log_file(options.log_file)
-        except OSError as exc:
-            _fail(f"{options.log_file}: cannot open log file: {exc.strerror}")
+            vlog.open_log_file(options.log_file, warn=False)
+        except VlogError as exc:
+            cause = exc.__cause__
+            _fail(
+                log_file_failure(options.log_file, cause)
+                if isinstance(cause, OSError)
+                else f"--log-file {options.log_file}: cannot open: {exc}",
+                program,
+            )
+    # A watchdog's SIGABRT (WatchdogSec=) or a crash in C code leaves every
+    # thread's Python stack on stderr, which is the journal under systemd.
+    faulthandler.enable()
     try:
         trio.run(daemon.run)
     except (AlreadyRunning, StartupError) as exc:
-        _fail(str(exc))
+        _fail(str(exc), program)
     except OSError as exc:  # before the daemon's tasks started (run directory, pidfile)
-        _fail(f"cannot start: {exc}")
+        _fail(f"cannot start: {exc}", program)
     except Exception:
         # Daemon.run logged it at EMER, traceback included, to every log
         # destination (console included): printing it again would only repeat it.
@@ -211,10 +241,10 @@ def _expand_bare_verbose(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def _log_path(flag: str | None) -> str | None:
+def _log_path(flag: str | None, program: str) -> str | None:
     if flag is None:
         return None
     if flag:
         return os.path.abspath(flag)
     logdir = os.environ.get("PYVSWITCH_LOGDIR", DEFAULT_LOGDIR)
-    return os.path.join(logdir, f"{PROGRAM_NAME}.log")
+    return os.path.join(logdir, f"{program}.log")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import grp
 import os
+import platform
 import signal
 import time
 from collections.abc import Iterable, Sequence
@@ -21,14 +22,14 @@ import trio
 import trio.lowlevel
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from . import PACKAGE_NAME, PROGRAM_NAME, __version__
+from . import PACKAGE_NAME, PROGRAM_NAME, __version__, startup
 from . import config as config_mod
 from .config import Config, ConfigError
 from .config.save import save as save_config
 from .control.access import AccessPolicy, group_id
 from .control.builtins import register_builtins
 from .control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
-from .control.server import UnixctlServer
+from .control.server import SocketGroupError, UnixctlServer
 from .datapath import commands as dp_commands
 from .datapath.config_check import check_config
 from .datapath.dp import Datapath
@@ -42,10 +43,10 @@ from .netdev.registry import default_registry
 from .observe import tasks
 from .observe.coverage import Coverage
 from .observe.memory import Memory
-from .observe.metrics import Metrics, coverage_source
+from .observe.metrics import COLLECTOR_METRICS, Metrics, coverage_source
 from .observe.vlog import Vlog
 from .offload import faults as offload_faults
-from .pidfile import PidFile
+from .pidfile import AlreadyRunning, PidFile
 from .sdnotify import Notifier
 
 DEFAULT_RUNDIR = "/run/pyvswitch"
@@ -71,23 +72,31 @@ class DaemonOptions:
     syslog_method: str = "libc"
     #: ``--enable-fault-injection``: register the test-only fault commands.
     fault_injection: bool = False
+    #: ``--program-name``: names the pidfile, the socket, log and version lines.
+    program: str = PROGRAM_NAME
 
     @property
     def socket_path(self) -> str:
         if self.unixctl_path is None:
-            return os.path.join(self.rundir, f"{PROGRAM_NAME}.{os.getpid()}.ctl")
+            return os.path.join(self.rundir, f"{self.program}.{os.getpid()}.ctl")
         return os.path.join(self.rundir, self.unixctl_path)
 
     @property
     def pidfile_path(self) -> str:
-        return os.path.join(self.rundir, self.pidfile or f"{PROGRAM_NAME}.pid")
+        return os.path.join(self.rundir, self.pidfile or f"{self.program}.pid")
 
 
 #: The daemon's own health families (name, type, help), for --list-metrics.
 HEALTH_METRICS = (
-    ("pyvswitchd_up", "gauge", "1 while the daemon is serving"),
+    ("pyvswitchd_build_info", "gauge", "1, labels version and python"),
     ("pyvswitchd_start_time_seconds", "gauge", "Unix time the daemon started"),
-    ("pyvswitchd_config_reloads_total", "counter", "Successful configuration reloads"),
+    ("pyvswitchd_config_reloads_total", "counter", "Configuration reloads, label result"),
+    ("pyvswitchd_config_last_reload_successful", "gauge", "1 if the last reload succeeded"),
+    (
+        "pyvswitchd_config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful reload (or of the start)",
+    ),
     ("pyvswitchd_config_generation", "gauge", "Generation of the running configuration"),
     ("pyvswitchd_control_requests_total", "counter", "unixctl requests received"),
     ("pyvswitchd_control_errors_total", "counter", "unixctl requests answered with an error"),
@@ -103,7 +112,7 @@ HEALTH_METRICS = (
 
 def list_metrics() -> str:
     """The table ``pyvswitchd --list-metrics`` prints."""
-    rows = [*HEALTH_METRICS, *describe_datapath_metrics()]
+    rows = [*HEALTH_METRICS, *COLLECTOR_METRICS, *describe_datapath_metrics()]
     width = max(len(name) for name, _, _ in rows)
     return "".join(f"{name:<{width}}  {kind:<7}  {help_}\n" for name, kind, help_ in rows)
 
@@ -121,8 +130,8 @@ def _group_name(gid: int) -> str:
         return str(gid)
 
 
-def version_text() -> str:
-    return f"{PROGRAM_NAME} ({PACKAGE_NAME}) {__version__}"
+def version_text(program: str = PROGRAM_NAME) -> str:
+    return f"{program} ({PACKAGE_NAME}) {__version__}"
 
 
 class StartupError(Exception):
@@ -149,7 +158,7 @@ class Daemon:
         self.config = config
         self.config_generation = 1
         self.reloads = 0
-        self.vlog = vlog or Vlog(PROGRAM_NAME, syslog_method=options.syslog_method)
+        self.vlog = vlog or Vlog(options.program, syslog_method=options.syslog_method)
         self.coverage = Coverage()
         self.registry = CommandRegistry()
         self.memory = Memory(self.vlog)
@@ -172,7 +181,7 @@ class Daemon:
         )
         self.server.set_authorizer(self.access.authorize)
         self.server.set_admin_check(lambda p: self.access.allowed(p.uid, p.gid, p.pid))
-        register_builtins(self.registry, version_text())
+        register_builtins(self.registry, version_text(options.program))
         self.coverage.register_commands(self.registry)
         self.vlog.register_commands(self.registry)
         self.memory.register_commands(self.registry)
@@ -188,6 +197,9 @@ class Daemon:
         self.metrics.add_source(coverage_source(self.coverage))
         self.metrics.add_source(self._health_metrics)
         self.start_time = time.time()
+        self.reload_failures = 0
+        self.last_reload_ok = True
+        self.last_reload_success = self.start_time
         self.datapath = Datapath(
             self.vlog,
             self.coverage,
@@ -231,12 +243,33 @@ class Daemon:
 
     def _health_metrics(self) -> Iterable[Metric]:
         stats = self.server.stats
-        yield GaugeMetricFamily("pyvswitchd_up", "1 while the daemon is serving", value=1)
+        build = GaugeMetricFamily(
+            "pyvswitchd_build_info",
+            "The daemon's version and Python's",
+            labels=["version", "python"],
+        )
+        build.add_metric([__version__, platform.python_version()], 1)
+        yield build
         yield GaugeMetricFamily(
             "pyvswitchd_start_time_seconds", "Unix time the daemon started", value=self.start_time
         )
-        yield CounterMetricFamily(
-            "pyvswitchd_config_reloads", "Successful configuration reloads", value=self.reloads
+        reloads = CounterMetricFamily(
+            "pyvswitchd_config_reloads",
+            "Configuration reloads (config/reload, SIGHUP) by result",
+            labels=["result"],
+        )
+        reloads.add_metric(["success"], self.reloads)
+        reloads.add_metric(["failure"], self.reload_failures)
+        yield reloads
+        yield GaugeMetricFamily(
+            "pyvswitchd_config_last_reload_successful",
+            "1 if the last configuration reload succeeded (or none was tried), else 0",
+            value=int(self.last_reload_ok),
+        )
+        yield GaugeMetricFamily(
+            "pyvswitchd_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful reload (the start if none)",
+            value=self.last_reload_success,
         )
         yield GaugeMetricFamily(
             "pyvswitchd_config_generation",
@@ -360,12 +393,17 @@ class Daemon:
             new = load_config(self.options.config_path)
             config_mod.check_reload(self.config, new)
             await self.apply_config(new)
-        except ConfigError as exc:
-            self._log.err(f"configuration not reloaded, keeping the running one: {exc}")
+        except Exception as exc:
+            self.reload_failures += 1
+            self.last_reload_ok = False
+            if isinstance(exc, ConfigError):
+                self._log.err(f"configuration not reloaded, keeping the running one: {exc}")
             raise
         finally:
             self.notifier.ready()
         self.reloads += 1
+        self.last_reload_ok = True
+        self.last_reload_success = time.time()
         self.config_generation += 1
         self._log.info(
             f"configuration reloaded from {new.source} (generation {self.config_generation})"
@@ -378,8 +416,7 @@ class Daemon:
         line did that before start-up), then the ``[daemon]`` keys are
         applied: a bad port option or a key that cannot be applied raises
         ConfigError and nothing changes.  At start-up (``starting``) a
-        metrics address that cannot be bound is logged instead: the switch
-        must switch even when its metrics port is taken.
+        metrics address that cannot be bound raises StartupError.
         """
         if not starting:
             check_config(new, self.datapath.netdevs)
@@ -421,6 +458,18 @@ class Daemon:
             try:
                 await self.metrics.set_address(wanted)
             except OSError as exc:
+                if starting:
+                    # Fail the start rather than switch without metrics: a daemon
+                    # that runs on unobserved looks to Prometheus like a target
+                    # that is down, and no restart would ever clear it.
+                    origin = (
+                        "--metrics-address"
+                        if self.options.metrics_override
+                        else f"daemon:metrics-address in {new.source}"
+                    )
+                    assert wanted is not None  # binding "none" cannot fail
+                    failure = startup.metrics_failure(wanted, exc, origin=origin)
+                    raise StartupError(failure) from None
                 reason = f"cannot listen on {wanted}: {exc.strerror or exc}"
                 if not starting and wanted != self.metrics_wanted(self.config):
                     # Asked for now: refuse, and undo the socket's new permissions.
@@ -428,12 +477,20 @@ class Daemon:
                         with contextlib.suppress(OSError):
                             self.server.set_permissions(before[0], before[1])
                     raise ConfigError(f"daemon:metrics-address: {reason}") from None
-                # The same address as before (start-up, or a retry): keep switching.
+                # The same address as before (a retry): keep switching.
                 self.metrics_error = reason
                 self._log.err(f"metrics: {reason}")
             else:
                 self.metrics_error = None
         self.access.admin_gid = admin_gid
+
+    def _control_socket_failure(self, exc: OSError) -> str:
+        path = self.server.path
+        if isinstance(exc, SocketGroupError) and self.config.daemon.ctl_group is not None:
+            return startup.socket_group_failure(path, self.config.daemon.ctl_group, exc)
+        return startup.control_socket_failure(
+            path, exc, given=self.options.unixctl_path is not None, rundir=self.options.rundir
+        )
 
     def _effective_daemon(self) -> tuple[dict[str, object], dict[str, str]]:
         """The ``[daemon]`` keys as in effect now, and a remark for some of them."""
@@ -474,6 +531,13 @@ class Daemon:
                 else:
                     self.request_stop(f"received signal {signal.Signals(signum).name}")
 
+    async def _watchdog(self, interval: float) -> None:
+        # Keep-alives come from the event loop itself: if it stops turning,
+        # they stop, and systemd restarts the daemon (WatchdogSec=).
+        while True:
+            self.notifier.watchdog()
+            await trio.sleep(interval)
+
     async def run(self) -> None:
         """Serve until stopped.
 
@@ -482,13 +546,20 @@ class Daemon:
         that ends the daemon is first logged at EMER with its traceback, to
         every log destination, then raised.
         """
-        os.makedirs(self.options.rundir, exist_ok=True)
         pidfile = PidFile(self.options.pidfile_path)
-        pidfile.acquire()
+        try:
+            os.makedirs(self.options.rundir, exist_ok=True)
+            pidfile.acquire()
+        except AlreadyRunning:
+            raise
+        except OSError as exc:
+            raise StartupError(startup.rundir_failure(self.options.rundir, exc)) from None
         try:
             await self._run()
         except Exception as exc:
             leaf = sole_exception(exc)
+            if isinstance(leaf, StartupError):
+                raise leaf from None
             if not self._ready.is_set() and isinstance(leaf, OSError):
                 raise StartupError(f"cannot start: {leaf}") from exc
             self._log.emer_exception(f"fatal error, exiting: {leaf!r}", exc)
@@ -502,7 +573,13 @@ class Daemon:
             # Signals first: a SIGTERM that arrives once the socket exists
             # (scripts wait for it) must stop the daemon cleanly, not kill it.
             await root.start(self._signals)
-            await root.start(self.server.serve)
+            try:
+                await root.start(self.server.serve)
+            except Exception as exc:
+                leaf = sole_exception(exc)
+                if isinstance(leaf, OSError):
+                    raise StartupError(self._control_socket_failure(leaf)) from None
+                raise
             async with trio.open_nursery() as services:
                 await services.start(self.datapath.run)
                 # Before the ports open: an interface that appears meanwhile is seen.
@@ -512,9 +589,11 @@ class Daemon:
                 await services.start(self.coverage.run_periodically)
                 await services.start(self.memory.monitor)
                 tune_gc()
-                self._log.info(f"{version_text()} ready on {self.server.path}")
+                self._log.info(f"{version_text(self.options.program)} ready on {self.server.path}")
                 self._ready.set()
                 self.notifier.ready()
+                if self.notifier.watchdog_interval is not None:
+                    services.start_soon(self._watchdog, self.notifier.watchdog_interval)
                 await self._stop.wait()
                 self.notifier.stopping()
                 await self.datapath.shutdown()

@@ -6,6 +6,12 @@ systemd documents the datagram itself as the interface, and the PyPI
 ``sdnotify`` package has not been released since 2017, so a dozen lines here
 beat a dependency.  A datagram to a local socket never blocks for long, and
 the socket is non-blocking anyway, so calling this from a trio task is safe.
+
+The watchdog: with ``WatchdogSec=`` systemd sets ``$WATCHDOG_USEC`` (and
+``$WATCHDOG_PID``, the process meant) and restarts a service that sends no
+``WATCHDOG=1`` for that long.  The daemon sends it from a task of its event
+loop, so a loop that stops turning (a blocking call, a livelock) is what
+systemd notices.
 """
 
 from __future__ import annotations
@@ -13,6 +19,25 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Mapping
+
+
+def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
+    """Seconds between two ``WATCHDOG=1`` (half of what systemd allows), or None.
+
+    None when systemd asks for no keep-alives from this process: no or a bad
+    ``$WATCHDOG_USEC``, or a ``$WATCHDOG_PID`` that is another process (a
+    child that inherited the environment).
+    """
+    env = os.environ if environ is None else environ
+    try:
+        usec = int(env.get("WATCHDOG_USEC", ""))
+        pid = int(env.get("WATCHDOG_PID") or os.getpid())
+    except ValueError:
+        return None
+    if usec <= 0 or pid != os.getpid():
+        return None
+    return usec / 2e6
 
 
 class Notifier:
@@ -24,6 +49,8 @@ class Notifier:
         if address and address.startswith("@"):
             address = "\0" + address[1:]
         self.address = address
+        #: Seconds between keep-alives (None: systemd wants none).
+        self.watchdog_interval = watchdog_interval() if address else None
 
     @property
     def enabled(self) -> bool:
@@ -52,3 +79,6 @@ class Notifier:
 
     def stopping(self) -> bool:
         return self.notify("STOPPING=1")
+
+    def watchdog(self) -> bool:
+        return self.notify("WATCHDOG=1")

@@ -203,7 +203,7 @@ class DaemonSettings:
     """``[daemon]``: pyvswitchd's own service knobs (no OVSDB equivalent)."""
 
     metrics_address: str | None = _key(
-        "metrics-address", parse_address, "127.0.0.1:9475", "Prometheus listener or none"
+        "metrics-address", parse_address, "127.0.0.1:10099", "Prometheus listener or none"
     )
     ctl_mode: int = _key("ctl-mode", parse_mode, 0o770, "control socket file mode")
     ctl_group: str | None = _key(
@@ -448,7 +448,7 @@ def no_bridge_warning(cfg: Config) -> str | None:
 
 
 def default_text() -> str:
-    """The default config shipped inside the package (same as etc/pyvswitchd.toml)."""
+    """The built-in default config: a demo (etc/pyvswitchd.toml has its ports commented out)."""
     return resources.files("pyvswitchd").joinpath("data/pyvswitchd.toml").read_text("utf-8")
 
 

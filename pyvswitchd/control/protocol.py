@@ -49,7 +49,16 @@ _BACKSLASH = ord("\\")
 # Characters that end a bare top-level scalar such as `true` or `123`.
 _SCALAR_END = _WHITESPACE | _OPEN | _CLOSE | frozenset(b'",:')
 # A \\u escape of a UTF-16 surrogate: only then can a decoded string hold a lone one.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# What the scanner steps over in one match, outside strings: runs of bytes
+# that are neither brackets nor quotes, and whole strings (escapes
+# included).  It stops at a bracket, at the quote of a string that does not
+# end in the buffer yet, or at the end.  Possessive: never backtracks.
+_SKIP = re.compile(rb'(?:[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+")*+', re.DOTALL)
+#: Bytes looked at in one go when counting a run of backslashes backwards.
+_RUN_WINDOW = 256
+# The bytes of a bare top-level scalar (up to one of _SCALAR_END).
+_SCALAR = re.compile(rb'[^ \t\r\n\[\]{}",:]*+')
 
 
 class _NotJson(ValueError):
@@ -111,7 +120,11 @@ class JsonStream:
 
     The scanner keeps its state between :meth:`feed` calls, so a message
     dribbled in one byte at a time, or ten megabytes arriving in small
-    chunks, costs time linear in its length.
+    chunks, costs time linear in its length.  It does not look at every
+    byte in Python: compiled patterns step over whole strings, the runs
+    between brackets and bare scalars, and ``bytearray.find`` jumps from
+    quote to quote through a string that arrives in pieces, so framing a
+    reply costs less than decoding it.
     """
 
     def __init__(self, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
@@ -121,7 +134,6 @@ class JsonStream:
         self._start = -1  # where the current value starts, -1 between values
         self._depth = 0
         self._in_string = False
-        self._escape = False
         self._scalar = False  # current top-level value is a bare scalar
 
     def feed(self, data: bytes) -> None:
@@ -143,16 +155,17 @@ class JsonStream:
             if len(self._buf) - max(self._start, 0) > self._max:
                 raise ProtocolError(f"error parsing stream: message exceeds {self._max} bytes")
             return False, None
-        chunk = bytes(self._buf[self._start : end])
-        del self._buf[:end]
-        self._pos = 0
-        self._start = -1
+        start, self._start, self._pos = self._start, -1, 0
         try:
-            text = chunk.decode("utf-8")
+            # Decoded straight from the buffer: a big reply is not copied first.
+            with memoryview(self._buf) as view, view[start:end] as value_bytes:
+                text = str(value_bytes, "utf-8")
         except UnicodeDecodeError as exc:
             raise ProtocolError(
                 f"error parsing stream: invalid UTF-8 at byte {exc.start}"
             ) from None
+        finally:
+            del self._buf[:end]
         try:
             value = _DECODER.decode(text)
         except json.JSONDecodeError as exc:
@@ -167,7 +180,7 @@ class JsonStream:
             raise ProtocolError("error parsing stream: number outside valid range") from None
         except RecursionError:  # pragma: no cover - MAX_DEPTH keeps us below this
             raise ProtocolError("error parsing stream: nesting too deep") from None
-        if _SURROGATE_ESCAPE.search(chunk) and _has_lone_surrogate(value):
+        if "\\u" in text and _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
             raise ProtocolError("error parsing stream: malformed escaped surrogate pair")
         return True, value
 
@@ -187,7 +200,6 @@ class JsonStream:
             self._start = pos
             self._depth = 0
             self._in_string = False
-            self._escape = False
             first = buf[pos]
             self._scalar = first not in _OPEN
             if first == _QUOTE:
@@ -200,29 +212,29 @@ class JsonStream:
                 )
         if self._scalar and not self._in_string:
             # Bare `true`, `123`...: complete only once a delimiter follows.
-            while pos < n and buf[pos] not in _SCALAR_END:
-                pos += 1
+            pos = _SCALAR.match(buf, pos).end()  # type: ignore[union-attr]  # always matches
             self._pos = pos
             return pos if pos < n else -1
         depth = self._depth
         in_string = self._in_string
-        escape = self._escape
-        while pos < n:
+        while True:
+            if in_string:
+                end = _string_end(buf, pos, self._start)
+                if end < 0:
+                    pos = n
+                    break
+                pos = end + 1
+                in_string = False
+                if depth == 0:  # a top-level string
+                    self._in_string = False
+                    self._pos = pos
+                    return pos
+            pos = _SKIP.match(buf, pos).end()  # type: ignore[union-attr]  # always matches
+            if pos >= n:
+                break
             c = buf[pos]
             pos += 1
-            if in_string:
-                if escape:
-                    escape = False
-                elif c == _BACKSLASH:
-                    escape = True
-                elif c == _QUOTE:
-                    in_string = False
-                    if depth == 0:  # a top-level string
-                        self._in_string = False
-                        self._pos = pos
-                        return pos
-                continue
-            if c == _QUOTE:
+            if c == _QUOTE:  # a string that goes on past the buffer
                 in_string = True
             elif c in _OPEN:
                 depth += 1
@@ -230,7 +242,7 @@ class JsonStream:
                     raise ProtocolError(
                         f"error parsing stream: input exceeds maximum nesting depth {MAX_DEPTH}"
                     )
-            elif c in _CLOSE:
+            else:
                 depth -= 1
                 if depth == 0:
                     self._depth = 0
@@ -238,9 +250,47 @@ class JsonStream:
                     return pos
         self._depth = depth
         self._in_string = in_string
-        self._escape = escape
         self._pos = pos
         return -1
+
+
+def _string_end(buf: bytearray, pos: int, start: int) -> int:
+    """Offset of the quote ending the string ``pos`` is in (-1: not in ``buf`` yet).
+
+    The string began after ``start``.  A quote ends it unless an odd
+    number of backslashes precede it; ``find`` jumps from quote to quote.
+    """
+    checked = False
+    while True:
+        quote = buf.find(b'"', pos)
+        if quote < 0:
+            return -1
+        if buf[quote - 1] != _BACKSLASH:
+            return quote
+        # \" escapes the quote; only a longer run of backslashes needs counting.
+        if buf[quote - 2] == _BACKSLASH and _backslashes_before(buf, quote, start) % 2 == 0:
+            return quote
+        pos = quote + 1
+        if not checked:
+            # Text with many escaped quotes: if every quote left is \" (and
+            # none \\"), none ends the string: skip them all at once.
+            checked = True
+            quotes = buf.count(b'"', pos)
+            if buf.count(b'\\"', pos) == quotes and buf.find(b'\\\\"', pos) < 0:
+                return -1
+
+
+def _backslashes_before(buf: bytearray, end: int, start: int) -> int:
+    """How many backslashes directly precede ``end`` (none before ``start``)."""
+    count = 0
+    while end > start:
+        window = buf[max(start, end - _RUN_WINDOW) : end]
+        run = len(window) - len(window.rstrip(b"\\"))
+        count += run
+        if run < len(window):
+            break
+        end -= run
+    return count
 
 
 # ---------------------------------------------------------------------------

@@ -77,6 +77,10 @@ class ServerStats:
     stalled_connections: int = 0
 
 
+class SocketGroupError(OSError):
+    """The bound socket could not be given its group (``ctl-group``); it was removed."""
+
+
 class UnixctlServer:
     """Serves a :class:`CommandRegistry` on a unix socket.
 
@@ -211,13 +215,23 @@ class UnixctlServer:
                     sock.bind(address)
             finally:
                 os.umask(old_umask)
+        except BaseException:
+            sock.close()
+            raise
+        try:
             os.chmod(self.path, self._mode)  # umask cannot add bits, e.g. group write
             if self._group is not None:
-                os.chown(self.path, -1, self._group)
+                try:
+                    os.chown(self.path, -1, self._group)
+                except OSError as exc:
+                    raise SocketGroupError(exc.errno, exc.strerror, self.path) from exc
             sock.listen(128)
             sock.setblocking(False)
         except BaseException:
+            # The file is ours: a socket nobody will ever answer on must not stay.
             sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
             raise
         self._bound_ino = os.stat(self.path).st_ino
         await trio.lowlevel.checkpoint()

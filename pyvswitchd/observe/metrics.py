@@ -2,18 +2,20 @@
 
 prometheus-client's own ``start_http_server`` runs a thread that would call
 our collectors while PMD tasks mutate the data they read.  Here the HTTP
-side is a small h11 state machine on ``trio.serve_tcp``: a scrape runs on
-the event loop between two PMD iterations, so every collector sees a
-consistent snapshot without locks.
+side is a small h11 state machine on ``trio.serve_tcp``: a scrape collects
+on the event loop between two PMD iterations, so every collector sees a
+consistent snapshot without locks, and :mod:`.exposition` encodes it a
+slice at a time (cached briefly, gzipped on request, ``name[]`` honoured).
 
 Families are contributed by the subsystem that owns the data, each as a
 callable returning prometheus-client metric families (see
-:meth:`Metrics.add_source`).  Names follow Prometheus's naming practice
-with OVS's vocabulary, so that dashboards built for OVS exporters carry
-over: ``ovs_`` prefix for datapath data, ``pyvswitchd_`` for the daemon's
-own health, ``_total`` only on counters, base units, one family per
-quantity with a label for the dimension that adds up.  docs/metrics.md
-lists every family.
+:meth:`Metrics.add_source`), next to prometheus-client's process, platform
+and garbage-collector collectors.  Names follow Prometheus's naming
+practice with OVS's vocabulary, so that dashboards built for OVS exporters
+carry over: ``ovs_`` prefix for datapath data, ``pyvswitchd_`` for the
+daemon's own health, ``_total`` only on counters, base units (seconds,
+bytes), one family per quantity with a label for the dimension that adds
+up.  docs/metrics.md lists every family.
 
 Where it listens can change at run time (``daemon:metrics-address``):
 :meth:`Metrics.run` owns the serving tasks and :meth:`Metrics.set_address`
@@ -26,15 +28,19 @@ from __future__ import annotations
 import contextlib
 import errno
 from collections.abc import Callable, Iterable, Iterator
+from urllib.parse import parse_qs
 
 import h11
 import trio
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from .accept import Acceptor
 from .coverage import Coverage
+from .exposition import MAX_AGE, Body, Exposition
 from .vlog import RateLimit, Vlog
 
 Source = Callable[[], Iterable[Metric]]
@@ -52,6 +58,22 @@ CONNECTION_TIMEOUT = 30.0
 #: the control socket and the ports.
 MAX_CONNECTIONS = 32
 
+#: The families of prometheus-client's standard collectors (name, type,
+#: help), for ``--list-metrics``.  They describe the daemon's own process;
+#: PMD worker processes have ``pyvswitchd_pmd_worker_*``.
+COLLECTOR_METRICS = (
+    ("process_cpu_seconds_total", "counter", "CPU time of the daemon's main process"),
+    ("process_resident_memory_bytes", "gauge", "Resident memory of the main process"),
+    ("process_virtual_memory_bytes", "gauge", "Virtual memory of the main process"),
+    ("process_start_time_seconds", "gauge", "Unix time the main process started"),
+    ("process_open_fds", "gauge", "Open file descriptors of the main process"),
+    ("process_max_fds", "gauge", "Limit of open file descriptors"),
+    ("python_info", "gauge", "Python implementation and version (labels)"),
+    ("python_gc_objects_collected_total", "counter", "Objects collected, label generation"),
+    ("python_gc_objects_uncollectable_total", "counter", "Uncollectable objects found"),
+    ("python_gc_collections_total", "counter", "Garbage collections, label generation"),
+)
+
 
 class _SourcesCollector(Collector):
     def __init__(self, sources: list[Source]) -> None:
@@ -65,10 +87,17 @@ class _SourcesCollector(Collector):
 class Metrics:
     """The registry of metric sources and the HTTP listener that exposes them."""
 
-    def __init__(self, vlog: Vlog, *, max_connections: int = MAX_CONNECTIONS) -> None:
+    def __init__(
+        self, vlog: Vlog, *, max_connections: int = MAX_CONNECTIONS, max_age: float = MAX_AGE
+    ) -> None:
         self._sources: list[Source] = []
         self.registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.registry.register(_SourcesCollector(self._sources))
+        #: Encodes scrapes; ``max_age`` is how long a body is served again.
+        self.exposition = Exposition(self.registry.collect, max_age=max_age)
         self._log = vlog.module("metrics")
         self._rl = RateLimit(5, 5)
         self.scrapes = 0
@@ -84,10 +113,11 @@ class Metrics:
     def add_source(self, source: Source) -> None:
         self._sources.append(source)
 
-    def render(self, accept: str = "") -> tuple[bytes, str]:
-        """Encode every family for a scraper that sent ``accept``."""
-        encoder, content_type = choose_encoder(accept)
-        return encoder(self.registry), content_type
+    async def render(
+        self, accept: str = "", accept_encoding: str = "", names: list[str] | None = None
+    ) -> Body:
+        """The body for a scraper that sent these headers and ``name[]`` values."""
+        return await self.exposition.body(accept, accept_encoding, names)
 
     async def listen(self, address: str) -> list[trio.SocketListener]:
         """Bind ``HOST:PORT`` (raises OSError when it cannot)."""
@@ -112,7 +142,7 @@ class Metrics:
 
         Raises OSError when the address cannot be bound; the old one is then
         still served.  A move to the same port on another host address
-        (``127.0.0.1:9475`` to ``0.0.0.0:9475``) cannot bind while the old
+        (``127.0.0.1:10099`` to ``0.0.0.0:10099``) cannot bind while the old
         listener holds the port: the old one is closed first in that case
         and bound again if the new one still fails.
         """
@@ -233,13 +263,21 @@ class Metrics:
         if request is None:
             return
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in request.headers}
-        target = request.target.decode("latin-1").split("?", 1)[0]
+        target, _, query = request.target.decode("latin-1").partition("?")
+        extra: list[tuple[str, str]] = []
         if request.method not in (b"GET", b"HEAD"):
             status, body, ctype = 405, b"method not allowed\n", "text/plain"
         elif target == "/metrics":
             self.scrapes += 1
-            body, ctype = self.render(headers.get("accept", ""))
-            status = 200
+            scrape = await self.render(
+                headers.get("accept", ""),
+                headers.get("accept-encoding", ""),
+                parse_qs(query).get("name[]"),
+            )
+            status, body, ctype = 200, scrape.data, scrape.content_type
+            extra.append(("Vary", "Accept-Encoding"))
+            if scrape.gzipped:
+                extra.append(("Content-Encoding", "gzip"))
         elif target == "/":
             status, ctype = 200, "text/html"
             body = b'<html><body><a href="/metrics">/metrics</a></body></html>\n'
@@ -251,6 +289,7 @@ class Metrics:
                 ("Content-Type", ctype),
                 ("Content-Length", str(len(body))),
                 ("Connection", "close"),
+                *extra,
             ],
         )
         await stream.send_all(conn.send(response) or b"")

@@ -25,6 +25,10 @@ Differences from OVS:
 * Time stamps and rate limiting both use the clock given to :class:`Vlog`
   (OVS uses a monotonic clock for rate limiting).
 * ``%E`` (host name) is read once, when the :class:`Vlog` is created.
+* A log file whose name comes to lead elsewhere (rotated, and no
+  ``vlog/reopen`` came) is reopened by itself (:mod:`.log_file`).
+* On systemd's journal stream, console lines start with their syslog
+  priority, ``<N>`` (:mod:`.journal`).
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from pyvswitchd.control.registry import (
     Handler,
     Reply,
 )
+from pyvswitchd.observe.journal import is_journal_stream, with_priority
+from pyvswitchd.observe.log_file import CHECK_INTERVAL, LogFile
 from pyvswitchd.observe.ratelimit import RateLimit as RateLimit
 from pyvswitchd.observe.syslog_sender import SyslogSender
 from pyvswitchd.observe.vlog_pattern import CompiledPattern, LogRecord, compile_pattern
@@ -210,8 +216,11 @@ class Vlog:
         clock: Callable[[], float] = time.time,
         console: TextIO | None = None,
         syslog_method: str = "libc",
+        log_check_interval: float = CHECK_INTERVAL,
     ) -> None:
         self.program = program
+        #: Seconds between two looks at whether the log file was rotated away.
+        self.log_check_interval = log_check_interval
         self._clock = clock
         self._console = console
         try:
@@ -224,8 +233,11 @@ class Vlog:
         self._modules: dict[str, VlogModule] = {}
         self._patterns = [compile_pattern(p) for p in _DEFAULT_PATTERNS]
         self._facility = 0
-        self._log_fd: int | None = None
+        self._log_file: LogFile | None = None
         self._log_path: str | None = None
+        #: The console stream last looked at, and whether it is the journal's.
+        self._console_seen: TextIO | None = None
+        self._console_is_journal = False
         self._serials: dict[str, int] = {}
         self._subprogram: contextvars.ContextVar[str] = contextvars.ContextVar(
             f"vlog_subprogram_{id(self):x}", default=""
@@ -283,7 +295,7 @@ class Vlog:
         self.set_levels(Level.DBG)
 
     def _update_min_level(self, module: VlogModule) -> None:
-        counted = module._levels if self._log_fd is not None else module._levels[:_FILE]
+        counted = module._levels if self._log_file is not None else module._levels[:_FILE]
         module._min_level = max(counted)
 
     def _update_all_min_levels(self) -> None:
@@ -418,36 +430,51 @@ class Vlog:
 
     @property
     def log_file_is_open(self) -> bool:
-        return self._log_fd is not None
+        return self._log_file is not None
 
-    def open_log_file(self, path: str) -> None:
+    def open_log_file(self, path: str, *, warn: bool = True) -> None:
         """Log to ``path`` (appending; created with mode 0660 less the umask).
 
         Does nothing when ``path`` is the file already open (same device and
         inode).  Otherwise logs ``closing log file`` to the old file, if one
         is open, switches, and logs ``opened log file PATH``.  When ``path``
-        cannot be opened, logs a warning, keeps the old file and raises
-        VlogError with the system's error text.
+        cannot be opened, logs a warning (unless not ``warn``: the caller
+        reports it), keeps the old file and raises VlogError with the
+        system's error text, the OSError as its ``__cause__``.
         """
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o660)
+            new = LogFile.open(path, check_interval=self.log_check_interval)
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            self._self_log.warn(f"failed to open {path} for logging: {reason}")
+            if warn:
+                self._self_log.warn(f"failed to open {path} for logging: {reason}")
             raise VlogError(reason) from exc
-        old = self._log_fd
-        if old is not None and _same_file(old, fd):
-            os.close(fd)
+        old = self._log_file
+        if old is not None and old.same_file(new):
+            new.close()
             return
         if old is not None:
             self._self_log.info("closing log file")
         with self._lock:
-            if self._log_fd is not None:
-                _close_quietly(self._log_fd)
-            self._log_fd = fd
+            if self._log_file is not None:
+                self._log_file.close()
+            self._log_file = new
             self._log_path = path
             self._update_all_min_levels()
         self._self_log.info(f"opened log file {path}")
+
+    def _follow_rotation(self, log_file: LogFile) -> None:
+        # The file was renamed or removed under us (rotated, and vlog/reopen
+        # did not come): open the name again, as vlog/reopen would.
+        now = time.monotonic()
+        if not log_file.moved(now):
+            return
+        # No second look at this file while the lines below are logged; if
+        # the reopen fails, it is tried again after a while, not every line.
+        log_file.postpone(now)
+        self._self_log.info(f"{log_file.path} was renamed or removed: reopening it")
+        with contextlib.suppress(VlogError):  # open_log_file warned
+            self.open_log_file(log_file.path)
 
     def reopen_log_file(self) -> None:
         """Open the configured log file again by name (after log rotation)."""
@@ -458,9 +485,9 @@ class Vlog:
     def close_log_file(self) -> None:
         """Stop logging to the file, if one is open."""
         with self._lock:
-            if self._log_fd is not None:
-                _close_quietly(self._log_fd)
-                self._log_fd = None
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
                 self._update_all_min_levels()
 
     def close(self) -> None:
@@ -497,9 +524,11 @@ class Vlog:
         levels = module._levels
         to_syslog = levels[_SYSLOG] >= level
         to_console = levels[_CONSOLE] >= level
-        to_file = levels[_FILE] >= level and self._log_fd is not None
+        to_file = levels[_FILE] >= level and self._log_file is not None
         if not (to_syslog or to_console or to_file):
             return
+        if to_file and self._log_file is not None:
+            self._follow_rotation(self._log_file)
         now_ms = self._now_ms(self._clock())
         subprogram = self._subprogram.get()
         with self._lock:
@@ -510,19 +539,23 @@ class Vlog:
                 self._facility, msg, serial, now_ms, now_ms - self._start_ms, subprogram,
             )  # fmt: skip
             if to_console:
-                self._write_console(self._patterns[_CONSOLE].render(record) + "\n")
+                self._write_console(self._patterns[_CONSOLE].render(record) + "\n", record)
             if to_syslog:
                 self._write_syslog(self._patterns[_SYSLOG], record)
-            if to_file and self._log_fd is not None:
+            if to_file and self._log_file is not None:
                 line = self._patterns[_FILE].render(record) + "\n"
-                # A full disk must not take the daemon down.
-                with contextlib.suppress(OSError):
-                    os.write(self._log_fd, line.encode("utf-8", "backslashreplace"))
+                self._log_file.write(line.encode("utf-8", "backslashreplace"))
 
-    def _write_console(self, line: str) -> None:
-        stream = self._console if self._console is not None else sys.stderr
-        if stream is None:
+    def _write_console(self, line: str, record: LogRecord) -> None:
+        maybe: TextIO | None = self._console if self._console is not None else sys.stderr
+        if maybe is None:
             return
+        stream: TextIO = maybe
+        if stream is not self._console_seen:
+            self._console_seen = stream
+            self._console_is_journal = is_journal_stream(stream)
+        if self._console_is_journal:
+            line = with_priority(line, record.severity)
         # Closed or broken stderr: the message is lost, the caller goes on.
         with contextlib.suppress(OSError, ValueError):
             stream.write(line)
@@ -652,16 +685,3 @@ def _empty_reply(action: Callable[[Sequence[str]], None]) -> Handler:
         return ""
 
     return handler
-
-
-def _same_file(fd_a: int, fd_b: int) -> bool:
-    try:
-        a, b = os.fstat(fd_a), os.fstat(fd_b)
-    except OSError:
-        return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
-def _close_quietly(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import pty
 import re
+import select
+import signal
+import struct
 import subprocess
 import sys
+import termios
+import time
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +92,79 @@ def test_rates_survive_a_stats_clear() -> None:
     }
     rates = thread_rates(new, old, 1.0)
     assert rates["rx_kpps"] == pytest.approx(0.01) and rates["emc_per_s"] == 9
+
+
+class Terminal:
+    """``pyappctl top`` on a pseudo-terminal it controls (SIGWINCH reaches it)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], rows: int, cols: int) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: exec at once, never return into pytest
+            try:
+                os.execve(sys.executable, [sys.executable, "-m", "pyappctl", *args], env)
+            finally:
+                os._exit(127)
+        self.resize(rows, cols)
+        self.output = b""
+        self.status: int | None = None
+
+    def resize(self, rows: int, cols: int) -> None:
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def wait_for(self, text: str, after: int = 0, timeout: float = 20.0) -> int:
+        """Read until ``text`` appears past offset ``after``; its end offset."""
+        deadline = time.monotonic() + timeout
+        while (found := self.output.find(text.encode(), after)) < 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{text!r} not shown; got {self.output[after:][-2000:]!r}")
+            if select.select([self.fd], [], [], left)[0]:
+                try:
+                    self.output += os.read(self.fd, 65536)
+                except OSError:  # EIO: the child is gone
+                    time.sleep(0.05)
+        return found + len(text)
+
+    def send(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def wait(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):  # drain, or the child may block writing
+                if select.select([self.fd], [], [], 0.05)[0]:
+                    self.output += os.read(self.fd, 65536)
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+                return self.status
+        return None
+
+    def close(self) -> None:
+        if self.status is None and self.wait(0) is None:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
+
+def test_top_on_a_terminal_resizes_reconnects_and_quits(start_daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = start_daemon(CONFIG)
+    env = {**os.environ, "TERM": "xterm", "PYVSWITCH_RUNDIR": str(tmp_path)}
+    term = Terminal(["-t", "pyvswitchd", "top", "-i", "0.5"], env, rows=24, cols=60)
+    try:
+        at = term.wait_for("pmd c0")
+        # 60 columns: the header is cut, not wrapped (its last column is defer/s).
+        assert b"defer/s" not in term.output
+        term.resize(30, 120)
+        at = term.wait_for("defer/s", at)
+        # The daemon restarts: the view says so and comes back by itself.
+        d.stop()
+        at = term.wait_for("not answering", at)
+        start_daemon(CONFIG)
+        at = term.wait_for("reconnected", at)
+        term.wait_for("pmd c0", at)
+        # q quits at once, whatever the interval.
+        term.send(b"q")
+        assert term.wait(5) == 0
+    finally:
+        term.close()

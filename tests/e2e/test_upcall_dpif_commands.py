@@ -128,7 +128,7 @@ def test_disable_megaflows_installs_exact_flows(start_daemon) -> None:  # type: 
     assert strip_xout_keep_actions("\n".join(flows(d))) == (
         "recirc_id(0),in_port(2),packet_type(ns=0,id=0),"
         "eth(src=50:54:00:00:00:09,dst=50:54:00:00:00:0a),eth_type(0x0800),ipv4(frag=no),"
-        " packets:0, bytes:0, used:0.0s, actions:1\n"
+        " packets:0, bytes:0, used:never, actions:1\n"
     )
     r = d.ovs_appctl("upcall/disable-megaflows")
     assert (r.returncode, r.stdout) == (0, "megaflows disabled\n")
@@ -139,7 +139,7 @@ def test_disable_megaflows_installs_exact_flows(start_daemon) -> None:  # type: 
         "recirc_id(0),in_port(2),packet_type(ns=0,id=0),"
         "eth(src=50:54:00:00:00:09,dst=50:54:00:00:00:0a),eth_type(0x0800),"
         "ipv4(src=10.0.0.2,dst=10.0.0.1,proto=1,tos=0,ttl=64,frag=no),icmp(type=8,code=0),"
-        " packets:0, bytes:0, used:0.0s, actions:1\n"
+        " packets:0, bytes:0, used:never, actions:1\n"
     )
     r = d.appctl("upcall/enable-megaflows")
     assert (r.returncode, r.stdout) == (0, "megaflows enabled\n")

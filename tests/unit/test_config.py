@@ -11,12 +11,35 @@ from pyvswitchd import config
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_shipped_default_is_the_packaged_default() -> None:
-    assert (ROOT / "etc" / "pyvswitchd.toml").read_text() == config.default_text()
+def test_packaged_default_is_the_demo() -> None:
     cfg = config.load_default()
     assert cfg.other_config.pmd_cpu_mask == 1
     assert [b.name for b in cfg.bridges] == ["br0"]
     assert [p.type for p in cfg.bridges[0].ports] == ["traffic-source", "dummy-pmd"]
+
+
+def test_file_to_install_is_inert() -> None:
+    """etc/pyvswitchd.toml is the demo with its ports commented out, nothing else.
+
+    Installed next to real interfaces, the demo's traffic source would flood
+    their networks.
+    """
+    text = (ROOT / "etc" / "pyvswitchd.toml").read_text()
+    cfg = config.loads(text)
+    assert [b.name for b in cfg.bridges] == ["br0"] and cfg.bridges[0].ports == ()
+    demo = config.load_default()
+    assert config.to_dict(cfg)["other_config"] == config.to_dict(demo)["other_config"]
+    assert cfg.daemon == demo.daemon
+    # The demo's ports are there, commented out, with the reason.
+    assert '#type = "traffic-source"' in text and '#type = "dummy-pmd"' in text
+    assert "floods" in text
+
+
+def test_default_metrics_port_is_not_a_known_exporters() -> None:
+    # 9475 is greenpau/ovs_exporter's; 9100 node_exporter's.
+    address = config.loads('[[bridge]]\nname = "br0"\n').daemon.metrics_address
+    assert address == "127.0.0.1:10099"
+    assert config.load_default().daemon.metrics_address == address
 
 
 def test_ovsdb_strings_and_toml_natives_both_work() -> None:
@@ -134,8 +157,10 @@ def test_with_settings_applies_and_validates() -> None:
     assert cfg.other_config.pmd_cpu_mask == 1  # the original is untouched
 
 
-def test_every_key_is_documented_in_the_shipped_file() -> None:
-    text = (ROOT / "etc" / "pyvswitchd.toml").read_text()
+@pytest.mark.parametrize(
+    "text", [config.default_text(), (ROOT / "etc" / "pyvswitchd.toml").read_text()]
+)
+def test_every_key_is_documented_in_the_shipped_files(text: str) -> None:
     for table, key, _, _ in config.describe_keys():
         assert f"\n{key} = " in text or f"\n#{key} = " in text, (table, key)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import socket
 
@@ -16,9 +17,9 @@ from pyvswitchd.observe.metrics import Metrics, coverage_source
 from pyvswitchd.observe.vlog import Vlog
 
 
-def make() -> tuple[Metrics, Coverage]:
+def make(max_age: float = 0.0) -> tuple[Metrics, Coverage]:
     vlog = Vlog("test", console=io.StringIO(), syslog_method="null")
-    metrics = Metrics(vlog)
+    metrics = Metrics(vlog, max_age=max_age)
     coverage = Coverage()
     metrics.add_source(coverage_source(coverage))
     return metrics, coverage
@@ -84,12 +85,78 @@ async def test_bad_requests_get_errors_not_crashes(nursery: trio.Nursery) -> Non
     assert (await fetch(port, b"GET /metrics HTTP/1.0\r\n\r\n")).startswith(b"HTTP/1.1 200")
 
 
-def test_openmetrics_negotiation() -> None:
+async def test_openmetrics_negotiation() -> None:
     metrics, coverage = make()
     coverage.define("a").inc()
-    body, ctype = metrics.render("application/openmetrics-text; version=1.0.0")
-    assert ctype.startswith("application/openmetrics-text")
-    assert body.rstrip().endswith(b"# EOF")
+    body = await metrics.render("application/openmetrics-text; version=1.0.0")
+    assert body.content_type.startswith("application/openmetrics-text")
+    assert body.data.rstrip().endswith(b"# EOF")
+    assert body.data.count(b"# EOF") == 1
+
+
+async def serving(nursery: trio.Nursery, metrics: Metrics) -> int:
+    listeners = await metrics.listen("127.0.0.1:0")
+    nursery.start_soon(metrics.serve, listeners)
+    return int(listeners[0].socket.getsockname()[1])
+
+
+async def test_process_platform_and_gc_collectors(nursery: trio.Nursery) -> None:
+    metrics, _ = make()
+    port = await serving(nursery, metrics)
+    body = (await fetch(port, b"GET /metrics HTTP/1.0\r\n\r\n")).partition(b"\r\n\r\n")[2]
+    names = {f.name for f in text_string_to_metric_families(body.decode())}
+    assert {"process_cpu_seconds", "process_resident_memory_bytes", "python_info"} <= names
+    assert "python_gc_collections" in names
+
+
+async def test_gzip_when_accepted(nursery: trio.Nursery) -> None:
+    metrics, coverage = make()
+    coverage.define("unixctl_received").add(7)
+    port = await serving(nursery, metrics)
+    raw = await fetch(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"\r\ncontent-encoding: gzip" in head.lower()
+    assert b"\r\nvary: accept-encoding" in head.lower()
+    assert b'ovs_coverage_total{event="unixctl_received"} 7.0' in gzip.decompress(body)
+    # Not asked for: not gzipped.
+    raw = await fetch(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"content-encoding" not in head.lower() and body.startswith(b"# HELP")
+
+
+async def test_name_filter(nursery: trio.Nursery) -> None:
+    metrics, coverage = make()
+    coverage.define("unixctl_received").add(7)
+    port = await serving(nursery, metrics)
+    raw = await fetch(
+        port,
+        b"GET /metrics?name[]=ovs_coverage_total&name[]=process_max_fds HTTP/1.0\r\n\r\n",
+    )
+    body = raw.partition(b"\r\n\r\n")[2].decode()
+    samples = [s for f in text_string_to_metric_families(body) for s in f.samples]
+    assert {s.name for s in samples} == {"ovs_coverage_total", "process_max_fds"}
+    # URL-encoded brackets, as Prometheus's params send them.
+    raw = await fetch(port, b"GET /metrics?name%5B%5D=process_max_fds HTTP/1.0\r\n\r\n")
+    body = raw.partition(b"\r\n\r\n")[2].decode()
+    assert [f.name for f in text_string_to_metric_families(body)] == ["process_max_fds"]
+
+
+async def test_a_body_is_served_again_for_max_age(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    metrics, _ = make(max_age=1.0)
+    state = {"v": 1.0}
+    metrics.add_source(lambda: [GaugeMetricFamily("x_value", "help", value=state["v"])])
+    port = await serving(nursery, metrics)
+    request = b"GET /metrics HTTP/1.0\r\n\r\n"
+    assert b"x_value 1.0" in await fetch(port, request)
+    state["v"] = 5.0
+    await trio.sleep(0.5)
+    assert b"x_value 1.0" in await fetch(port, request)
+    assert metrics.exposition.encodings == 1
+    await trio.sleep(0.5)
+    assert b"x_value 5.0" in await fetch(port, request)
+    assert metrics.exposition.encodings == 2
 
 
 async def _is_closed(stream: trio.SocketStream) -> bool:

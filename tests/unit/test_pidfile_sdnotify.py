@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pyvswitchd.pidfile import AlreadyRunning, PidFile
-from pyvswitchd.sdnotify import Notifier
+from pyvswitchd.sdnotify import Notifier, watchdog_interval
 
 
 def test_pidfile_holds_a_lock_visible_to_other_processes(tmp_path: Path) -> None:
@@ -81,3 +81,38 @@ def test_notifier_is_a_noop_without_socket(monkeypatch: pytest.MonkeyPatch) -> N
     n = Notifier()
     assert not n.enabled and n.ready() is False
     assert Notifier("/nonexistent/socket").ready() is False
+
+
+def test_watchdog_interval_is_half_of_what_systemd_allows() -> None:
+    me = str(os.getpid())
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": me}) == 15.0
+    # WATCHDOG_PID is optional; without it the keep-alives are ours to send.
+    assert watchdog_interval({"WATCHDOG_USEC": "400000"}) == 0.2
+    # Another process's watchdog (a child that inherited the environment), none
+    # at all, or values systemd never writes: no keep-alives.
+    for env in (
+        {"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"},
+        {},
+        {"WATCHDOG_USEC": "0"},
+        {"WATCHDOG_USEC": "-5"},
+        {"WATCHDOG_USEC": "soon"},
+        {"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "x"},
+    ):
+        assert watchdog_interval(env) is None, env
+
+
+def test_notifier_sends_watchdog_keepalives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addr = str(tmp_path / "notify")
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
+        sink.bind(addr)
+        n = Notifier(addr)
+        assert n.watchdog_interval == 1.0
+        assert n.watchdog()
+        assert sink.recv(4096) == b"WATCHDOG=1"
+    # Outside systemd there is no one to keep alive.
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert Notifier().watchdog_interval is None

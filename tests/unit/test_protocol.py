@@ -51,6 +51,28 @@ def test_value_split_byte_by_byte_with_tricky_strings() -> None:
     assert s.buffered <= 1  # only the trailing newline may remain
 
 
+@pytest.mark.parametrize("size", [1, 7, 64, 1000, 1 << 16])
+def test_escaped_quotes_and_backslash_runs_in_any_pieces(size: int) -> None:
+    # Strings that end after runs of backslashes longer than the scanner's
+    # look-back window, and stretches where every quote is escaped.
+    strings = [
+        'a\\"b' * 50,
+        "\\" * 300,
+        "\\" * 301 + '"',
+        'x\\\\"' * 40 + "\\" * 600,
+        '"quoted" ' * 200,
+    ]
+    values = [{"id": i, "result": text, "error": None} for i, text in enumerate(strings)]
+    wire = b"".join(json.dumps(v, separators=(",", ":")).encode() for v in values)
+    wire += json.dumps(strings[-1]).encode() + b" "  # a top-level string
+    s = JsonStream(max_message_bytes=1 << 20)
+    got: list[object] = []
+    for i in range(0, len(wire), size):
+        s.feed(wire[i : i + size])
+        got += drain(s)
+    assert got == [*values, strings[-1]]
+
+
 def test_whitespace_between_values_is_ignored() -> None:
     s = JsonStream()
     s.feed(b'  \n{"a":1}\n\n {"b":2}  ')

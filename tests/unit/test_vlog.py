@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import shlex
 import socket
@@ -62,7 +63,15 @@ def make(
 ) -> tuple[Vlog, io.StringIO, FakeClock]:
     clock = clock or FakeClock()
     console = io.StringIO()
-    vlog = Vlog("ovs-vswitchd", clock=clock, console=console, syslog_method=method)
+    # Rotation is followed only where a test asks (log_check_interval), so
+    # that a slow run cannot reopen a file behind a test's back.
+    vlog = Vlog(
+        "ovs-vswitchd",
+        clock=clock,
+        console=console,
+        syslog_method=method,
+        log_check_interval=math.inf,
+    )
     for name in modules:
         vlog.module(name)
     return vlog, console, clock
@@ -552,6 +561,90 @@ def test_write_failures_never_raise(tmp_path: Path) -> None:
         vlog.open_log_file("/dev/full")  # every write fails with ENOSPC
         vlog.module("bfd").info("to full disk")
     vlog.close()
+
+
+def test_log_file_renamed_away_is_reopened_by_itself(tmp_path: Path) -> None:
+    """Rotation without vlog/reopen (logrotate without copytruncate, no postrotate)."""
+    path = tmp_path / "d.log"
+    vlog = Vlog("d", clock=FakeClock(), console=io.StringIO(), syslog_method="null")
+    vlog.log_check_interval = 0.0
+    vlog.set_pattern(Destination.FILE, "%c|%m")
+    vlog.open_log_file(str(path))
+    bfd = vlog.module("bfd")
+    bfd.info("before")
+    path.rename(tmp_path / "d.log.1")
+    bfd.info("after")
+    assert (tmp_path / "d.log.1").read_text() == (
+        f"vlog|opened log file {path}\nbfd|before\n"
+        f"vlog|{path} was renamed or removed: reopening it\nvlog|closing log file\n"
+    )
+    assert path.read_text() == f"vlog|opened log file {path}\nbfd|after\n"
+    # Removed rather than renamed: the same.
+    path.unlink()
+    bfd.info("again")
+    assert path.read_text() == f"vlog|opened log file {path}\nbfd|again\n"
+    # copytruncate keeps the inode: nothing to reopen, lines go on at the start.
+    os.truncate(path, 0)
+    bfd.info("truncated")
+    assert path.read_text() == "bfd|truncated\n"
+    vlog.close()
+
+
+def test_log_file_rotation_is_checked_once_per_interval(tmp_path: Path) -> None:
+    path = tmp_path / "d.log"
+    vlog = Vlog("d", clock=FakeClock(), console=io.StringIO(), syslog_method="null")
+    vlog.log_check_interval = 3600.0
+    vlog.set_pattern(Destination.FILE, "%m")
+    vlog.open_log_file(str(path))  # its own line made the first check
+    path.rename(tmp_path / "d.log.1")
+    vlog.module("bfd").info("still the old file until the next check")
+    assert not path.exists()
+    vlog.close()
+
+
+def test_log_file_reopen_failure_warns_then_waits(tmp_path: Path) -> None:
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    path = directory / "d.log"
+    vlog, console, _ = make("bfd")
+    vlog.log_check_interval = 0.0
+    vlog.set_pattern(Destination.CONSOLE, "%p|%m")
+    vlog.open_log_file(str(path))
+    path.unlink()
+    directory.rmdir()  # the name cannot be created again
+    for _ in range(3):
+        vlog.module("bfd").info("on")
+    failures = [line for line in lines(console) if "failed to open" in line]
+    assert failures == [f"WARN|failed to open {path} for logging: No such file or directory"]
+    assert vlog.log_file_is_open  # the old descriptor goes on
+    vlog.close()
+
+
+@pytest.mark.parametrize(
+    ("log", "prefix"),
+    [("emer", "<1>"), ("err", "<3>"), ("warn", "<4>"), ("info", "<5>"), ("dbg", "<7>")],
+)
+def test_console_lines_carry_priority_on_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: str, prefix: str
+) -> None:
+    with open(tmp_path / "journal", "w+") as stream:
+        st = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        vlog = Vlog("d", clock=FakeClock(), console=stream, syslog_method="null")
+        bfd = vlog.module("bfd")
+        vlog.set_levels_from_string("console:dbg")
+        vlog.set_pattern(Destination.CONSOLE, "%p|%m")
+        getattr(bfd, log)("two\nlines")
+        stream.seek(0)
+        level = log.upper()
+        assert stream.read() == f"{prefix}{level}|two\n{prefix}lines\n"
+    # Any other stream (a terminal, a file) gets no prefix.
+    with open(tmp_path / "other", "w+") as other:
+        vlog = Vlog("d", clock=FakeClock(), console=other, syslog_method="null")
+        vlog.set_pattern(Destination.CONSOLE, "%m")
+        vlog.module("bfd").warn("plain")
+        other.seek(0)
+        assert other.read() == "plain\n"
 
 
 def test_default_console_is_stderr_at_emit_time(capsys: pytest.CaptureFixture[str]) -> None:
