@@ -27,10 +27,12 @@ from ..observe.coverage import Coverage
 from ..observe.vlog import Vlog
 from . import rxq_sched
 from .clock import Clock
+from .cpu_discovery import CpuDiscovery
 from .dp_offload import DatapathOffload
 from .dp_ports import DP_NAME, DatapathPorts
 from .dp_settings import DatapathSettings, PmdCounters
 from .emc import insert_min_for
+from .flow_log import FlowLog
 from .normal import NormalBridge
 from .perf import PerfLogConfig
 from .pipeline import FlowPipeline
@@ -117,7 +119,9 @@ class Datapath:
             clock=lambda: self.clock.seconds(),
         )
         self._force_reload = False
-        self.upcall = Upcall(self.ports, self.dp_ports.normal, coverage)
+        self.cpus = CpuDiscovery(vlog)
+        self.flow_log = FlowLog(vlog, DP_NAME)
+        self.upcall = Upcall(self.ports, self.dp_ports.normal, coverage, self.flow_log)
         self.executors = ExecutorCache()
         self.pipeline = FlowPipeline(
             self.upcall.answer, self.executors.make_flow, self.pmd_counters.invalid
@@ -357,10 +361,13 @@ class Datapath:
 
     def _apply_other_config(self, oc: OtherConfig) -> None:
         s = self.settings
+        for line in s.change_lines(oc):
+            self.log.info(line)
         s.tx_flush_interval_us = oc.tx_flush_interval
         s.perf_metrics = oc.pmd_perf_metrics
         s.cpu_mask = oc.pmd_cpu_mask
         s.numa = oc.dummy_numa or ()
+        self.cpus.note(self.cores())
         self.sched.configure(oc.pmd_rxq_assign, oc.pmd_rxq_isolate)
         s.rxq_assign = self.sched.algorithm
         s.rxq_isolate = self.sched.isolate

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import attrs
 
+from ..config import OtherConfig
 from ..observe.coverage import Counter, Coverage
 from .emc import insert_min_for
 from .sleep import SleepConfig
@@ -41,7 +42,10 @@ class PmdCounters:
 
 @attrs.define
 class DatapathSettings:
-    """Knobs every PMD reads live (no reload needed)."""
+    """Knobs every PMD reads live (no reload needed).
+
+    :meth:`change_lines` words a change as ovs-vswitchd logs it.
+    """
 
     tx_flush_interval_us: int = 0
     perf_metrics: bool = False
@@ -54,3 +58,15 @@ class DatapathSettings:
     smc_enable: bool = False
     max_idle_ms: int = 10000
     userspace_tso: bool = False
+
+    def change_lines(self, oc: OtherConfig) -> list[str]:
+        """OVS's log lines for the knobs ``oc`` changes (from the defaults, at start-up)."""
+        lines = []
+        if oc.tx_flush_interval != self.tx_flush_interval_us:
+            lines.append(f"Flushing interval for tx queues set to {oc.tx_flush_interval} us")
+        if oc.pmd_perf_metrics != self.perf_metrics:
+            state = "enabled" if oc.pmd_perf_metrics else "disabled"
+            lines.append(f"PMD performance metrics collection {state}")
+        if oc.smc_enable != self.smc_enable:
+            lines.append(f"SMC cache is {'enabled' if oc.smc_enable else 'disabled'}")
+        return lines

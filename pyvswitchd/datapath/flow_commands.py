@@ -43,6 +43,7 @@ from ..odp.flow_text import (
     parse_match,
 )
 from .dp import DP_TYPE
+from .flow_table import flow_ufid
 from .thread_flows import FlowView
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             # OVS's datapath refuses such a flow: EINVAL to the caller, the
             # reason in the log, at ERR as OVS main logs it ("put[create]").
             if put:
-                dp.log.err(f"failed to put[{put}] flow: {exc}")
+                dp.flow_log.refused(f"failed to put[{put}] flow: {exc}")
             raise dpctl_error(action, errno.EINVAL) from None
         except FlowSyntaxError as exc:
             raise dpctl_error(f"parsing flow key ({exc})") from None
@@ -165,8 +166,25 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
             raise dpctl_error("updating flow table", errno.EEXIST)
         if not any(existing) and not create:
             raise dpctl_error("updating flow table", errno.ENOENT)
-        for flows in threads:
+        log = dp.flow_log
+        log.dpif_operation(
+            "put[create]" if create else "put[modify]",
+            key,
+            mask,
+            actions,
+            packet_type_exact=match.packet_type_exact,
+        )
+        for flows, found in zip(threads, existing, strict=True):
+            # The old actions only for the log line (flow_mod), and only when it is wanted.
+            old = await flows.get(flow_ufid(key, mask)) if found and log.wanted() else None
             await flows.put(match.unmasked_key, mask, actions, match.packet_type_exact)
+            log.flow_add(
+                key,
+                mask,
+                actions,
+                old_actions=None if old is None else old.actions,
+                packet_type_exact=match.packet_type_exact,
+            )
         return ""
 
     async def add_flow(ctx: CommandContext, args: Sequence[str]) -> str:
@@ -178,6 +196,9 @@ def register_flow_commands(dp: Datapath, registry: CommandRegistry) -> None:
     async def del_flow(ctx: CommandContext, args: Sequence[str]) -> str:
         (flow_text,) = split_dp(args, 1)
         match = parse(flow_text, "deleting flow")
+        dp.flow_log.dpif_operation(
+            "flow_del", match.key, match.mask, packet_type_exact=match.packet_type_exact
+        )
         found = False
         for _, flows in dp.thread_flows():
             found = await flows.delete(match.key, match.mask) or found

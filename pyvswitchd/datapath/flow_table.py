@@ -26,6 +26,11 @@ from .execute import CompiledActions, compile_actions
 Executor: TypeAlias = CompiledActions
 
 
+def flow_ufid(key: FlowKey, mask: FlowMask) -> str:
+    """The ufid of the flow for ``key`` (masked or not) under ``mask``, as dumps show it."""
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, repr((masked(key, mask), mask))))
+
+
 class DpFlow:
     """One installed megaflow."""
 
@@ -83,7 +88,7 @@ class DpFlow:
     def ufid(self) -> str:
         """A stable UUID for the megaflow (OVS's ufid), derived from key and mask."""
         if self._ufid is None:
-            self._ufid = str(uuid.uuid5(uuid.NAMESPACE_OID, repr((self.key, self.mask))))
+            self._ufid = flow_ufid(self.key, self.mask)
         return self._ufid
 
     def matches(self, key: FlowKey) -> bool:

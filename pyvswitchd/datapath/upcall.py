@@ -51,6 +51,7 @@ from .flow_table import DpFlow, Executor
 
 if TYPE_CHECKING:
     from ..observe.coverage import Coverage
+    from .flow_log import FlowLog
     from .normal import NormalBridge
     from .port import Port
 
@@ -138,15 +139,22 @@ class Upcall:
     """The datapath's miss handler: each key's bridge decides.
 
     ``ports`` and ``bridges`` are the datapath's live maps (port number to
-    port, bridge name to its NORMAL switch), read at every upcall.
+    port, bridge name to its NORMAL switch), read at every upcall.  With
+    ``flow_log``, each upcall and the flow it installs are logged at DBG
+    (keys covered by an earlier key's flow make no upcall, as in OVS).
     """
 
     def __init__(
-        self, ports: Mapping[int, Port], bridges: Mapping[str, NormalBridge], coverage: Coverage
+        self,
+        ports: Mapping[int, Port],
+        bridges: Mapping[str, NormalBridge],
+        coverage: Coverage,
+        flow_log: FlowLog | None = None,
     ) -> None:
         self._ports = ports
         self._bridges = bridges
         self._failed = coverage.define("datapath_drop_upcall_error")
+        self._flow_log = flow_log
         #: False after ``upcall/disable-megaflows``: flows are installed exact-match.
         self.megaflows = True
         #: False after ``upcall/disable-ufid``: the revalidator's dumps carry whole flows.
@@ -159,6 +167,10 @@ class Upcall:
         answered: dict[FlowMask, dict[FlowKey, int]] = {}
         ports, bridges = self._ports, self._bridges
         megaflows = self.megaflows
+        # Once per batch: without DBG the loop formats nothing.
+        flow_log = (
+            self._flow_log if self._flow_log is not None and self._flow_log.wanted() else None
+        )
         for i, key in enumerate(keys):
             earlier = None
             for mask, seen in answered.items():
@@ -168,6 +180,8 @@ class Upcall:
             if earlier is not None:
                 answers.append(earlier)
                 continue
+            if flow_log is not None:
+                flow_log.miss_upcall(key)
             port = ports.get(key[IN_PORT])
             bridge = bridges.get(port.bridge) if port is not None and port.bridge else None
             if bridge is None:
@@ -176,6 +190,9 @@ class Upcall:
                 continue
             decision = bridge.handle(key)
             mask = decision.mask if megaflows else exact_mask(key)
-            answers.append((mask, tuple(decision.outputs), bridge.name))
+            outputs = tuple(decision.outputs)
+            answers.append((mask, outputs, bridge.name))
+            if flow_log is not None:
+                flow_log.upcall_flow(key, mask, outputs, exact=not megaflows)
             answered.setdefault(mask, {})[masked(key, mask)] = i
         return answers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pyvswitchd.config import OtherConfig
 from pyvswitchd.datapath.dp_settings import DatapathSettings, PmdCounters
 from pyvswitchd.datapath.emc import insert_min_for
 from pyvswitchd.observe.coverage import Coverage
@@ -42,3 +43,21 @@ def test_datapath_settings_defaults() -> None:
     assert (s.tx_flush_interval_us, s.perf_metrics, s.smc_enable) == (0, False, False)
     assert (s.rxq_assign, s.rxq_isolate, s.cpu_mask, s.numa) == ("cycles", True, None, ())
     assert s.sleep is not DatapathSettings().sleep  # each its own
+
+
+def test_change_lines_word_what_changed_as_ovs_does() -> None:
+    settings = DatapathSettings()
+    assert settings.change_lines(OtherConfig()) == []
+    changed = OtherConfig(tx_flush_interval=50, pmd_perf_metrics=True, smc_enable=True)
+    assert settings.change_lines(changed) == [
+        "Flushing interval for tx queues set to 50 us",
+        "PMD performance metrics collection enabled",
+        "SMC cache is enabled",
+    ]
+    settings.tx_flush_interval_us, settings.perf_metrics, settings.smc_enable = 50, True, True
+    assert settings.change_lines(changed) == []
+    assert settings.change_lines(OtherConfig()) == [
+        "Flushing interval for tx queues set to 0 us",
+        "PMD performance metrics collection disabled",
+        "SMC cache is disabled",
+    ]

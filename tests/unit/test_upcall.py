@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 
 import pytest
 
+from pyvswitchd.datapath.flow_log import FlowLog, packet_key_text
 from pyvswitchd.datapath.mac_learning import MacLearning
 from pyvswitchd.datapath.normal import NORMAL_IP_MASK, NormalBridge
 from pyvswitchd.datapath.port import Port
@@ -140,6 +142,28 @@ def test_executor_cache_shares_per_output_list() -> None:
     assert f1.bridge == "br0"
     assert f1.mask == NORMAL_IP_MASK
     assert f1.key == masked(k1, NORMAL_IP_MASK) and f1.full_key == k1
+
+
+def test_upcalls_and_their_flows_are_logged_at_dbg_only(s: Setup) -> None:
+    out = io.StringIO()
+    vlog = Vlog("test", syslog_method="null", console=out)
+    vlog.set_pattern(None, "%c|%p|%m")
+    upcall = Upcall(s.ports, {"br0": s.bridge}, s.coverage, FlowLog(vlog, "ovs-netdev"))
+    keys = [key(1, A, B, nw_src=1), key(1, A, B, nw_src=2), key(4, A, B)]
+    upcall.answer(keys)
+    assert out.getvalue() == ""
+    vlog.set_levels_from_string("dpif_netdev:dbg")
+    upcall.answer(keys)
+    lines = out.getvalue().splitlines()
+    # The covered key makes no upcall; the lost one does, and installs nothing.
+    assert [line.split("|")[2].split(":")[0] for line in lines if "|" in line] == [
+        "ovs-netdev",
+        "flow_add",
+        "ovs-netdev",
+    ]
+    assert lines[1] == packet_key_text(keys[0])
+    assert lines[4] == packet_key_text(keys[2])
+    assert lines[2].endswith(", actions:2,3")
 
 
 # -- exact-match flows (upcall/disable-megaflows) ------------------------------------
