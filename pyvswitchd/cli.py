@@ -19,6 +19,7 @@ import trio
 
 from . import PROGRAM_NAME
 from .config import ConfigError, no_bridge_warning, parse_address
+from .config.db_remote import parse_db_remote
 from .daemon import (
     DEFAULT_RUNDIR,
     Daemon,
@@ -99,6 +100,15 @@ def _fail(message: str, program: str = PROGRAM_NAME) -> NoReturn:
     metavar="HOST:PORT|none",
     help="Prometheus listener (overrides [daemon] metrics-address).",
 )
+@click.option(
+    "--db",
+    metavar="unix:PATH|tcp:HOST:PORT|ssl:HOST:PORT",
+    help="Take the configuration from this OVSDB server, as ovs-vswitchd does "
+    "(overrides [daemon] db; the file then gives only [daemon]).",
+)
+@click.option("--private-key", metavar="FILE", help="SSL private key for an ssl: --db.")
+@click.option("--certificate", metavar="FILE", help="SSL certificate for an ssl: --db.")
+@click.option("--ca-cert", metavar="FILE", help="CA certificate to trust for an ssl: --db.")
 @click.option("--list-metrics", is_flag=True, help="Print the Prometheus families and exit.")
 @click.option(
     "--enable-fault-injection",
@@ -124,6 +134,10 @@ def command(
     verbose: tuple[str, ...],
     syslog_method: str,
     metrics_address: str | None,
+    db: str | None,
+    private_key: str | None,
+    certificate: str | None,
+    ca_cert: str | None,
     list_metrics: bool,
     enable_fault_injection: bool,
     program_name: str,
@@ -163,6 +177,14 @@ def command(
             metrics = parse_address(metrics_address)
         except ValueError as exc:
             _fail(f'--metrics-address: invalid value "{metrics_address}": {exc}', program)
+    if db is not None:
+        try:
+            parse_db_remote(db)
+        except ValueError as exc:
+            _fail(f'--db: invalid value "{db}": {exc}', program)
+    remote = db or config.daemon.db
+    if remote is not None and remote.startswith("ssl:"):
+        _ssl_files(remote, private_key, certificate, ca_cert, program)
     if syslog_method not in ("libc", "null") and not syslog_method.startswith("unix:"):
         _fail(
             f'--syslog-method: invalid value "{syslog_method}": expected libc, null or unix:PATH',
@@ -182,6 +204,7 @@ def command(
         syslog_method=syslog_method,
         fault_injection=enable_fault_injection,
         program=program,
+        db=db,
     )
     daemon = Daemon(options, config, vlog=vlog)
     # Flags are applied after the daemon defined its modules, so -v can name them.
@@ -217,6 +240,29 @@ def command(
         # Daemon.run logged it at EMER, traceback included, to every log
         # destination (console included): printing it again would only repeat it.
         sys.exit(1)
+
+
+def _ssl_files(
+    remote: str,
+    private_key: str | None,
+    certificate: str | None,
+    ca_cert: str | None,
+    program: str,
+) -> None:
+    """Hand the SSL files to the OVSDB client, or fail naming what is missing."""
+    files = {"--private-key": private_key, "--certificate": certificate, "--ca-cert": ca_cert}
+    missing = [flag for flag, path in files.items() if not path]
+    if missing:
+        _fail(f"--db {remote}: an ssl: database needs {', '.join(missing)}", program)
+    for flag, path in files.items():
+        assert path is not None
+        if not os.access(path, os.R_OK):
+            _fail(f"{flag} {path}: cannot read it", program)
+    from ovs.stream import Stream  # only an ssl: database needs it
+
+    Stream.ssl_set_private_key_file(private_key)
+    Stream.ssl_set_certificate_file(certificate)
+    Stream.ssl_set_ca_cert_file(ca_cert)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -24,11 +24,11 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from . import PACKAGE_NAME, PROGRAM_NAME, __version__, startup
 from . import config as config_mod
-from .config import Config, ConfigError
-from .config.save import save as save_config
+from .config import Config, ConfigError, OtherConfig
+from .config_commands import register_config_commands
 from .control.access import AccessPolicy, group_id
 from .control.builtins import register_builtins
-from .control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
+from .control.registry import CommandContext, CommandRegistry
 from .control.server import SocketGroupError, UnixctlServer
 from .datapath import commands as dp_commands
 from .datapath.config_check import check_config
@@ -36,6 +36,7 @@ from .datapath.dp import Datapath
 from .datapath.dp_metrics import datapath_metrics
 from .datapath.dp_metrics import describe as describe_datapath_metrics
 from .datapath.gc_tuning import tune_gc
+from .datapath.interface_status import interface_statistics, interface_status
 from .datapath.link_tracker import LinkTracker
 from .netdev import dummy as netdev_dummy
 from .netdev import faults as netdev_faults
@@ -46,6 +47,7 @@ from .observe.memory import Memory
 from .observe.metrics import COLLECTOR_METRICS, Metrics, coverage_source
 from .observe.vlog import Vlog
 from .offload import faults as offload_faults
+from .ovsdb.source import OvsdbSource
 from .pidfile import AlreadyRunning, PidFile
 from .sdnotify import Notifier
 
@@ -74,6 +76,9 @@ class DaemonOptions:
     fault_injection: bool = False
     #: ``--program-name``: names the pidfile, the socket, log and version lines.
     program: str = PROGRAM_NAME
+    #: ``--db``, when given: the OVSDB server to take the configuration from
+    #: (overrides the config's ``daemon:db``).
+    db: str | None = None
 
     @property
     def socket_path(self) -> str:
@@ -110,17 +115,34 @@ HEALTH_METRICS = (
 )
 
 
+#: Families served only when the configuration comes from OVSDB (``--db``).
+DATABASE_METRICS = (
+    ("pyvswitchd_ovsdb_connected", "gauge", "1 while connected to the OVSDB server"),
+    ("pyvswitchd_ovsdb_reconnects_total", "counter", "OVSDB connections made after the first"),
+    (
+        "pyvswitchd_ovsdb_transaction_failures_total",
+        "counter",
+        "Write-back transactions the OVSDB server did not commit",
+    ),
+    (
+        "pyvswitchd_ovsdb_rejected_interfaces",
+        "gauge",
+        "Interfaces of the database refused (their error column says why)",
+    ),
+)
+DATABASE_ONLY = " (--db only)"
+
+
 def list_metrics() -> str:
     """The table ``pyvswitchd --list-metrics`` prints."""
-    rows = [*HEALTH_METRICS, *COLLECTOR_METRICS, *describe_datapath_metrics()]
+    rows = [
+        *HEALTH_METRICS,
+        *COLLECTOR_METRICS,
+        *describe_datapath_metrics(),
+        *((name, kind, help_ + DATABASE_ONLY) for name, kind, help_ in DATABASE_METRICS),
+    ]
     width = max(len(name) for name, _, _ in rows)
     return "".join(f"{name:<{width}}  {kind:<7}  {help_}\n" for name, kind, help_ in rows)
-
-
-def _scalar(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _group_name(gid: int) -> str:
@@ -208,6 +230,11 @@ class Daemon:
             fault_injection=options.fault_injection,
         )
         self.link_tracker = LinkTracker(self.datapath)
+        #: The OVSDB server the configuration comes from, if any (``--db``).
+        self.db_source: OvsdbSource | None = None
+        remote = options.db or config.daemon.db
+        if remote is not None:
+            self._use_database(remote)
         dp_commands.register_commands(self.datapath, self.registry)
         self.metrics.add_source(lambda: datapath_metrics(self.datapath))
         netdev_dummy.register_commands(self.registry, self.datapath.netdev_by_name)
@@ -222,6 +249,40 @@ class Daemon:
         if options.fault_injection:
             self._enable_fault_injection()
         self._register_commands()
+
+    def _use_database(self, remote: str) -> None:
+        if self.options.config_path is not None and (
+            self.config.bridges or self.config.other_config != OtherConfig()
+        ):
+            self._log.warn(
+                f"{self.options.config_path}: [other_config] and [[bridge]] are ignored: "
+                f"the configuration is the database at {remote}"
+            )
+        self.config = Config(
+            daemon=self.config.daemon, source=f"database {remote}", declares_bridges=True
+        )
+        datapath = self.datapath
+        self.db_source = OvsdbSource(
+            remote,
+            log=self.vlog.module("ovsdb"),
+            apply=self._apply_from_database,
+            base=lambda: self.config,
+            check_port=lambda cfg: check_config(cfg, datapath.netdevs),
+            status=lambda: interface_status(datapath),
+            statistics=lambda: interface_statistics(datapath),
+            iface_types=datapath.netdevs.types,
+            version=__version__,
+        )
+        self.metrics.add_source(self.db_source.metrics)
+
+    async def _apply_from_database(self, new: Config) -> None:
+        await self.apply_config(new)
+        self.config_generation += 1
+
+    @property
+    def ready(self) -> bool:
+        """Whether start-up is over (the configuration is in effect, commands may change it)."""
+        return self._ready.is_set()
 
     def _enable_fault_injection(self) -> None:
         # Test-only commands that make devices and offload fail on purpose.
@@ -306,78 +367,8 @@ class Daemon:
             await self._stopped.wait()
             return ""
 
-        async def reload_(ctx: CommandContext, args: Sequence[str]) -> str:
-            if not self._ready.is_set():
-                raise CommandError("configuration not reloaded: the daemon is still starting")
-            try:
-                await self.reload()
-            except ConfigError as exc:
-                raise CommandError(f"configuration not reloaded: {exc}") from None
-            return ""
-
-        async def set_(ctx: CommandContext, args: Sequence[str]) -> str:
-            if not self._ready.is_set():
-                raise CommandError("configuration not changed: the daemon is still starting")
-            try:
-                new = config_mod.with_settings(self.config, list(args))
-                if self.options.metrics_override and any(
-                    a.startswith("daemon:metrics-address=") for a in args
-                ):
-                    raise ConfigError(
-                        "daemon:metrics-address: --metrics-address on the command line "
-                        "overrides it (takes effect at restart without that option)"
-                    )
-                await self.apply_config(new)
-            except ConfigError as exc:
-                raise CommandError(f"configuration not changed: {exc}") from None
-            self.config_generation += 1
-            self._log.info(
-                f"configuration changed by config/set: {' '.join(args)} "
-                f"(generation {self.config_generation})"
-            )
-            # Values of OVS keys that were replaced, as OVS would: say so.
-            return "".join(f"{note}\n" for note in new.notes)
-
-        def show(ctx: CommandContext, args: Sequence[str]) -> Reply:
-            data = config_mod.to_dict(self.config)
-            data["daemon"], remarks = self._effective_daemon()
-            lines = [f"source: {self.config.source}", f"generation: {self.config_generation}"]
-            for table in ("daemon", "other_config"):
-                lines.append(f"{table}:")
-                lines += [
-                    f"  {k}={_scalar(v)}" + (f" ({remarks[k]})" if k in remarks else "")
-                    for k, v in data[table].items()
-                ]
-            for bridge in data["bridge"]:
-                lines.append(f"bridge {bridge['name']}:")
-                lines += [f"  {k}={v}" for k, v in bridge["other_config"].items()]
-                for port in bridge["port"]:
-                    extra = "".join(
-                        f" {k}={v}" for k, v in {**port["options"], **port["other_config"]}.items()
-                    )
-                    lines.append(f"  port {port['name']}: type={port['type']}{extra}")
-            data["generation"] = self.config_generation
-            return Reply.structured("\n".join(lines) + "\n", data)
-
-        def save_(ctx: CommandContext, args: Sequence[str]) -> str:
-            path = args[0] if args else self.options.config_path
-            if path is None:
-                raise CommandError(
-                    "configuration not saved: the daemon runs on the built-in default "
-                    "configuration; name a file: config/save FILE"
-                )
-            try:
-                save_config(path, self.config)
-            except ConfigError as exc:
-                raise CommandError(f"configuration not saved: {exc}") from None
-            self._log.info(f"configuration saved to {path} (generation {self.config_generation})")
-            return ""
-
-        self.registry.register("config/set", "KEY=VALUE...", 1, UNLIMITED, set_, mutating=True)
-        self.registry.register("config/save", "[FILE]", 0, 1, save_, mutating=True)
-        self.registry.register("config/show", "", 0, 0, show)
         self.registry.register("exit", "[--cleanup]", 0, 1, exit_, mutating=True)
-        self.registry.register("config/reload", "", 0, 0, reload_, mutating=True)
+        register_config_commands(self, self.registry, self._log)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -391,7 +382,16 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_config(self.options.config_path)
-            config_mod.check_reload(self.config, new)
+            if self.options.db is None and new.daemon.db != self.config.daemon.db:
+                raise ConfigError(
+                    f"{new.source}: daemon:db: the configuration source is chosen at start; "
+                    "restart pyvswitchd to change it"
+                )
+            if self.db_source is not None:
+                # The database holds the rest: only the file's [daemon] table is reloaded.
+                new = attrs.evolve(self.config, daemon=new.daemon, notes=())
+            else:
+                config_mod.check_reload(self.config, new)
             await self.apply_config(new)
         except Exception as exc:
             self.reload_failures += 1
@@ -492,7 +492,7 @@ class Daemon:
             path, exc, given=self.options.unixctl_path is not None, rundir=self.options.rundir
         )
 
-    def _effective_daemon(self) -> tuple[dict[str, object], dict[str, str]]:
+    def effective_daemon(self) -> tuple[dict[str, object], dict[str, str]]:
         """The ``[daemon]`` keys as in effect now, and a remark for some of them."""
         table: dict[str, object] = {}
         remarks: dict[str, str] = {}
@@ -586,6 +586,8 @@ class Daemon:
                 await services.start(self.link_tracker.run)
                 await services.start(self.metrics.run)
                 await self.apply_config(self.config, starting=True)
+                if self.db_source is not None:
+                    await services.start(self.db_source.run)
                 await services.start(self.coverage.run_periodically)
                 await services.start(self.memory.monitor)
                 tune_gc()

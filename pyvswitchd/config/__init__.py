@@ -29,6 +29,7 @@ from typing import Any
 
 import attrs
 
+from .db_remote import parse_db_remote
 from .ovs_values import (
     Fallback,
     bridge_other_config,
@@ -211,6 +212,12 @@ class DaemonSettings:
     )
     admin_group: str | None = _key(
         "admin-group", parse_group, None, "members may run commands that change the daemon"
+    )
+    db: str | None = _key(
+        "db",
+        parse_db_remote,
+        None,
+        "OVSDB server that holds the configuration (--db overrides; default: none, this file)",
     )
 
 

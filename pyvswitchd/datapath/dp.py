@@ -34,6 +34,7 @@ from .dp_settings import DatapathSettings, PmdCounters
 from .emc import insert_min_for
 from .flow_log import FlowLog
 from .normal import NormalBridge
+from .ofport import OfportNumbers
 from .perf import PerfLogConfig
 from .pipeline import FlowPipeline
 from .pmd import NON_PMD_CORE_ID, Pmd, PmdHooks, TxPort, any_readable
@@ -90,6 +91,8 @@ class Datapath:
         self.perf_log = PerfLogConfig()
         #: Port number -> port; filled by :attr:`dp_ports`.
         self.ports: dict[int, Port] = {}
+        #: The ports' OpenFlow-style numbers (dpif/show, OVSDB's ofport).
+        self.ofports = OfportNumbers()
         self.pmds: dict[int, AnyPmd] = {}
         #: Whether PMDs run in worker processes (the daemon) or as trio tasks
         #: of this process (unit tests that drive PMDs on an injected clock).

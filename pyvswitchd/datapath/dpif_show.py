@@ -9,12 +9,9 @@
         p0 1/2: (dummy-pmd: n_rxq=1, n_txq=1, numa_id=0)
 
 Each port reads ``NAME OFPORT/DPPORT: (TYPE[: CONFIG])``.  This switch has
-no OpenFlow, so the OpenFlow port numbers are given here the way OVS gives
-them when none is requested: the bridge's own port is 65534 (OpenFlow's
-LOCAL), every other port the lowest number from 1 not taken in its bridge,
-in the order the ports are first seen (by datapath port number), kept for
-as long as the port stays in the bridge (:class:`OfportNumbers`).  CONFIG
-is what ``dpctl/show`` prints after the type.
+no OpenFlow: OFPORT is the number :mod:`.ofport` gives (the one written to
+OVSDB's Interface ``ofport`` column too).  CONFIG is what ``dpctl/show``
+prints after the type.
 
 The JSON form is OVS's: ``{DATAPATH: {"stats": {"hit", "missed"},
 "bridges": {BRIDGE: {PORT: {"ofport", "port_no", "type"[, "config"]}}}}}``
@@ -29,50 +26,14 @@ from typing import TYPE_CHECKING
 
 from ..control.registry import CommandContext, CommandRegistry, Reply
 from .dp import DP_TYPE
+from .ofport import OfportNumbers, bridge_members
 
 if TYPE_CHECKING:
     from .dp import Datapath
     from .port import Port
 
-#: OpenFlow's number for a bridge's own port.
-OFPP_LOCAL = 65534
-
 #: The datapath's (hit, missed, lost) lookup totals.
 Lookups = Callable[["Datapath"], tuple[int, int, int]]
-
-
-class OfportNumbers:
-    """Stable OpenFlow-style port numbers, per bridge, for ``dpif/show``."""
-
-    def __init__(self) -> None:
-        #: bridge -> port name -> number.
-        self._numbers: dict[str, dict[str, int]] = {}
-
-    def update(self, members: dict[str, list[str]]) -> dict[str, dict[str, int]]:
-        """Numbers for ``members`` (bridge -> its port names, in first-seen order).
-
-        Ports that left their bridge give their number back; new ones take
-        the lowest free one.
-        """
-        numbers: dict[str, dict[str, int]] = {}
-        for bridge, names in members.items():
-            old = self._numbers.get(bridge, {})
-            kept = {name: old[name] for name in names if name in old}
-            taken = set(kept.values())
-            for name in names:
-                if name in kept:
-                    continue
-                if name == bridge:
-                    kept[name] = OFPP_LOCAL
-                    continue
-                n = 1
-                while n in taken:
-                    n += 1
-                kept[name] = n
-                taken.add(n)
-            numbers[bridge] = kept
-        self._numbers = numbers
-        return numbers
 
 
 def port_config(port: Port) -> dict[str, str]:
@@ -85,24 +46,14 @@ def port_config(port: Port) -> dict[str, str]:
     return config
 
 
-def _bridge_ports(dp: Datapath) -> dict[str, list[Port]]:
-    """Each bridge's ports, by datapath port number."""
-    members: dict[str, list[Port]] = {name: [] for name in sorted(dp.bridges)}
-    for no in sorted(dp.ports):
-        port = dp.ports[no]
-        if port.bridge in members:
-            members[port.bridge].append(port)
-    return members
-
-
 def dpif_show(dp: Datapath, ofports: OfportNumbers, lookups: Lookups) -> Reply:
     """``dpif/show`` as text and as OVS's JSON object."""
     if not dp.bridges:
         return Reply.structured("", {})
     dp.refresh_workers()
     hit, missed, _ = lookups(dp)
-    members = _bridge_ports(dp)
-    numbers = ofports.update({b: [p.name for p in ports] for b, ports in members.items()})
+    members = bridge_members(dp.ports, dp.bridges)
+    numbers = ofports.of_ports(dp.ports, dp.bridges)
     name = f"{DP_TYPE}@{dp.name}"
     lines = [f"{name}: hit:{hit} missed:{missed}"]
     bridges: dict[str, object] = {}
@@ -130,7 +81,7 @@ def dpif_show(dp: Datapath, ofports: OfportNumbers, lookups: Lookups) -> Reply:
 
 def register_dpif_show_commands(dp: Datapath, registry: CommandRegistry, lookups: Lookups) -> None:
     """Register ``dpif/show``, ``dpif/dump-dps`` and ``dpctl/dump-dps``."""
-    ofports = OfportNumbers()
+    ofports = dp.ofports
 
     def show(ctx: CommandContext, args: Sequence[str]) -> Reply:
         return dpif_show(dp, ofports, lookups)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pyvswitchd.control.registry import CommandContext, OutputFormat
-from pyvswitchd.datapath.dpif_show import OFPP_LOCAL, OfportNumbers
 from tests.dp_harness import Harness, running_datapath
 
 from .test_pipeline import icmp
@@ -33,22 +32,6 @@ def status(h: Harness, name: str) -> str:
     port = h.dp.port_by_name(name)
     assert port is not None
     return port.netdev.status()
-
-
-def test_ofport_numbers_are_stable_and_reused() -> None:
-    numbers = OfportNumbers()
-    assert numbers.update({"br0": ["br0", "a", "b"]}) == {
-        "br0": {"br0": OFPP_LOCAL, "a": 1, "b": 2}
-    }
-    # "a" leaves: "b" keeps 2, the newcomer takes the free 1.
-    assert numbers.update({"br0": ["br0", "b", "c"]}) == {
-        "br0": {"br0": OFPP_LOCAL, "b": 2, "c": 1}
-    }
-    assert numbers.update({"br0": ["br0", "b", "c"], "br1": ["br1", "d"]})["br1"] == {
-        "br1": OFPP_LOCAL,
-        "d": 1,
-    }
-    assert numbers.update({}) == {}
 
 
 async def test_dpif_show_text_and_json() -> None:
