@@ -36,7 +36,7 @@ from .. import config as config_mod
 from ..config import Config, ConfigError
 from ..observe.vlog import VlogModule
 from . import writeback
-from .tables import DbConfig, PortCheck, read_tables, root_row
+from .tables import DbConfig, PortCheck, fingerprint, read_tables, root_row
 from .trio_poller import TrioPoller
 
 DATABASE = "Open_vSwitch"
@@ -140,6 +140,7 @@ class OvsdbSource:
         self._next_status = 0.0
         self._next_statistics = 0.0
         self._last_seqno = -1
+        self._fingerprint: tuple[Any, ...] | None = None
 
     # -- what others read -----------------------------------------------------
 
@@ -304,6 +305,10 @@ class OvsdbSource:
             )
             return
         self._said.discard("no-root")
+        seen = fingerprint(root)
+        if seen == self._fingerprint:
+            return  # a status write of ours, or another table: nothing to re-read
+        self._fingerprint = seen
         db = read_tables(root, self._check_port)
         self._report(db)
         if db.document != self._applied:

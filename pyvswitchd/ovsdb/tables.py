@@ -76,6 +76,37 @@ def root_row(rows: Iterable[Any]) -> Any | None:
     return next(iter(rows), None)
 
 
+def fingerprint(root: Any) -> tuple[Any, ...]:
+    """Every value :func:`read_tables` reads, cheaply: equal means nothing to re-read.
+
+    The IDL reports a change for every row update, the daemon's own
+    write-back (statistics every few seconds) included; this tells them
+    apart from configuration changes without re-checking every port.
+    """
+
+    def items(value: Any) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted(_strings(value).items()))
+
+    bridges = []
+    for bridge in root.bridges:
+        ports = []
+        for port in bridge.ports:
+            ifaces = tuple(
+                (str(i.name), str(i.type), items(i.options), items(i.other_config))
+                for i in port.interfaces
+            )
+            ports.append((str(port.name), ifaces))
+        bridges.append(
+            (
+                str(bridge.name),
+                str(bridge.datapath_type),
+                items(bridge.other_config),
+                tuple(sorted(ports)),
+            )
+        )
+    return (_one(root.next_cfg, 0), items(root.other_config), tuple(sorted(bridges)))
+
+
 def read_tables(root: Any, check_port: PortCheck | None = None) -> DbConfig:
     """Read the configuration hanging from ``root``, the Open_vSwitch row.
 

@@ -244,9 +244,11 @@ def test_database_restart_keeps_forwarding_and_resynchronises(
     wait_for(lambda: "tx-flush-interval=50" in d.call("config/show"), "re-synchronisation", 20)
     assert "(connected" in d.call("config/show")
     wait_for(
-        lambda: (m := database_metrics())["pyvswitchd_ovsdb_connected"] == 1
-        and m["pyvswitchd_ovsdb_reconnects"] == 1
-        and m["pyvswitchd_ovsdb_rejected_interfaces"] == 0,
+        lambda: (
+            (m := database_metrics())["pyvswitchd_ovsdb_connected"] == 1
+            and m["pyvswitchd_ovsdb_reconnects"] == 1
+            and m["pyvswitchd_ovsdb_rejected_interfaces"] == 0
+        ),
         "connected 1, reconnects 1",
     )
 
