@@ -22,6 +22,8 @@ CONFIG = """\
 dummy-numa = "0"
 [[bridge]]
 name = "br0"
+# A dummy bridge port, even beside a kernel one: a unit test makes no TAP device.
+other_config = { local-port-type = "dummy-internal" }
   [[bridge.port]]
   name = "p1"
   type = "dummy-pmd"
