@@ -30,6 +30,8 @@ def parse_db_remote(value: Any) -> str | None:
         raise ValueError(EXPECTED)
     if value.lower() == "none":
         return None
+    if "," in value:
+        raise ValueError(f"{EXPECTED}: one server, not a list")
     method, sep, rest = value.partition(":")
     if sep and method == "unix" and rest and "\0" not in rest:
         return value

@@ -59,3 +59,8 @@ def test_daemon_table_takes_db() -> None:
     assert config.load_default().daemon.db is None
     with pytest.raises(config.ConfigError, match='daemon:db: invalid value "x"'):
         config.loads('[daemon]\ndb = "x"\n')
+
+
+def test_one_server_only() -> None:
+    with pytest.raises(ValueError, match="one server, not a list"):
+        parse_db_remote("unix:/a.sock,tcp:127.0.0.1:6640")

@@ -185,3 +185,37 @@ def test_logrotate_accepts_the_snippet(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "error" not in r.stderr.lower()
+
+
+OVSDB_UNIT = ROOT / "systemd" / "pyvswitch-ovsdb.service"
+OVSDB_DROP_IN = ROOT / "systemd" / "pyvswitchd.service.d" / "ovsdb.conf"
+OVSDB_SOCKET = "/run/pyvswitch-ovsdb/db.sock"
+
+
+@needs_analyze
+@pytest.mark.skipif(
+    not all(os.path.exists(p) for p in ("/usr/sbin/ovsdb-server", "/usr/bin/ovs-vsctl")),
+    reason="ovsdb-server or ovs-vsctl not installed (apt-get install openvswitch-switch)",
+)
+def test_ovsdb_unit_verifies_clean() -> None:
+    r = subprocess.run(
+        ["systemd-analyze", "verify", str(OVSDB_UNIT)], capture_output=True, text=True
+    )
+    assert (r.returncode, r.stderr.strip()) == (0, "")
+
+
+def test_ovsdb_unit_serves_the_socket_the_docs_name() -> None:
+    unit = OVSDB_UNIT.read_text()
+    assert f"--remote=punix:{OVSDB_SOCKET}" in unit
+    assert "User=pyvswitch" in unit and "RuntimeDirectory=pyvswitch-ovsdb" in unit
+    assert "Before=pyvswitchd.service" in unit
+    readme = (ROOT / "README.md").read_text()
+    assert f'db = "unix:{OVSDB_SOCKET}"' in readme
+    assert f"--db=unix:{OVSDB_SOCKET}" in readme
+    drop_in = configparser.RawConfigParser()
+    drop_in.optionxform = str  # type: ignore[assignment,method-assign]
+    drop_in.read_string(OVSDB_DROP_IN.read_text())
+    assert drop_in["Unit"]["After"] == "pyvswitch-ovsdb.service"
+    # The switch outlives a restart of its database server: no Requires=.
+    assert drop_in["Unit"]["Wants"] == "pyvswitch-ovsdb.service"
+    assert "Requires" not in drop_in["Unit"]
