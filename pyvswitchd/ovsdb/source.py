@@ -77,6 +77,8 @@ STATUS_INTERVAL = 1.0
 STATISTICS_INTERVAL = 5.0
 #: How long to wait before asking again for a schema the server refused.
 SCHEMA_RETRY = 5.0
+#: How long to wait before starting over after an unexpected error.
+RESTART_AFTER_ERROR = 5.0
 
 Apply = Callable[[Config], Awaitable[None]]
 
@@ -177,6 +179,25 @@ class OvsdbSource:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         self.state.down_since = time.monotonic()
+        while True:
+            try:
+                await self._connect_and_replicate()
+            except Exception as exc:
+                # A bug, or a server sending what the IDL cannot take, must
+                # not end the switch: it keeps its configuration and this
+                # starts over with a fresh connection.
+                self.state.connected = False
+                self.state.down_since = time.monotonic()
+                self._txn = None
+                self.log.err(
+                    f"database {self.remote}: unexpected error, starting over in "
+                    f"{RESTART_AFTER_ERROR:.0f} s: {exc!r}"
+                )
+                await trio.sleep(RESTART_AFTER_ERROR)
+
+    async def _connect_and_replicate(self) -> None:
+        self._last_seqno = -1
+        self._root_written = False
         schema = await self._fetch_schema()
         helper = ovs_idl.SchemaHelper(None, schema)
         tables = schema.get("tables", {})
@@ -344,6 +365,9 @@ class OvsdbSource:
             await self._apply(new)
         except ConfigError as exc:
             self.log.err(f"configuration from the database not applied: {exc}")
+            return
+        except Exception as exc:  # a bug: keep the switch, say what failed
+            self.log.err(f"configuration from the database not applied: {exc!r}")
             return
         self.log.info(f"configuration from database {self.remote} applied (next_cfg {db.next_cfg})")
 

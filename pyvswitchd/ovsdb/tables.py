@@ -37,7 +37,8 @@ from ..config import ConfigError, OtherConfig
 #: The datapath type whose bridges this daemon runs.
 DATAPATH_TYPE = "netdev"
 
-#: Checks one port (its bridge, its config) beyond the schema: ConfigError when refused.
+#: Checks a bridge and its ports beyond the schema (netdev types and options):
+#: ConfigError when refused.  Called with one bridge and at most one port.
 PortCheck = Callable[[config_mod.Config], object]
 
 #: The ``[other_config]`` keys the loader knows.
@@ -128,7 +129,9 @@ def read_tables(root: Any, check_port: PortCheck | None = None) -> DbConfig:
             continue
         doc: dict[str, Any] = {"name": name, "other_config": _strings(bridge.other_config)}
         try:
-            config_mod.from_dict({"bridge": [doc]}, "ovsdb")
+            alone = config_mod.from_dict({"bridge": [doc]}, "ovsdb")
+            if check_port is not None:
+                check_port(alone)  # the bridge's own port (other_config:local-port-type)
         except ConfigError as exc:
             warnings.append(f'bridge "{name}" not configured: {_local(exc)}')
             for port in bridge.ports:

@@ -37,8 +37,10 @@ SKIP = (
 class OvsdbServer:
     """ovsdb-server on ``DIR/conf.db``, listening on ``DIR/db.sock``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *server_args: str) -> None:
+        """``server_args``: more ovsdb-server options (``--remote=ptcp:...``, SSL files)."""
         assert SKIP is None, SKIP
+        self.server_args = server_args
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db = self.dir / "conf.db"
@@ -59,6 +61,7 @@ class OvsdbServer:
                 f"--unixctl={self.dir / 'ovsdb-server.ctl'}",
                 f"--log-file={self.log}",
                 "--no-chdir",
+                *self.server_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -397,3 +398,65 @@ def test_system_port_whose_interface_appears_later(
         )
     finally:
         sh("ip", "netns", "del", ns, check=False)
+
+
+OPENSSL = shutil.which("openssl")
+
+
+def make_certificates(directory: Path) -> None:
+    """A CA and a certificate signed by it for each side (ca.*, server.*, client.*)."""
+
+    def run(*args: str) -> None:
+        subprocess.run([OPENSSL, *args], cwd=directory, check=True, capture_output=True)  # type: ignore[list-item]
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-subj",
+        "/CN=test-ca",
+        "-days",
+        "2",
+    )
+    for side in ("server", "client"):
+        run("req", *ec, "-keyout", f"{side}.key", "-out", f"{side}.csr", "-subj", f"/CN={side}")
+        run("x509", "-req", "-in", f"{side}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{side}.crt", "-days", "2")  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["tcp", pytest.param("ssl", marks=pytest.mark.skipif(
+    OPENSSL is None, reason="openssl is not installed (apt-get install openssl)"))])  # fmt: skip
+def test_tcp_and_ssl_databases(start_daemon: StartDaemon, tmp_path: Path, method: str) -> None:
+    port = free_port()
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    server_args = [f"--remote=p{method}:{port}:127.0.0.1"]
+    client_args: list[str] = []
+    if method == "ssl":
+        make_certificates(certs)
+        server_args += [
+            f"--{o}={certs}/server.{e}" for o, e in (("private-key", "key"), ("certificate", "crt"))
+        ]
+        server_args.append(f"--ca-cert={certs}/ca.crt")
+        client_args = [
+            "--private-key", f"{certs}/client.key",
+            "--certificate", f"{certs}/client.crt",
+            "--ca-cert", f"{certs}/ca.crt",
+        ]  # fmt: skip
+    server = OvsdbServer(tmp_path / "ovsdb", *server_args)
+    try:
+        d = start_daemon(DAEMON_ONLY, "--db", f"{method}:127.0.0.1:{port}", *client_args)
+        add_netdev_bridge(server)  # through the Unix socket; the daemon is on tcp/ssl
+        server.vsctl("add-port", "br0", "p1", "--", "set", "Interface", "p1", "type=dummy-pmd")
+        assert "p1 (dummy-pmd" in d.call("dpctl/show")
+        assert column(server, "Interface", "p1", "ofport") == "1"
+        assert d.call("config/show").startswith(
+            f"source: database {method}:127.0.0.1:{port} (connected"
+        )
+    finally:
+        server.stop()

@@ -154,3 +154,17 @@ def test_next_cfg_in_either_form(next_cfg: object) -> None:
     row = root()
     row.next_cfg = next_cfg
     assert read_tables(row).next_cfg == (0 if next_cfg == [] else 7)
+
+
+def test_a_bridge_whose_own_port_is_refused_costs_only_itself() -> None:
+    db = read_tables(
+        root(
+            bridge("br0", port("p1"), **{"local-port-type": "nosuchtype"}),
+            bridge("br1", port("p2", iface("p2", "dummy"))),
+        ),
+        check_port,
+    )
+    assert [b["name"] for b in db.document["bridge"]] == ["br1"]
+    assert db.rejected == {"p1": "bridge br0 is not configured"}
+    assert "local-port-type" in db.warnings[0]
+    config.from_dict(db.document)  # what is left loads
