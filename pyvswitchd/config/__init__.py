@@ -229,11 +229,20 @@ class PortConfig:
     other_config: Mapping[str, str] = attrs.field(factory=dict)
 
 
+#: The bridges' datapath type unless a bridge says otherwise (OVSDB's Bridge datapath_type).
+DEFAULT_DATAPATH_TYPE = "netdev"
+#: The userspace datapath's two types: ``dummy`` is the class OVS's own tests
+#: run on (its datapath is ``dummy@ovs-dummy`` and numbers ports after
+#: their names); the forwarding is the same.
+DATAPATH_TYPES = (DEFAULT_DATAPATH_TYPE, "dummy")
+
+
 @attrs.frozen
 class BridgeConfig:
     name: str
     ports: tuple[PortConfig, ...] = ()
     other_config: Mapping[str, str] = attrs.field(factory=dict)
+    datapath_type: str = DEFAULT_DATAPATH_TYPE
 
 
 @attrs.frozen
@@ -255,6 +264,7 @@ class Config:
 
 
 _PORT_KEYS = ("name", "options", "other_config", "type")
+_BRIDGE_KEYS = ("datapath_type", "name", "other_config", "port")
 
 
 def _hint(key: str, known: Iterable[str]) -> str:
@@ -347,10 +357,19 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
         bname = _name(raw, f"bridge[{i}]")
         where = f'bridge "{bname}"'
         for key in raw:
-            if key not in ("name", "port", "other_config"):
-                raise ConfigError(
-                    f'{where}: unknown key "{key}" {_hint(key, ("name", "other_config", "port"))}'
-                )
+            if key not in _BRIDGE_KEYS:
+                raise ConfigError(f'{where}: unknown key "{key}" {_hint(key, _BRIDGE_KEYS)}')
+        dp_type = raw.get("datapath_type", DEFAULT_DATAPATH_TYPE)
+        if dp_type not in DATAPATH_TYPES:
+            raise ConfigError(
+                f"{where}:datapath_type: invalid value {_show(dp_type)}: expected "
+                + " or ".join(DATAPATH_TYPES)
+            )
+        if bridges and bridges[0].datapath_type != dp_type:
+            raise ConfigError(
+                f'{where}:datapath_type: "{dp_type}" differs from bridge "{bridges[0].name}"\'s '
+                f'"{bridges[0].datapath_type}": one datapath runs every bridge'
+            )
         if any(b.name == bname for b in bridges):
             raise ConfigError(f"{where}: duplicate bridge name")
         ports: list[PortConfig] = []
@@ -386,7 +405,11 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
             f"bridge:{bname}",
         )
         notes += bridge_notes
-        bridges.append(BridgeConfig(name=bname, ports=tuple(ports), other_config=bridge_oc))
+        bridges.append(
+            BridgeConfig(
+                name=bname, ports=tuple(ports), other_config=bridge_oc, datapath_type=dp_type
+            )
+        )
     return Config(
         other_config=other,
         daemon=daemon,
@@ -501,6 +524,11 @@ def to_dict(cfg: Config) -> dict[str, Any]:
         "bridge": [
             {
                 "name": b.name,
+                **(
+                    {}
+                    if b.datapath_type == DEFAULT_DATAPATH_TYPE
+                    else {"datapath_type": b.datapath_type}
+                ),
                 "other_config": dict(b.other_config),
                 "port": [
                     {

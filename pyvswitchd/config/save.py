@@ -24,7 +24,7 @@ import tomlkit
 from tomlkit.items import AoT, InlineTable, Table
 from tomlkit.toml_document import TOMLDocument
 
-from . import Config, ConfigError, loads, to_dict
+from . import DEFAULT_DATAPATH_TYPE, Config, ConfigError, loads, to_dict
 
 _SCALAR_TABLES = ("daemon", "other_config")
 
@@ -136,6 +136,12 @@ def _merge_bridges(doc: TOMLDocument, have: list[Any], want: list[Any]) -> None:
         doc.append("bridge", aot)
     fresh: dict[str, Any] = {"other_config": {}, "port": []}
     for bridge, table, old in _match_by_name(aot, have, want, fresh):
+        wanted_type = bridge.get("datapath_type", DEFAULT_DATAPATH_TYPE)
+        if old.get("datapath_type", DEFAULT_DATAPATH_TYPE) != wanted_type:
+            if wanted_type == DEFAULT_DATAPATH_TYPE:
+                del table["datapath_type"]
+            else:
+                table["datapath_type"] = wanted_type
         _merge_map(table, "other_config", old["other_config"], bridge["other_config"])
         _merge_ports(table, old["port"], bridge["port"])
 

@@ -33,7 +33,7 @@ from ovs.db import idl as ovs_idl
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .. import config as config_mod
-from ..config import Config, ConfigError
+from ..config import DATAPATH_TYPES, Config, ConfigError
 from ..observe.vlog import VlogModule
 from . import writeback
 from .tables import DbConfig, PortCheck, fingerprint, read_tables, root_row
@@ -343,7 +343,8 @@ class OvsdbSource:
         for name in db.foreign_bridges:
             if name not in state.foreign_bridges:
                 self.log.info(
-                    f"bridge {name}: datapath_type is not netdev: not this daemon's, ignored"
+                    f"bridge {name}: datapath_type is neither netdev nor dummy: "
+                    "not this daemon's, ignored"
                 )
         state.foreign_bridges = db.foreign_bridges
         for name, why in sorted(db.rejected.items()):
@@ -456,7 +457,7 @@ class OvsdbSource:
         return [
             b
             for b in idl.tables["Bridge"].rows.values()
-            if str(b.datapath_type or "system") == "netdev"
+            if str(b.datapath_type or "system") in DATAPATH_TYPES
         ]
 
     def _finish_transaction(self) -> None:

@@ -15,9 +15,12 @@ What maps to what, in OVS's terms:
 
 - Open_vSwitch ``other_config`` → ``[other_config]`` (keys pyvswitchd does
   not know are ignored, as ovs-vswitchd ignores them).
-- Bridge with ``datapath_type=netdev`` → ``[[bridge]]``: ``name``,
+- Bridge with ``datapath_type=netdev`` (or ``dummy``, the userspace
+  datapath of OVS's own tests) → ``[[bridge]]``: ``name``, ``datapath_type``,
   ``other_config`` (``mac-aging-time``, ``mac-table-size``, ...).  A bridge
-  of another datapath type is not this switch's and is left alone.
+  of another datapath type (the kernel's) is not this switch's and is left
+  alone; one datapath runs every bridge, so bridges whose type differs from
+  the first one's are refused.
 - Port with one Interface → ``[[bridge.port]]``: the Interface's ``name``,
   ``type`` (empty: ``system``), ``options`` and ``other_config``
   (``pmd-rxq-affinity``).  The Port named after its bridge is the bridge's
@@ -32,10 +35,7 @@ from typing import Any
 import attrs
 
 from .. import config as config_mod
-from ..config import ConfigError, OtherConfig
-
-#: The datapath type whose bridges this daemon runs.
-DATAPATH_TYPE = "netdev"
+from ..config import DATAPATH_TYPES, DEFAULT_DATAPATH_TYPE, ConfigError, OtherConfig
 
 #: Checks a bridge and its ports beyond the schema (netdev types and options):
 #: ConfigError when refused.  Called with one bridge and at most one port.
@@ -122,23 +122,32 @@ def read_tables(root: Any, check_port: PortCheck | None = None) -> DbConfig:
     foreign: list[str] = []
     bridges: list[dict[str, Any]] = []
     seen_ports: set[str] = set()
+    running: str | None = None  # the datapath type of the first bridge of ours
     for bridge in sorted(root.bridges, key=lambda b: str(b.name)):
         name = str(bridge.name)
-        if str(bridge.datapath_type or "system") != DATAPATH_TYPE:
+        dp_type = str(bridge.datapath_type or "system")
+        if dp_type not in DATAPATH_TYPES:
             foreign.append(name)
             continue
+        if running is not None and dp_type != running:
+            warnings.append(
+                f"bridge {name} not configured: datapath_type {dp_type}, but this daemon "
+                f"runs one datapath, of type {running}"
+            )
+            _reject_all(bridge, name, f"bridge {name} is not configured", rejected)
+            continue
         doc: dict[str, Any] = {"name": name, "other_config": _strings(bridge.other_config)}
+        if dp_type != DEFAULT_DATAPATH_TYPE:
+            doc["datapath_type"] = dp_type
         try:
             alone = config_mod.from_dict({"bridge": [doc]}, "ovsdb")
             if check_port is not None:
                 check_port(alone)  # the bridge's own port (other_config:local-port-type)
         except ConfigError as exc:
             warnings.append(f'bridge "{name}" not configured: {_local(exc)}')
-            for port in bridge.ports:
-                for iface in port.interfaces:
-                    if str(iface.name) != name:
-                        rejected[str(iface.name)] = f"bridge {name} is not configured"
+            _reject_all(bridge, name, f"bridge {name} is not configured", rejected)
             continue
+        running = dp_type
         ports: list[dict[str, Any]] = []
         for port in sorted(bridge.ports, key=lambda p: str(p.name)):
             entry = _port(name, port, other, rejected, check_port, seen_ports)
@@ -153,6 +162,13 @@ def read_tables(root: Any, check_port: PortCheck | None = None) -> DbConfig:
         warnings=tuple(warnings),
         next_cfg=int(_one(root.next_cfg, 0) or 0),
     )
+
+
+def _reject_all(bridge: Any, name: str, why: str, rejected: dict[str, str]) -> None:
+    for port in bridge.ports:
+        for iface in port.interfaces:
+            if str(iface.name) != name:
+                rejected[str(iface.name)] = why
 
 
 def _other_config(raw: dict[str, str]) -> tuple[dict[str, str], list[str]]:

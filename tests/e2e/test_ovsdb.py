@@ -278,7 +278,10 @@ def test_foreign_bridges_and_file_commands(start_daemon: StartDaemon, ovsdb: Ovs
     shown = d.call("dpctl/show")
     assert "br0" in shown and "kernelbr" not in shown and "k0" not in shown
     assert column(ovsdb, "Interface", "k0", "ofport") == "[]"  # untouched
-    assert d.log_path.read_text().count("bridge kernelbr: datapath_type is not netdev") == 1
+    assert (
+        d.log_path.read_text().count("bridge kernelbr: datapath_type is neither netdev nor dummy")
+        == 1
+    )
 
     for args in (["config/set", "other_config:pmd-cpu-mask=0x3"], ["config/save", "x.toml"]):
         done = d.ovs_appctl(*args)

@@ -237,3 +237,18 @@ def test_unknown_keys_suggest_the_likely_one() -> None:
         with pytest.raises(config.ConfigError) as info:
             config.loads(text)
         assert message in str(info.value), str(info.value)
+
+
+def test_bridges_share_one_datapath_type() -> None:
+    cfg = config.loads('[[bridge]]\nname = "br0"\ndatapath_type = "dummy"\n')
+    assert cfg.bridges[0].datapath_type == "dummy"
+    assert config.to_dict(cfg)["bridge"][0]["datapath_type"] == "dummy"
+    assert (
+        "datapath_type" not in config.to_dict(config.loads('[[bridge]]\nname = "b"\n'))["bridge"][0]
+    )
+    with pytest.raises(config.ConfigError, match='datapath_type: invalid value "system"'):
+        config.loads('[[bridge]]\nname = "br0"\ndatapath_type = "system"\n')
+    with pytest.raises(config.ConfigError, match="one datapath runs every bridge"):
+        config.loads(
+            '[[bridge]]\nname = "br0"\ndatapath_type = "dummy"\n[[bridge]]\nname = "br1"\n'
+        )

@@ -168,3 +168,27 @@ def test_a_bridge_whose_own_port_is_refused_costs_only_itself() -> None:
     assert db.rejected == {"p1": "bridge br0 is not configured"}
     assert "local-port-type" in db.warnings[0]
     config.from_dict(db.document)  # what is left loads
+
+
+def test_dummy_bridges_are_ours_and_one_datapath_type_runs() -> None:
+    db = read_tables(
+        root(
+            bridge("br0", port("p1", iface("p1", "dummy")), datapath_type="dummy"),
+            bridge("br1", port("p2", iface("p2", "dummy"))),
+        ),
+        check_port,
+    )
+    assert db.document["bridge"] == [
+        {
+            "name": "br0",
+            "datapath_type": "dummy",
+            "other_config": {},
+            "port": [{"name": "p1", "type": "dummy", "options": {}, "other_config": {}}],
+        }
+    ]
+    assert db.rejected == {"p2": "bridge br1 is not configured"}
+    assert db.warnings == (
+        "bridge br1 not configured: datapath_type netdev, but this daemon runs one datapath, "
+        "of type dummy",
+    )
+    assert config.from_dict(db.document).bridges[0].datapath_type == "dummy"
