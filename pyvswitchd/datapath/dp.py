@@ -130,7 +130,11 @@ class Datapath:
             self.upcall.answer, self.executors.make_flow, self.pmd_counters.invalid
         )
         self.revalidator = Revalidator(
-            self.flow_owners, lambda: self.normal, coverage, count_flows=self.flow_count
+            self.flow_owners,
+            lambda: self.normal,
+            coverage,
+            count_flows=self.flow_count,
+            log_dump=self._log_flow_dump,
         )
         self.lock = trio.Lock()
         self.nursery: trio.Nursery | None = None
@@ -198,6 +202,16 @@ class Datapath:
     def flow_owners(self) -> list[ThreadFlows]:
         """Every thread's flow table, as the revalidator reaches it."""
         return [flows for _, flows in self.thread_flows()]
+
+    async def _log_flow_dump(self) -> None:
+        """The revalidator's dump as the ``dpif`` module logs it (only at DBG)."""
+        if self.flow_log.dumping():
+            await self.flow_log.log_dump(
+                f"{DP_TYPE}@{self.name}",
+                [flows.dump() for _, flows in self.thread_flows()],
+                terse=self.upcall.use_ufid,
+                now=self.clock.seconds(),
+            )
 
     def flow_count(self) -> int:
         """Flows over every thread, as the PMD workers last published them."""
