@@ -29,7 +29,7 @@ from . import rxq_sched
 from .clock import Clock
 from .cpu_discovery import CpuDiscovery
 from .dp_offload import DatapathOffload
-from .dp_ports import DP_NAME, DatapathPorts
+from .dp_ports import DP_NAME, DP_TYPE, DatapathPorts
 from .dp_settings import DatapathSettings, PmdCounters
 from .emc import insert_min_for
 from .flow_log import FlowLog
@@ -51,7 +51,6 @@ from .worker_spawner import WorkerSpawner
 #: A PMD in this process (a trio task) or in a worker process.
 AnyPmd = Pmd | WorkerPmd
 
-DP_TYPE = "netdev"
 #: How often the main task polls non-PMD ports that cannot wake it, s.
 MAIN_POLL_INTERVAL = 0.001
 #: How often it runs housekeeping when its ports can wake it (or it has none), s.
@@ -159,6 +158,11 @@ class Datapath:
         return bool(self.dp_ports.bridges) or self.dp_ports.standalone
 
     @property
+    def full_name(self) -> str:
+        """``TYPE@NAME``, as dpctl names the datapath (``netdev@ovs-netdev``, ``dummy@dp0``)."""
+        return f"{self.dp_ports.dp_type}@{self.dp_ports.dp_name}"
+
+    @property
     def name(self) -> str:
         """The datapath's name (``ovs-netdev``, or the one ``dpctl/add-dp`` gave)."""
         return self.dp_ports.dp_name
@@ -207,7 +211,7 @@ class Datapath:
         """The revalidator's dump as the ``dpif`` module logs it (only at DBG)."""
         if self.flow_log.dumping():
             await self.flow_log.log_dump(
-                f"{DP_TYPE}@{self.name}",
+                self.full_name,
                 [flows.dump() for _, flows in self.thread_flows()],
                 terse=self.upcall.use_ufid,
                 now=self.clock.seconds(),
@@ -416,12 +420,12 @@ class Datapath:
         async with self.lock:
             await self._reconfigure_locked()
 
-    async def add_dp(self, name: str) -> None:
+    async def add_dp(self, name: str, dp_type: str = DP_TYPE) -> None:
         """``dpctl/add-dp``: make the datapath ``name``; NetdevError if one exists."""
         async with self.lock:
             if self.exists:
                 raise NetdevError(f"datapath {self.name} exists")
-            self.dp_ports.create(name)
+            self.dp_ports.create(name, dp_type)
             await self._reconfigure_locked()
 
     async def del_dp(self) -> None:

@@ -49,6 +49,11 @@ if TYPE_CHECKING:
 ForwardRx = Callable[[Port, int, list[bytes]], Awaitable[bool]]
 
 DP_NAME = "ovs-netdev"
+#: The type the datapath's full name (``netdev@ovs-netdev``) shows.
+DP_TYPE = "netdev"
+#: Types ``dpctl/add-dp`` takes: OVS's tests make their datapaths as ``dummy@NAME``,
+#: the userspace datapath under the name of OVS's test class; the datapath is the same.
+DP_TYPES = (DP_TYPE, "dummy")
 LOCAL_PORT_TYPE = "dummy-internal"
 #: Types backed by a kernel interface (their problems log as ``netdev_linux``).
 REAL_NETDEV_TYPES = frozenset(("afpacket", "system", "tap", "internal"))
@@ -110,6 +115,8 @@ class DatapathPorts:
         self.dp_name = DP_NAME
         #: Whether ``dpctl/add-dp`` made the datapath (it has no bridges then).
         self.standalone = False
+        #: The datapath's type as its full name shows it (``dpctl/add-dp`` may say dummy).
+        self.dp_type = DP_TYPE
 
     @property
     def closing(self) -> bool:
@@ -329,9 +336,10 @@ class DatapathPorts:
 
     # -- port commands --------------------------------------------------------------
 
-    def create(self, name: str) -> None:
+    def create(self, name: str, dp_type: str = DP_TYPE) -> None:
         """``dpctl/add-dp``: a datapath named ``name`` without bridges (none may exist)."""
         self.dp_name = name
+        self.dp_type = dp_type
         self.standalone = True
         self._open_port(None, PortConfig(name=name, type=LOCAL_PORT_TYPE), port_no=0)
 
@@ -340,6 +348,7 @@ class DatapathPorts:
         for port in sorted(self.ports.values(), key=lambda p: p.port_no, reverse=True):
             self._remove_port(port)
         self.dp_name = DP_NAME
+        self.dp_type = DP_TYPE
         self.standalone = False
 
     def add(self, bridge: str | None, pc: PortConfig) -> Port:

@@ -88,3 +88,19 @@ async def test_the_bridges_datapath_is_not_deleted() -> None:
         assert err == "pyvswitchd: del_dp (Device or resource busy)"
         err = await h.call_error("dpctl/add-dp", "netdev@dp0")
         assert err == "pyvswitchd: add_dp (Device or resource busy)"
+
+
+async def test_a_dummy_datapath_shows_its_type_until_deleted() -> None:
+    """OVS's tests make ``dummy@dp0``: the same datapath, named with that type."""
+    async with running_datapath(NO_BRIDGE) as h:
+        await h.call("dpctl/add-dp", "dummy@dp0", "p1,type=dummy")
+        assert await h.call("dpctl/dump-dps") == "dummy@dp0\n"
+        assert (await h.call("dpctl/show", "dummy@dp0")).startswith("dummy@dp0:\n")
+        assert (await h.call("dpctl/show", "dp0")).startswith("dummy@dp0:\n")
+        err = await h.call_error("dpctl/show", "netdev@dp0")
+        assert err == "pyvswitchd: opening datapath netdev@dp0 failed (Invalid argument)"
+        err = await h.call_error("dpctl/del-dp", "netdev@dp0")
+        assert err == "pyvswitchd: opening datapath (Invalid argument)"
+        assert await h.call("dpctl/del-dp", "dummy@dp0") == ""
+        assert await h.call("dpctl/add-dp", "netdev@dp0") == ""
+        assert await h.call("dpctl/dump-dps") == "netdev@dp0\n"
