@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pyvswitchd.datapath.dp_ports import choose_port_no
 from pyvswitchd.datapath.dpctl_datapaths import split_dp_name
 from tests.dp_harness import running_datapath
 
@@ -104,3 +105,33 @@ async def test_a_dummy_datapath_shows_its_type_until_deleted() -> None:
         assert await h.call("dpctl/del-dp", "dummy@dp0") == ""
         assert await h.call("dpctl/add-dp", "netdev@dp0") == ""
         assert await h.call("dpctl/dump-dps") == "netdev@dp0\n"
+
+
+def test_choose_port_no() -> None:
+    taken = {0}
+    assert choose_port_no("p7", taken, by_name=False) == 1
+    assert choose_port_no("p7", taken, by_name=True) == 7
+    assert choose_port_no("br0", taken, by_name=True) == 100
+    assert choose_port_no("br1", taken, by_name=True) == 101
+    assert choose_port_no("p1a2", taken, by_name=True) == 1
+    # 0, a taken number or no digits: the lowest free number.
+    assert choose_port_no("p0", {0, 1}, by_name=True) == 2
+    assert choose_port_no("p2", {0, 1, 2}, by_name=True) == 3
+    assert choose_port_no("eth", {0, 1}, by_name=True) == 2
+
+
+async def test_a_dummy_datapath_numbers_ports_after_their_names() -> None:
+    """OVS's dummy class: p7 is port 7, br0 port 100, p0 the lowest free number."""
+    async with running_datapath(NO_BRIDGE) as h:
+        ports = ("p7,type=dummy", "br0,type=dummy", "p0,type=dummy-pmd")
+        await h.call("dpctl/add-dp", "dummy@dp0", *ports)
+        assert {p.name: no for no, p in h.dp.ports.items()} == {
+            "dp0": 0,
+            "p7": 7,
+            "br0": 100,
+            "p0": 1,
+        }
+        await h.call("dpctl/del-dp", "dummy@dp0")
+        # The netdev class numbers in order, as OVS's does.
+        await h.call("dpctl/add-dp", "netdev@dp0", "p7,type=dummy", "br0,type=dummy")
+        assert {p.name: no for no, p in h.dp.ports.items()} == {"dp0": 0, "p7": 1, "br0": 2}
