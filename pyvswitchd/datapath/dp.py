@@ -122,7 +122,7 @@ class Datapath:
         )
         self._force_reload = False
         self.cpus = CpuDiscovery(vlog)
-        self.flow_log = FlowLog(vlog, DP_NAME)
+        self.flow_log = FlowLog(vlog, lambda: (self.name, self.full_name))
         self.upcall = Upcall(self.ports, self.dp_ports.normal, coverage, self.flow_log)
         self.executors = ExecutorCache()
         self.pipeline = FlowPipeline(
@@ -211,7 +211,6 @@ class Datapath:
         """The revalidator's dump as the ``dpif`` module logs it (only at DBG)."""
         if self.flow_log.dumping():
             await self.flow_log.log_dump(
-                self.full_name,
                 [flows.dump() for _, flows in self.thread_flows()],
                 terse=self.upcall.use_ufid,
                 now=self.clock.seconds(),

@@ -48,7 +48,7 @@ statistics, ``<empty>`` for the key and no actions.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from ..observe.ratelimit import RateLimit
@@ -141,13 +141,21 @@ def _c_hex(value: int) -> str:
     return f"{value:#x}" if value else "0"
 
 
+def _fixed_names(name: str) -> Callable[[], tuple[str, str]]:
+    names = (name, f"netdev@{name}")
+    return lambda: names
+
+
 class FlowLog:
     """The datapath's flow debug lines (modules ``dpif_netdev`` and ``dpif``)."""
 
-    def __init__(self, vlog: Vlog, dp_name: str) -> None:
+    def __init__(self, vlog: Vlog, names: str | Callable[[], tuple[str, str]]) -> None:
+        """``names`` gives the datapath's name and full name (``ovs-netdev``,
+        ``netdev@ovs-netdev``) when a line is logged; a plain name is of type netdev."""
         self.log = vlog.module("dpif_netdev")
         self.dpif = vlog.module("dpif")
-        self._dp_name = dp_name
+        #: dpif-netdev's lines name the datapath, the dpif layer's its full name.
+        self._names = _fixed_names(names) if isinstance(names, str) else names
         self._rl = RateLimit(*UPCALL_RATE)
         self._dpif_rl = RateLimit(600, 600)
         self._refused_rl = RateLimit(1, 5)
@@ -158,7 +166,8 @@ class FlowLog:
 
     def miss_upcall(self, key: FlowKey) -> None:
         """A packet missed every table: its key goes up."""
-        self.log.dbg(f"{self._dp_name}: miss upcall:\n{packet_key_text(key)}", rl=self._rl)
+        name = self._names()[0]
+        self.log.dbg(f"{name}: miss upcall:\n{packet_key_text(key)}", rl=self._rl)
 
     def upcall_flow(
         self, key: FlowKey, mask: FlowMask, outputs: Sequence[int], *, exact: bool = False
@@ -213,7 +222,7 @@ class FlowLog:
         match = format_flow(masked(key, mask), mask, packet_type_exact=packet_type_exact)
         tail = "" if actions is None else f", actions:{format_actions(actions)}"
         self.dpif.dbg(
-            f"{self._dp_name}: {operation} ufid:{flow_ufid(key, mask)} {match}{tail}",
+            f"{self._names()[1]}: {operation} ufid:{flow_ufid(key, mask)} {match}{tail}",
             rl=self._dpif_rl,
         )
 
@@ -225,7 +234,6 @@ class FlowLog:
 
     async def log_dump(
         self,
-        dpif_name: str,
         dumps: Iterable[AsyncGenerator[list[FlowView], None]],
         *,
         terse: bool,
@@ -234,6 +242,7 @@ class FlowLog:
         """One revalidator pass's dump: a line per flow of each thread's ``dumps``, then
         the end of the dump (``terse``: ufids in use, keys and actions left out)."""
         log, rl = self.dpif, self._dpif_rl
+        dpif_name = self._names()[1]
         for dump in dumps:
             async with contextlib.aclosing(dump) as pages:
                 async for page in pages:

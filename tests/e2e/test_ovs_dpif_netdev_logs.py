@@ -163,9 +163,10 @@ def test_dpif_vlog_module_is_known_and_logs_dpctl_operations(start_daemon) -> No
     assert d.appctl("dpctl/add-flow", flow, "2").returncode == 0
     assert d.appctl("dpctl/del-flow", flow).returncode == 0
     log = OvsLog(d.log_path)
-    put = log.wait_grep(r"\|dpif(\(.*\))?\|DBG\|ovs-netdev: put\[create\] ufid:")[0]
+    # The dpif layer names the datapath in full, as OVS's dpif_name() does.
+    put = log.wait_grep(r"\|dpif(\(.*\))?\|DBG\|netdev@ovs-netdev: put\[create\] ufid:")[0]
     assert put.endswith(f"recirc_id(0),in_port({p1}),eth(),eth_type(0x1234), actions:2")
-    log.wait_grep(r"\|dpif(\(.*\))?\|DBG\|ovs-netdev: flow_del ufid:")
+    log.wait_grep(r"\|dpif(\(.*\))?\|DBG\|netdev@ovs-netdev: flow_del ufid:")
 
 
 @pytest.mark.parametrize(

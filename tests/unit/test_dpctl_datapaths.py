@@ -102,6 +102,10 @@ async def test_a_dummy_datapath_shows_its_type_until_deleted() -> None:
         assert err == "pyvswitchd: opening datapath netdev@dp0 failed (Invalid argument)"
         err = await h.call_error("dpctl/del-dp", "netdev@dp0")
         assert err == "pyvswitchd: opening datapath (Invalid argument)"
+        # The dpif layer's debug lines name it in full too.
+        h.dp.vlog.set_levels_from_string("dpif:console:dbg")
+        await h.call("dpctl/add-flow", "dummy@dp0", FLOW, "2")
+        assert "dummy@dp0: put[create] ufid:" in h.log()
         assert await h.call("dpctl/del-dp", "dummy@dp0") == ""
         assert await h.call("dpctl/add-dp", "netdev@dp0") == ""
         assert await h.call("dpctl/dump-dps") == "netdev@dp0\n"

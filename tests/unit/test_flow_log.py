@@ -177,9 +177,9 @@ def test_dpif_module_logs_dpctl_operations_at_dbg() -> None:
     log.dpif_operation("put[create]", m.key, m.mask, [Output(2)])
     log.dpif_operation("flow_del", m.key, m.mask)
     first, second = out.getvalue().splitlines()
-    assert first.startswith("dpif|DBG|ovs-netdev: put[create] ufid:")
+    assert first.startswith("dpif|DBG|netdev@ovs-netdev: put[create] ufid:")
     assert first.endswith(",eth_type(0x1234), actions:2")
-    assert second.startswith("dpif|DBG|ovs-netdev: flow_del ufid:")
+    assert second.startswith("dpif|DBG|netdev@ovs-netdev: flow_del ufid:")
 
 
 def test_upcall_lines_share_ovs_rate_limit() -> None:
@@ -247,9 +247,9 @@ async def test_a_dump_is_logged_at_dbg_whole_or_terse() -> None:
     assert not log.dumping()
     vlog.set_levels_from_string("dpif:dbg")
     assert log.dumping()
-    await log.log_dump("netdev@ovs-netdev", [_pages([flow])], terse=False, now=10.0)
+    await log.log_dump([_pages([flow])], terse=False, now=10.0)
     flow.packets, flow.bytes, flow.used = 3, 294, 9.5
-    await log.log_dump("netdev@ovs-netdev", [_pages([flow])], terse=True, now=10.0)
+    await log.log_dump([_pages([flow])], terse=True, now=10.0)
     lines = out.getvalue().splitlines()
     assert lines[0] == (
         f"dpif|DBG|netdev@ovs-netdev: flow_dump ufid:{flow.ufid} {dumped_key_text(flow)}, "
