@@ -17,7 +17,7 @@ from ..control.registry import UNLIMITED, CommandContext, CommandError, CommandR
 from ..netdev.provider import NetdevError
 from . import rxq_show
 from .clock import TimeCommands
-from .dp import DP_TYPE, AnyPmd, Datapath
+from .dp import AnyPmd, Datapath
 from .dpctl_datapaths import register_dpctl_datapath_commands
 from .dpif_show import register_dpif_show_commands
 from .flow_commands import check_dp_name, dpctl_error, register_flow_commands
@@ -293,7 +293,7 @@ def _register_dpctl(dp: Datapath, registry: CommandRegistry) -> None:
         hit, missed, lost = lookups(dp)
         n_flows = sum(p.flow_count for p in dp.sorted_pmds())
         lines = [
-            f"{DP_TYPE}@{dp.name}:",
+            f"{dp.full_name}:",
             f"  lookups: hit:{hit} missed:{missed} lost:{lost}",
             f"  flows: {n_flows}",
         ]
@@ -341,7 +341,7 @@ def _register_dpctl(dp: Datapath, registry: CommandRegistry) -> None:
             ports.append({"port_no": None, "name": name, "type": type_, "status": "", "error": why})
         data = [
             {
-                "name": f"{DP_TYPE}@{dp.name}",
+                "name": dp.full_name,
                 "lookups": {"hit": hit, "missed": missed, "lost": lost},
                 "flows": n_flows,
                 "ports": ports,

@@ -29,7 +29,7 @@ from . import rxq_sched
 from .clock import Clock
 from .cpu_discovery import CpuDiscovery
 from .dp_offload import DatapathOffload
-from .dp_ports import DP_NAME, DatapathPorts
+from .dp_ports import DP_NAME, DP_TYPE, DatapathPorts
 from .dp_settings import DatapathSettings, PmdCounters
 from .emc import insert_min_for
 from .flow_log import FlowLog
@@ -51,7 +51,6 @@ from .worker_spawner import WorkerSpawner
 #: A PMD in this process (a trio task) or in a worker process.
 AnyPmd = Pmd | WorkerPmd
 
-DP_TYPE = "netdev"
 #: How often the main task polls non-PMD ports that cannot wake it, s.
 MAIN_POLL_INTERVAL = 0.001
 #: How often it runs housekeeping when its ports can wake it (or it has none), s.
@@ -123,14 +122,18 @@ class Datapath:
         )
         self._force_reload = False
         self.cpus = CpuDiscovery(vlog)
-        self.flow_log = FlowLog(vlog, DP_NAME)
+        self.flow_log = FlowLog(vlog, lambda: (self.name, self.full_name))
         self.upcall = Upcall(self.ports, self.dp_ports.normal, coverage, self.flow_log)
         self.executors = ExecutorCache()
         self.pipeline = FlowPipeline(
             self.upcall.answer, self.executors.make_flow, self.pmd_counters.invalid
         )
         self.revalidator = Revalidator(
-            self.flow_owners, lambda: self.normal, coverage, count_flows=self.flow_count
+            self.flow_owners,
+            lambda: self.normal,
+            coverage,
+            count_flows=self.flow_count,
+            log_dump=self._log_flow_dump,
         )
         self.lock = trio.Lock()
         self.nursery: trio.Nursery | None = None
@@ -153,6 +156,11 @@ class Datapath:
     def exists(self) -> bool:
         """OVS has no netdev datapath until a bridge uses it or ``dpctl/add-dp`` makes it."""
         return bool(self.dp_ports.bridges) or self.dp_ports.standalone
+
+    @property
+    def full_name(self) -> str:
+        """``TYPE@NAME``, as dpctl names the datapath (``netdev@ovs-netdev``, ``dummy@dp0``)."""
+        return f"{self.dp_ports.dp_type}@{self.dp_ports.dp_name}"
 
     @property
     def name(self) -> str:
@@ -198,6 +206,15 @@ class Datapath:
     def flow_owners(self) -> list[ThreadFlows]:
         """Every thread's flow table, as the revalidator reaches it."""
         return [flows for _, flows in self.thread_flows()]
+
+    async def _log_flow_dump(self) -> None:
+        """The revalidator's dump as the ``dpif`` module logs it (only at DBG)."""
+        if self.flow_log.dumping():
+            await self.flow_log.log_dump(
+                [flows.dump() for _, flows in self.thread_flows()],
+                terse=self.upcall.use_ufid,
+                now=self.clock.seconds(),
+            )
 
     def flow_count(self) -> int:
         """Flows over every thread, as the PMD workers last published them."""
@@ -402,12 +419,12 @@ class Datapath:
         async with self.lock:
             await self._reconfigure_locked()
 
-    async def add_dp(self, name: str) -> None:
+    async def add_dp(self, name: str, dp_type: str = DP_TYPE) -> None:
         """``dpctl/add-dp``: make the datapath ``name``; NetdevError if one exists."""
         async with self.lock:
             if self.exists:
                 raise NetdevError(f"datapath {self.name} exists")
-            self.dp_ports.create(name)
+            self.dp_ports.create(name, dp_type)
             await self._reconfigure_locked()
 
     async def del_dp(self) -> None:

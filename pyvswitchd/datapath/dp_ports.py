@@ -22,9 +22,10 @@ There is one datapath at a time.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
@@ -49,6 +50,38 @@ if TYPE_CHECKING:
 ForwardRx = Callable[[Port, int, list[bytes]], Awaitable[bool]]
 
 DP_NAME = "ovs-netdev"
+#: The type the datapath's full name (``netdev@ovs-netdev``) shows.
+DP_TYPE = "netdev"
+#: OVS's test datapath class: ports numbered after their names (:func:`choose_port_no`).
+DUMMY_DP_TYPE = "dummy"
+#: Types ``dpctl/add-dp`` takes: OVS's tests make their datapaths as ``dummy@NAME``,
+#: the userspace datapath under the name of OVS's test class; the datapath is the same.
+DP_TYPES = (DP_TYPE, DUMMY_DP_TYPE)
+#: Largest datapath port number (ODPP_NONE, all ones, is no port).
+_MAX_PORT_NO = 0xFFFF_FFFE
+
+
+def choose_port_no(name: str, taken: Container[int], by_name: bool) -> int:
+    """The datapath port number a new port ``name`` gets (OVS's rule).
+
+    Normally the lowest free number from 1.  ``by_name`` (a ``dummy``
+    datapath, as OVS's test datapath does, so test texts can name ports by
+    number): the decimal number starting at the first digit of the name,
+    plus 100 for names beginning with ``br`` -- p1 is 1, br0 100 -- when
+    that number is not 0 and free; else the lowest free one.
+    """
+    if by_name:
+        digits = re.search(r"[0-9]+", name)
+        if digits is not None:
+            wanted = int(digits[0]) + (100 if name.startswith("br") else 0)
+            if 0 < wanted <= _MAX_PORT_NO and wanted not in taken:
+                return wanted
+    port_no = 1
+    while port_no in taken:
+        port_no += 1
+    return port_no
+
+
 LOCAL_PORT_TYPE = "dummy-internal"
 #: Types backed by a kernel interface (their problems log as ``netdev_linux``).
 REAL_NETDEV_TYPES = frozenset(("afpacket", "system", "tap", "internal"))
@@ -110,6 +143,8 @@ class DatapathPorts:
         self.dp_name = DP_NAME
         #: Whether ``dpctl/add-dp`` made the datapath (it has no bridges then).
         self.standalone = False
+        #: The datapath's type as its full name shows it (``dpctl/add-dp`` may say dummy).
+        self.dp_type = DP_TYPE
 
     @property
     def closing(self) -> bool:
@@ -227,9 +262,7 @@ class DatapathPorts:
             "netdev_linux" if pc.type in REAL_NETDEV_TYPES else "netdev_dummy"
         )
         if port_no is None:
-            port_no = 1
-            while port_no in self.ports:
-                port_no += 1
+            port_no = choose_port_no(pc.name, self.ports, self.dp_type == DUMMY_DP_TYPE)
         port = Port(port_no, netdev, bridge)
         port.options = self._port_options(pc)
         port.stats_slot = self._allocate_slot()
@@ -329,9 +362,10 @@ class DatapathPorts:
 
     # -- port commands --------------------------------------------------------------
 
-    def create(self, name: str) -> None:
+    def create(self, name: str, dp_type: str = DP_TYPE) -> None:
         """``dpctl/add-dp``: a datapath named ``name`` without bridges (none may exist)."""
         self.dp_name = name
+        self.dp_type = dp_type
         self.standalone = True
         self._open_port(None, PortConfig(name=name, type=LOCAL_PORT_TYPE), port_no=0)
 
@@ -340,6 +374,7 @@ class DatapathPorts:
         for port in sorted(self.ports.values(), key=lambda p: p.port_no, reverse=True):
             self._remove_port(port)
         self.dp_name = DP_NAME
+        self.dp_type = DP_TYPE
         self.standalone = False
 
     def add(self, bridge: str | None, pc: PortConfig) -> Port:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..control.registry import CommandContext, CommandRegistry, Reply
-from .dp import DP_TYPE
+from .dp_ports import DP_TYPE
 from .ofport import OfportNumbers, bridge_members
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def dpif_show(dp: Datapath, ofports: OfportNumbers, lookups: Lookups) -> Reply:
     hit, missed, _ = lookups(dp)
     members = bridge_members(dp.ports, dp.bridges)
     numbers = ofports.of_ports(dp.ports, dp.bridges)
-    name = f"{DP_TYPE}@{dp.name}"
+    name = dp.full_name
     lines = [f"{name}: hit:{hit} missed:{missed}"]
     bridges: dict[str, object] = {}
     for bridge, ports in members.items():
@@ -90,7 +90,7 @@ def register_dpif_show_commands(dp: Datapath, registry: CommandRegistry, lookups
         return "".join(f"{DP_TYPE}@{bridge}\n" for bridge in sorted(dp.bridges))
 
     def dpctl_dump_dps(ctx: CommandContext, args: Sequence[str]) -> str:
-        return f"{DP_TYPE}@{dp.name}\n" if dp.exists else ""
+        return f"{dp.full_name}\n" if dp.exists else ""
 
     registry.register("dpif/show", "", 0, 0, show)
     registry.register("dpif/dump-dps", "", 0, 0, dump_dps)

@@ -42,7 +42,6 @@ from ..odp.flow_text import (
     format_flow,
     parse_match,
 )
-from .dp import DP_TYPE
 from .flow_table import flow_ufid
 from .thread_flows import FlowView
 
@@ -59,8 +58,14 @@ def dpctl_error(what: str, err: int | None = None) -> CommandError:
 def check_dp_name(dp: Datapath, name: str) -> None:
     """Refuse a datapath name that is not ours, as dpctl's open would."""
     # The bare name is what dpif-netdev commands take.
-    if name not in (dp.name, f"{DP_TYPE}@{dp.name}") or not dp.exists:
+    if name == dp.name and dp.exists:
+        return
+    dp_type, sep, bare = name.partition("@")
+    if not (sep and bare == dp.name and dp.exists):
         raise dpctl_error(f"opening datapath {name} failed", errno.ENODEV)
+    if dp_type != dp.dp_ports.dp_type:
+        # OVS's userspace classes share one set of datapaths: the other class fails.
+        raise dpctl_error(f"opening datapath {name} failed", errno.EINVAL)
 
 
 def _thread_title(pmd: AnyPmd) -> str:

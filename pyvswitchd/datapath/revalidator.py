@@ -36,7 +36,7 @@ maximum, the pass's duration and the flow limit OVS would derive from them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -185,9 +185,12 @@ class Revalidator:
         coverage: Coverage,
         *,
         count_flows: Callable[[], int] = lambda: 0,
+        log_dump: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """``count_flows`` says how many flows the datapath holds (for ``upcall/show``)."""
+        """``count_flows`` says how many flows the datapath holds (for ``upcall/show``);
+        ``log_dump``, run at the start of each pass, logs the flows the pass sees."""
         self._owners = owners
+        self._log_dump = log_dump
         self._bridges = bridges
         self._count_flows = count_flows
         self.max_idle_ms = 10000
@@ -262,6 +265,8 @@ class Revalidator:
     async def _pass(self) -> None:
         bridges = self._bridges()
         names = frozenset(bridges)
+        if bridges and self._log_dump is not None:
+            await self._log_dump()
         for bridge in bridges.values():
             bridge.mac_learning.expire()
         owners = list(self._owners())

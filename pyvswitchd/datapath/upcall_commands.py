@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..control.registry import CommandContext, CommandError, CommandRegistry
-from .dp import DP_TYPE
 
 if TYPE_CHECKING:
     from .dp import Datapath
@@ -51,7 +50,7 @@ def format_upcall_show(dp: Datapath) -> str:
     stats = dp.revalidator.stats
     n_flows = dp.flow_count()
     lines = [
-        f"{DP_TYPE}@{dp.name}:",
+        f"{dp.full_name}:",
         f"  flows         : (current {n_flows}) (avg {stats.avg_flows}) "
         f"(max {stats.max_flows}) (limit {stats.flow_limit})",
     ]

@@ -15,17 +15,25 @@ have the sizes and bytes OVS tests expect:
 
 VLANs follow OVS's printed form ``eth_type(0x8100),vlan(...),encap(...)``,
 outermost first; a ``vlan`` whose CFI is 0 adds no tag (OVS's "no VLAN").
-A key without ``eth_type`` gives an 802.3 frame whose type field is the
-frame length.  IPv4 ``frag=first`` sets MF; ``frag=later`` sets MF and
-offset 100 (x 8 bytes) and omits the L4 header.  Checksums (IPv4, TCP, UDP,
-ICMP, ICMPv6) are correct; metadata attributes (``in_port``, ``recirc_id``,
-...) do not affect the frame.
+A key without ``eth_type`` takes the type of its L3 attribute, as OVS's key
+parser does (``ipv4(..)`` alone is an IPv4 packet, ``ipv6(..)`` an IPv6
+one); with none it gives an 802.3 frame whose type field is the frame
+length.  Without ``eth(..)`` both MAC addresses are zero, so
+``ipv4(src=10.0.0.1,dst=10.0.0.2),tcp(src=1,dst=2)`` is an Ethernet frame
+from and to 00:00:00:00:00:00 (OVS's tests send such flows).  Attributes
+the key's own EtherType and IP protocol do not lead to are left out of the
+frame, as OVS's key parser leaves them out of the flow: ``udp()`` beside
+``proto=6``, ``ipv4()`` beside ``eth_type(0x86dd)``, ``tcp()`` beside an
+``ipv4()`` without ``proto`` (protocol 0: no L4 header, no payload),
+``nd()`` beside an ICMPv6 type other than 135/136.  IPv4 ``frag=first``
+sets MF; ``frag=later`` sets MF and offset 100 (x 8 bytes) and omits the
+L4 header.  Checksums (IPv4, TCP, UDP, ICMP, ICMPv6) are correct;
+metadata attributes (``in_port``, ``recirc_id``, ...) do not affect the
+frame.
 
-Differences from OVS, both so that the frame parses back to the key: an
-IPv6 ``frag=first/later`` adds a Fragment extension header (OVS sets no
-fragment bits at all), and a key whose attributes contradict each other
-(``ipv4`` with ``eth_type(0x86dd)``, ``udp`` with ``proto=6``) is a
-ValueError where OVS silently ignores the surplus attribute.
+Difference from OVS, so that the frame parses back to the key: an IPv6
+``frag=first/later`` adds a Fragment extension header (OVS sets no
+fragment bits at all).
 """
 
 from __future__ import annotations
@@ -131,8 +139,8 @@ def compose_packet(key: Sequence[KeyAttr], length: int | None = None) -> bytes:
     if ENCAP in level:
         raise ValueError("encap() without vlan()")
 
-    dl_type = level["eth_type"].get() if "eth_type" in level else None
-    _check_consistency(dl_type, level)
+    dl_type = level["eth_type"].get() if "eth_type" in level else _implied_type(level)
+    level = _without_surplus(dl_type, level)
     if length is None:
         body = _l3(dl_type, level, DEFAULT_L7, 0)
     else:
@@ -145,6 +153,15 @@ def compose_packet(key: Sequence[KeyAttr], length: int | None = None) -> bytes:
     return l2 + struct.pack("!H", type_field) + body
 
 
+def _implied_type(level: dict[str, KeyAttr]) -> int | None:
+    """The EtherType a level without ``eth_type`` has: its IP attribute's, else none."""
+    if "ipv4" in level:
+        return ETH_TYPE_IP
+    if "ipv6" in level:
+        return ETH_TYPE_IPV6
+    return None
+
+
 #: The L4 attribute of each IP protocol that has one.
 _L4_ATTR = {
     IPPROTO_TCP: "tcp",
@@ -154,26 +171,36 @@ _L4_ATTR = {
     IPPROTO_ICMPV6: "icmpv6",
 }
 _L3_ATTR = {ETH_TYPE_IP: "ipv4", ETH_TYPE_IPV6: "ipv6", ETH_TYPE_ARP: "arp", ETH_TYPE_RARP: "arp"}
+_L4_NAMES = tuple(_L4_ATTR.values())
+_L3_NAMES = frozenset(("ipv4", "ipv6", "arp"))
 
 
-def _check_consistency(dl_type: int | None, level: dict[str, KeyAttr]) -> None:
-    expected_l3 = _L3_ATTR.get(dl_type) if dl_type is not None else None
-    for name in ("ipv4", "ipv6", "arp"):
-        if name in level and name != expected_l3:
-            shown = f"0x{dl_type:04x}" if dl_type is not None else "none"
-            raise ValueError(f"{name}() does not match eth_type {shown}")
-    proto = None
-    if expected_l3 in ("ipv4", "ipv6") and expected_l3 in level:
-        proto = level[expected_l3].get("proto")
-    l4_attr = _L4_ATTR.get(proto) if proto is not None else None
-    for name in (*_L4_ATTR.values(), "tcp_flags", "nd"):
-        if name in level and l4_attr != {"tcp_flags": "tcp", "nd": "icmpv6"}.get(name, name):
-            raise ValueError(f"{name}() does not match the IP protocol ({proto})")
+def _without_surplus(dl_type: int | None, level: dict[str, KeyAttr]) -> dict[str, KeyAttr]:
+    """``level`` without the attributes its EtherType and IP protocol do not lead to."""
+    wanted_l3 = _L3_ATTR.get(dl_type) if dl_type is not None else None
+    kept = {
+        name: attr for name, attr in level.items() if name not in _L3_NAMES or name == wanted_l3
+    }
+    if "arp" in kept and kept["arp"].get("op") > 0xFF:
+        raise ValueError(f"arp op {kept['arp'].get('op')} is more than 255")
+    l3 = kept.get("ipv4") or kept.get("ipv6") if wanted_l3 in ("ipv4", "ipv6") else None
+    proto = l3.get("proto") if l3 is not None else None
+    l4_name = _L4_ATTR.get(proto) if proto is not None else None
+    if (l4_name, wanted_l3) in (("icmp", "ipv6"), ("icmpv6", "ipv4")):
+        l4_name = None  # ICMP is IPv4's, ICMPv6 IPv6's
+    for name in _L4_NAMES:
+        if name in kept and name != l4_name:
+            del kept[name]
+    if "tcp_flags" in kept and l4_name != "tcp":
+        del kept["tcp_flags"]
     nd_types = (ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT)
-    if "nd" in level and level["icmpv6"].get("type") not in nd_types:
-        raise ValueError("nd() needs icmpv6 type 135 or 136")
-    if "arp" in level and level["arp"].get("op") > 0xFF:
-        raise ValueError(f"arp op {level['arp'].get('op')} is more than 255")
+    if "nd" in kept and (
+        l4_name != "icmpv6"
+        or kept["icmpv6"].get("type") not in nd_types
+        or kept["icmpv6"].get("code")
+    ):
+        del kept["nd"]
+    return kept
 
 
 def _l3(dl_type: int | None, level: dict[str, KeyAttr], l7: bytes, pad: int) -> bytes:

@@ -199,6 +199,22 @@ def format_flow(
     if verbose or mask[IN_PORT]:
         in_port = KeyAttr("in_port", {VALUE: key[IN_PORT]}, {VALUE: mask[IN_PORT]})
         out(format_odp_key([in_port], port_names))
+    _format_packet(out, key, mask, verbose, packet_type_exact)
+    return ",".join(parts)
+
+
+def format_packet_fields(
+    key: FlowKey, mask: FlowMask, *, verbose: bool = False, packet_type_exact: bool = True
+) -> str:
+    """The attributes after the metadata (``packet_type(..)`` on), as :func:`format_flow`."""
+    parts: list[str] = []
+    _format_packet(parts.append, key, mask, verbose, packet_type_exact)
+    return ",".join(parts)
+
+
+def _format_packet(
+    out: _Out, key: FlowKey, mask: FlowMask, verbose: bool, packet_type_exact: bool
+) -> None:
     if packet_type_exact:
         out("packet_type(ns=0,id=0)")
     elif verbose:
@@ -225,7 +241,6 @@ def format_flow(
         out("encap()")
     else:
         _format_l3(out, key, mask, verbose, nested=False)
-    return ",".join(parts)
 
 
 def _hex(value: int) -> str:

@@ -23,6 +23,13 @@ FLOW_DUMP_PREPEND_PMD = (
     "awk '/flow-dump from the main/ {pmd_id=-1; next} "
     "/flow-dump from pmd/ {pmd_id=$7; next} {print pmd_id, $0}' | sort"
 )
+FILTER_FLOW_DUMP = (
+    r"grep 'flow_dump ' | sed 's/.*flow_dump //; s/used:[0-9\.][0-9\.]*/used:0.0/' | sort | uniq"
+)
+STRIP_XOUT = (
+    r"sed 's/mega_ufid:[-0-9a-f]* //; s/ufid:[-0-9a-f]* //; s/used:[0-9\.][0-9\.]*/used:0.0/; "
+    r"s/actions:.*/actions: <del>/; s/packets:[0-9]*/packets:0/; s/bytes:[0-9]*/bytes:0/' | sort"
+)
 STRIP_TIMERS = r"sed 's/duration:[0-9\.][0-9\.]*/duration:0.0/; s/used:[0-9\.][0-9\.]*/used:0.0/'"
 
 

@@ -14,6 +14,7 @@ import re
 import pytest
 
 from .conftest import DaemonProcess
+from .ovs_at import FILTER_FLOW_DUMP, STRIP_XOUT, sh
 from .ovs_log import OvsLog, ovs_config, port, port_no, renumber
 from .test_lifecycle import wait_for
 
@@ -162,6 +163,79 @@ def test_dpif_vlog_module_is_known_and_logs_dpctl_operations(start_daemon) -> No
     assert d.appctl("dpctl/add-flow", flow, "2").returncode == 0
     assert d.appctl("dpctl/del-flow", flow).returncode == 0
     log = OvsLog(d.log_path)
-    put = log.wait_grep(r"\|dpif(\(.*\))?\|DBG\|ovs-netdev: put\[create\] ufid:")[0]
+    # The dpif layer names the datapath in full, as OVS's dpif_name() does.
+    put = log.wait_grep(r"\|dpif(\(.*\))?\|DBG\|netdev@ovs-netdev: put\[create\] ufid:")[0]
     assert put.endswith(f"recirc_id(0),in_port({p1}),eth(),eth_type(0x1234), actions:2")
-    log.wait_grep(r"\|dpif(\(.*\))?\|DBG\|ovs-netdev: flow_del ufid:")
+    log.wait_grep(r"\|dpif(\(.*\))?\|DBG\|netdev@ovs-netdev: flow_del ufid:")
+
+
+@pytest.mark.parametrize(
+    ("type_", "numa"),
+    [("dummy", None), ("dummy-pmd", "0,0,0,0,1,1,1,1")],
+    ids=["dummy", "dummy-pmd"],
+)
+def test_dpif_netdev_miss_upcall_key_matches_flow_dump(start_daemon, type_, numa) -> None:  # type: ignore[no-untyped-def]
+    """dpif-netdev - miss upcall key matches flow_dump - dummy / dummy-pmd."""
+    d = start_daemon(ovs_config(port("p1", type_), numa=numa))
+    log = OvsLog(d.log_path)
+    r = d.ovs_appctl("upcall/disable-ufid")
+    assert (r.returncode, r.stdout) == (0, "Datapath dumping tersely using UFID disabled\n")
+    debug_upcalls(d)
+    r = d.appctl("vlog/disable-rate-limit", "dpif")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    p1 = port_no(d, "p1")
+    upcall_key = renumber(META, p1) + (
+        "eth(src=50:54:00:00:00:09,dst=50:54:00:00:00:0a),eth_type(0x0800),"
+        "ipv4(src=10.0.0.2,dst=10.0.0.1,proto=1,tos=0,ttl=64,frag=no),icmp(type=8,code=0)"
+    )
+
+    def flow_dumps() -> str:
+        return sh(d.log_path.read_text(), f"{FILTER_FLOW_DUMP} | {STRIP_XOUT}")
+
+    assert d.appctl("netdev-dummy/receive", "p1", ICMP).returncode == 0
+    log.wait_grep("miss upcall")
+    assert log.after("miss upcall")[-1] == upcall_key
+    assert d.ovs_appctl("revalidator/wait").returncode == 0
+    megaflow = renumber(
+        "recirc_id(0),dp_hash(0/0),skb_priority(0/0),in_port(1),skb_mark(0/0),ct_state(0/0),"
+        "ct_zone(0/0),ct_mark(0/0),ct_label(0/0),packet_type(ns=0,id=0),"
+        "eth(src=50:54:00:00:00:09,dst=50:54:00:00:00:0a),eth_type(0x0800),"
+        "ipv4(src=10.0.0.2/0.0.0.0,dst=10.0.0.1/0.0.0.0,proto=1/0,tos=0/0,ttl=64/0,frag=no),"
+        "icmp(type=8/0,code=0/0), packets:0, bytes:0, used:never, actions: <del>\n",
+        p1,
+    )
+    assert flow_dumps() == megaflow
+
+    # Now, the same again without megaflows.
+    r = d.appctl("upcall/disable-megaflows")
+    assert (r.returncode, r.stdout) == (0, "megaflows disabled\n")
+    r = d.appctl("upcall/disable-ufid")
+    assert (r.returncode, r.stdout) == (0, "Datapath dumping tersely using UFID disabled\n")
+    assert d.ovs_appctl("netdev-dummy/receive", "p1", ICMP).returncode == 0
+    log.wait_count("miss upcall", 2)
+    assert log.after("miss upcall")[-1] == upcall_key
+    assert d.appctl("revalidator/wait").returncode == 0
+    exact = renumber(
+        "recirc_id(0),dp_hash(0),skb_priority(0),in_port(1),skb_mark(0),ct_state(0/0xff),"
+        "ct_zone(0),ct_mark(0),ct_label(0),packet_type(ns=0,id=0),"
+        "eth(src=50:54:00:00:00:09,dst=50:54:00:00:00:0a),eth_type(0x0800),"
+        "ipv4(src=10.0.0.2,dst=10.0.0.1,proto=1,tos=0,ttl=64,frag=no),icmp(type=8,code=0),"
+        " packets:0, bytes:0, used:never, actions: <del>\n",
+        p1,
+    )
+    assert flow_dumps() == exact + megaflow
+
+
+def test_flow_dump_lines_are_terse_while_ufids_are_used(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    """OVS's revalidator dumps tersely by default: ufid and statistics, no key or actions."""
+    d = start_daemon(ovs_config(port("p1", "dummy")))
+    log = OvsLog(d.log_path)
+    assert d.appctl("vlog/set", "dpif:dbg").returncode == 0
+    assert d.appctl("netdev-dummy/receive", "p1", ICMP).returncode == 0
+    wait_for(lambda: d.call("dpctl/dump-flows") != "")
+    assert d.appctl("revalidator/wait").returncode == 0
+    line = log.wait_grep(r"\|dpif\|DBG\|netdev@ovs-netdev: flow_dump ufid:")[-1]
+    assert re.search(
+        r"flow_dump ufid:[-0-9a-f]{36} <empty>, packets:0, bytes:0, used:never$", line
+    ), line
+    log.wait_grep(r"\|dpif\|DBG\|netdev@ovs-netdev: dumped all flows$")

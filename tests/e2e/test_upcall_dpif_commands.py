@@ -15,6 +15,10 @@ import re
 import time
 from collections.abc import Callable
 
+import pytest
+
+from .ovs_at import PARSE_PMD_RXQ_SHOW, sh
+
 CONFIG = """\
 [daemon]
 metrics-address = "none"
@@ -196,15 +200,19 @@ def test_pause_add_flows_resume(start_daemon) -> None:  # type: ignore[no-untype
 def test_flows_deleted_while_paused_leave_no_keys(start_daemon) -> None:  # type: ignore[no-untyped-def]
     """dpif-netdev.at 'revalidators handle dp modification fail correctly', without OpenFlow."""
     d = start_daemon(config(("p1", "dummy"), ("p2", "dummy")))
-    # OVS's test sends 'ipv4(src=10.0.0.1,dst=10.0.0.2),tcp(src=1,dst=2)': this
-    # netdev-dummy/receive wants the Ethernet header written out.
-    packet = (
-        "eth(src=50:54:00:00:00:01,dst=50:54:00:00:00:02),eth_type(0x0800),"
-        "ipv4(src=10.0.0.1,dst=10.0.0.2,proto=6,tos=0,ttl=64,frag=no),tcp(src=1,dst=2)"
+    # OVS's packet: no Ethernet header written (zero MACs), no IP protocol.
+    packet = "ipv4(src=10.0.0.1,dst=10.0.0.2),tcp(src=1,dst=2)"
+    for run in (d.appctl, d.ovs_appctl):
+        r = run("netdev-dummy/receive", "p1", packet)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    wait_until(lambda: "used:never" not in "".join(flows(d)), "the second packet's hit")
+    # OVS's rule outputs to p2 without matching MACs; NORMAL learns the zero source
+    # MAC on p1, so the same MAC as destination is on in_port: dropped.
+    assert strip_xout_keep_actions("\n".join(flows(d))) == (
+        "recirc_id(0),in_port(2),packet_type(ns=0,id=0),"
+        "eth(src=00:00:00:00:00:00,dst=00:00:00:00:00:00),eth_type(0x0800),ipv4(frag=no),"
+        " packets:0, bytes:0, used:0.0s, actions:drop\n"
     )
-    d.appctl("netdev-dummy/receive", "p1", packet)
-    d.appctl("netdev-dummy/receive", "p1", packet)
-    wait_until(lambda: len(flows(d)) == 1, "one flow")
     for run in (d.appctl, d.ovs_appctl):
         assert run("revalidator/wait").returncode == 0
     assert d.ovs_appctl("revalidator/pause").returncode == 0
@@ -255,46 +263,55 @@ def test_dump_flows_filtered_by_thread(start_daemon) -> None:  # type: ignore[no
 # -- dpctl/add-dp, del-dp (pmd.at 'PMD - dpctl') -------------------------------------------
 
 
-def test_pmd_dpctl_scenario(start_daemon) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("dp_type", "client"), [("dummy", "ovs-appctl"), ("netdev", "pyappctl")])
+def test_pmd_dpctl_scenario(start_daemon, dp_type, client) -> None:  # type: ignore[no-untyped-def]
+    """pmd.at 'PMD - dpctl', as written (``dummy@dp0``) and with the netdev type."""
     d = start_daemon(
         'bridge = []\n[daemon]\nmetrics-address = "none"\n[other_config]\ndummy-numa = "0,0"\n'
     )
     ok = (0, "", "")
+    dp0 = f"{dp_type}@dp0"
 
     def run(*args: str) -> tuple[int, str, str]:
-        r = d.ovs_appctl(*args)
+        r = d.ovs_appctl(*args) if client == "ovs-appctl" else d.appctl(*args)
         return r.returncode, r.stdout, r.stderr
 
-    # OVS's test names the datapath dummy@dp0: its test datapath type.
-    assert run("dpctl/add-dp", "netdev@dp0") == ok
-    assert run("dpctl/add-if", "netdev@dp0", "p1,type=dummy-pmd") == ok
-    assert run("dpctl/add-if", "netdev@dp0", "p2,type=dummy") == ok
+    assert run("vlog/set", "dpif:dbg", "dpif_netdev:dbg") == ok
+    assert run("dpctl/add-dp", dp0) == ok
+    assert run("dpctl/add-if", dp0, "p1,type=dummy-pmd") == ok
+    assert run("dpctl/add-if", dp0, "p2,type=dummy") == ok
     rxq = run("dpif-netdev/pmd-rxq-show", "dp0")[1]
-    # parse_pmd_rxq_show: "port rxq numa core"
-    assert re.findall(r"pmd thread numa_id (\d+) core_id (\d+):", rxq) == [("0", "0")]
-    assert re.findall(r"  port: (\S+) +queue-id: +(\d+)", rxq) == [("p1", "0")]
-    show = run("dpctl/show", "netdev@dp0")[1]
-    assert re.sub(r"(dummy-pmd: ).*\)", r"\1<cleared>)", show) == (
-        "netdev@dp0:\n"
+    assert sh(rxq, PARSE_PMD_RXQ_SHOW) == "p1 0 0 0\n"
+    assert run("dpctl/show", dp0) == (
+        0,
+        f"{dp0}:\n"
         "  lookups: hit:0 missed:0 lost:0\n"
         "  flows: 0\n"
         "  port 0: dp0 (dummy-internal)\n"
-        "  port 1: p1 (dummy-pmd: <cleared>)\n"
-        "  port 2: p2 (dummy)\n"
+        "  port 1: p1 (dummy-pmd: n_rxq=1, n_txq=1, numa_id=0)\n"
+        "  port 2: p2 (dummy)\n",
+        "",
     )
+    assert run("dpctl/dump-dps") == (0, f"{dp0}\n", "")
     flow = "in_port(1),eth(src=00:00:00:00:00:01,dst=00:00:00:00:00:02),eth_type(0x1234)"
     line = (
         "recirc_id(0),in_port(1),eth(src=00:00:00:00:00:01,dst=00:00:00:00:00:02),"
         "eth_type(0x1234), packets:0, bytes:0, used:never, actions:2\n"
     )
-    assert run("dpctl/add-flow", "netdev@dp0", flow, "2") == ok
-    dump = run("dpctl/dump-flows", "netdev@dp0")[1]
+    assert run("dpctl/add-flow", dp0, flow, "2") == ok
+    dump = run("dpctl/dump-flows", dp0)[1]
     assert "".join(sorted(dump.splitlines(keepends=True))) == (
         "flow-dump from pmd on cpu core: 0\nflow-dump from the main thread:\n" + line + line
     )
-    assert run("dpctl/dump-flows", "netdev@dp0", "pmd=0") == (0, line, "")
-    assert run("dpctl/dump-flows", "netdev@dp0", "pmd=-1") == (0, line, "")
-    assert run("dpctl/del-flow", "netdev@dp0", flow) == ok
-    assert run("dpctl/dump-flows", "netdev@dp0") == ok
-    assert run("dpctl/del-dp", "netdev@dp0") == ok
+    assert run("dpctl/dump-flows", dp0, "pmd=0") == (0, line, "")
+    assert run("dpctl/dump-flows", dp0, "pmd=-1") == (0, line, "")
+    assert run("dpctl/del-flow", dp0, flow) == ok
+    assert run("dpctl/dump-flows", dp0) == ok
+    # The other userspace type names no datapath of this one (OVS: EINVAL).
+    other = "netdev@dp0" if dp_type == "dummy" else "dummy@dp0"
+    code, out, err = run("dpctl/show", other)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"pyvswitchd: opening datapath {other} failed (Invalid argument)\n")
+    assert run("dpctl/del-dp", dp0) == ok
     assert d.appctl("dpctl/show").stdout == ""
+    assert run("dpctl/dump-dps") == ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pyvswitchd.datapath.dp_ports import choose_port_no
 from pyvswitchd.datapath.dpctl_datapaths import split_dp_name
 from tests.dp_harness import running_datapath
 
@@ -88,3 +89,53 @@ async def test_the_bridges_datapath_is_not_deleted() -> None:
         assert err == "pyvswitchd: del_dp (Device or resource busy)"
         err = await h.call_error("dpctl/add-dp", "netdev@dp0")
         assert err == "pyvswitchd: add_dp (Device or resource busy)"
+
+
+async def test_a_dummy_datapath_shows_its_type_until_deleted() -> None:
+    """OVS's tests make ``dummy@dp0``: the same datapath, named with that type."""
+    async with running_datapath(NO_BRIDGE) as h:
+        await h.call("dpctl/add-dp", "dummy@dp0", "p1,type=dummy")
+        assert await h.call("dpctl/dump-dps") == "dummy@dp0\n"
+        assert (await h.call("dpctl/show", "dummy@dp0")).startswith("dummy@dp0:\n")
+        assert (await h.call("dpctl/show", "dp0")).startswith("dummy@dp0:\n")
+        err = await h.call_error("dpctl/show", "netdev@dp0")
+        assert err == "pyvswitchd: opening datapath netdev@dp0 failed (Invalid argument)"
+        err = await h.call_error("dpctl/del-dp", "netdev@dp0")
+        assert err == "pyvswitchd: opening datapath (Invalid argument)"
+        # The dpif layer's debug lines name it in full too.
+        h.dp.vlog.set_levels_from_string("dpif:console:dbg")
+        await h.call("dpctl/add-flow", "dummy@dp0", FLOW, "2")
+        assert "dummy@dp0: put[create] ufid:" in h.log()
+        assert await h.call("dpctl/del-dp", "dummy@dp0") == ""
+        assert await h.call("dpctl/add-dp", "netdev@dp0") == ""
+        assert await h.call("dpctl/dump-dps") == "netdev@dp0\n"
+
+
+def test_choose_port_no() -> None:
+    taken = {0}
+    assert choose_port_no("p7", taken, by_name=False) == 1
+    assert choose_port_no("p7", taken, by_name=True) == 7
+    assert choose_port_no("br0", taken, by_name=True) == 100
+    assert choose_port_no("br1", taken, by_name=True) == 101
+    assert choose_port_no("p1a2", taken, by_name=True) == 1
+    # 0, a taken number or no digits: the lowest free number.
+    assert choose_port_no("p0", {0, 1}, by_name=True) == 2
+    assert choose_port_no("p2", {0, 1, 2}, by_name=True) == 3
+    assert choose_port_no("eth", {0, 1}, by_name=True) == 2
+
+
+async def test_a_dummy_datapath_numbers_ports_after_their_names() -> None:
+    """OVS's dummy class: p7 is port 7, br0 port 100, p0 the lowest free number."""
+    async with running_datapath(NO_BRIDGE) as h:
+        ports = ("p7,type=dummy", "br0,type=dummy", "p0,type=dummy-pmd")
+        await h.call("dpctl/add-dp", "dummy@dp0", *ports)
+        assert {p.name: no for no, p in h.dp.ports.items()} == {
+            "dp0": 0,
+            "p7": 7,
+            "br0": 100,
+            "p0": 1,
+        }
+        await h.call("dpctl/del-dp", "dummy@dp0")
+        # The netdev class numbers in order, as OVS's does.
+        await h.call("dpctl/add-dp", "netdev@dp0", "p7,type=dummy", "br0,type=dummy")
+        assert {p.name: no for no, p in h.dp.ports.items()} == {"dp0": 0, "p7": 1, "br0": 2}

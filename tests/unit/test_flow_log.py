@@ -6,11 +6,12 @@ Expected keys are OVS's, from tests/dpif-netdev.at and tests/pmd.at on OVS main.
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncGenerator
 
 import pytest
 
 from pyvswitchd.datapath.execute import compile_actions
-from pyvswitchd.datapath.flow_log import FlowLog, packet_key_text
+from pyvswitchd.datapath.flow_log import FlowLog, dumped_key_text, packet_key_text
 from pyvswitchd.datapath.flow_table import DpFlow, flow_ufid
 from pyvswitchd.datapath.upcall import exact_mask
 from pyvswitchd.observe.vlog import Vlog
@@ -176,9 +177,9 @@ def test_dpif_module_logs_dpctl_operations_at_dbg() -> None:
     log.dpif_operation("put[create]", m.key, m.mask, [Output(2)])
     log.dpif_operation("flow_del", m.key, m.mask)
     first, second = out.getvalue().splitlines()
-    assert first.startswith("dpif|DBG|ovs-netdev: put[create] ufid:")
+    assert first.startswith("dpif|DBG|netdev@ovs-netdev: put[create] ufid:")
     assert first.endswith(",eth_type(0x1234), actions:2")
-    assert second.startswith("dpif|DBG|ovs-netdev: flow_del ufid:")
+    assert second.startswith("dpif|DBG|netdev@ovs-netdev: flow_del ufid:")
 
 
 def test_upcall_lines_share_ovs_rate_limit() -> None:
@@ -206,4 +207,59 @@ def test_an_exact_flow_prints_its_metadata_as_ovs_does_without_megaflows() -> No
         "packet_type(ns=0,id=0),eth(src=50:54:00:00:00:09,dst=50:54:00:00:00:0a),"
         "eth_type(0x0800),ipv4(src=10.0.0.2,dst=10.0.0.1,proto=1,tos=0,ttl=64,frag=no),"
         "icmp(type=8,code=0), actions:2"
+    )
+
+
+async def _pages(flows: list[DpFlow]) -> AsyncGenerator[list[DpFlow], None]:
+    yield flows
+
+
+MEGA = (
+    "recirc_id(0),in_port(1),packet_type(ns=0,id=0),eth(src=50:54:00:00:00:09,"
+    "dst=50:54:00:00:00:0a),eth_type(0x0800),ipv4(frag=no)"
+)
+
+
+def test_dumped_key_shows_every_field_in_the_datapath_key_order() -> None:
+    """'miss upcall key matches flow_dump': a megaflow, then an exact-match flow."""
+    key = packet_key(ICMP_KEY)
+    mega = DpFlow(key, parse_match(MEGA).mask, [Output(2)], compile_actions([Output(2)]))
+    assert dumped_key_text(mega) == (
+        "recirc_id(0),dp_hash(0/0),skb_priority(0/0),in_port(1),skb_mark(0/0),ct_state(0/0),"
+        "ct_zone(0/0),ct_mark(0/0),ct_label(0/0),packet_type(ns=0,id=0),"
+        "eth(src=50:54:00:00:00:09,dst=50:54:00:00:00:0a),eth_type(0x0800),"
+        "ipv4(src=10.0.0.2/0.0.0.0,dst=10.0.0.1/0.0.0.0,proto=1/0,tos=0/0,ttl=64/0,frag=no),"
+        "icmp(type=8/0,code=0/0)"
+    )
+    exact = DpFlow(key, exact_mask(key), [Output(2)], compile_actions([Output(2)]))
+    assert dumped_key_text(exact) == (
+        "recirc_id(0),dp_hash(0),skb_priority(0),in_port(1),skb_mark(0),ct_state(0/0xff),"
+        "ct_zone(0),ct_mark(0),ct_label(0),packet_type(ns=0,id=0),"
+        "eth(src=50:54:00:00:00:09,dst=50:54:00:00:00:0a),eth_type(0x0800),"
+        "ipv4(src=10.0.0.2,dst=10.0.0.1,proto=1,tos=0,ttl=64,frag=no),icmp(type=8,code=0)"
+    )
+
+
+async def test_a_dump_is_logged_at_dbg_whole_or_terse() -> None:
+    log, out, vlog = make_log()
+    key = packet_key(ICMP_KEY)
+    flow = DpFlow(key, parse_match(MEGA).mask, [Output(2)], compile_actions([Output(2)]))
+    assert not log.dumping()
+    vlog.set_levels_from_string("dpif:dbg")
+    assert log.dumping()
+    await log.log_dump([_pages([flow])], terse=False, now=10.0)
+    flow.packets, flow.bytes, flow.used = 3, 294, 9.5
+    await log.log_dump([_pages([flow])], terse=True, now=10.0)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == (
+        f"dpif|DBG|netdev@ovs-netdev: flow_dump ufid:{flow.ufid} {dumped_key_text(flow)}, "
+        "packets:0, bytes:0, used:never, actions:2"
+    )
+    assert lines[1:3] == [
+        "dpif|DBG|netdev@ovs-netdev: dumped all flows",
+        "dpif|DBG|netdev@ovs-netdev: flow_dump_destroy success",
+    ]
+    assert lines[3] == (
+        f"dpif|DBG|netdev@ovs-netdev: flow_dump ufid:{flow.ufid} <empty>, "
+        "packets:3, bytes:294, used:0.500s"
     )

@@ -403,7 +403,7 @@ async def test_receive_several_packets_hex_and_qid(
         (["p0", FLOW, "eth(src=1)"], "bad packet or flow syntax"),
         (["p0", FLOW, "--len", "100", "--len", "100"], "bad packet or flow syntax"),
         (["p0", "0011223344"], "bad packet or flow syntax"),  # too short for Ethernet
-        (["p0", "ipv4(proto=1)"], "bad packet or flow syntax"),  # inconsistent key
+        (["p0", "eth_type(0x0806),arp(op=256)"], "bad packet or flow syntax"),
         (
             ["p0", "eth_type(0x86dd),ipv6(proto=58),icmpv6(type=135,code=0),nd()", "--len", "60"],
             "bad packet or flow syntax",  # headers need 78 bytes
