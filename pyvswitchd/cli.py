@@ -18,7 +18,7 @@ import click
 import trio
 
 from . import PROGRAM_NAME
-from .config import ConfigError, no_bridge_warning, parse_address
+from .config import ConfigError, no_bridge_warning, parse_address, parse_numa_list
 from .config.db_remote import parse_db_remote
 from .daemon import (
     DEFAULT_RUNDIR,
@@ -109,6 +109,12 @@ def _fail(message: str, program: str = PROGRAM_NAME) -> NoReturn:
 @click.option("--private-key", metavar="FILE", help="SSL private key for an ssl: --db.")
 @click.option("--certificate", metavar="FILE", help="SSL certificate for an ssl: --db.")
 @click.option("--ca-cert", metavar="FILE", help="CA certificate to trust for an ssl: --db.")
+@click.option(
+    "--dummy-numa",
+    metavar="N,N,...",
+    help="NUMA node of each core, core 0 first, as ovs-vswitchd's --dummy-numa "
+    "(overrides other_config:dummy-numa).",
+)
 @click.option("--list-metrics", is_flag=True, help="Print the Prometheus families and exit.")
 @click.option(
     "--enable-fault-injection",
@@ -138,6 +144,7 @@ def command(
     private_key: str | None,
     certificate: str | None,
     ca_cert: str | None,
+    dummy_numa: str | None,
     list_metrics: bool,
     enable_fault_injection: bool,
     program_name: str,
@@ -182,6 +189,12 @@ def command(
             parse_db_remote(db)
         except ValueError as exc:
             _fail(f'--db: invalid value "{db}": {exc}', program)
+    numa: tuple[int, ...] | None = None
+    if dummy_numa is not None:
+        try:
+            numa = parse_numa_list(dummy_numa)
+        except ValueError as exc:
+            _fail(f'--dummy-numa: invalid value "{dummy_numa}": {exc}', program)
     remote = db or config.daemon.db
     if remote is not None and remote.startswith("ssl:"):
         _ssl_files(remote, private_key, certificate, ca_cert, program)
@@ -205,6 +218,7 @@ def command(
         fault_injection=enable_fault_injection,
         program=program,
         db=db,
+        dummy_numa=numa,
     )
     daemon = Daemon(options, config, vlog=vlog)
     # Flags are applied after the daemon defined its modules, so -v can name them.

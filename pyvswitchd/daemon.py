@@ -79,6 +79,9 @@ class DaemonOptions:
     #: ``--db``, when given: the OVSDB server to take the configuration from
     #: (overrides the config's ``daemon:db``).
     db: str | None = None
+    #: ``--dummy-numa``, when given: the NUMA node of each core (overrides
+    #: ``other_config:dummy-numa`` from any source).
+    dummy_numa: tuple[int, ...] | None = None
 
     @property
     def socket_path(self) -> str:
@@ -418,6 +421,10 @@ class Daemon:
         ConfigError and nothing changes.  At start-up (``starting``) a
         metrics address that cannot be bound raises StartupError.
         """
+        numa = self.options.dummy_numa
+        if numa is not None and new.other_config.dummy_numa != numa:
+            # --dummy-numa, as ovs-vswitchd's, wins over any configuration source.
+            new = attrs.evolve(new, other_config=attrs.evolve(new.other_config, dummy_numa=numa))
         if not starting:
             check_config(new, self.datapath.netdevs)
         await self._apply_daemon_settings(new, starting)

@@ -61,6 +61,11 @@ DP_TYPES = (DP_TYPE, DUMMY_DP_TYPE)
 _MAX_PORT_NO = 0xFFFF_FFFE
 
 
+def _bridges_dp_name(dp_type: str) -> str:
+    """The name of the datapath that runs the bridges of type ``dp_type``, as OVS names it."""
+    return DP_NAME if dp_type == DP_TYPE else f"ovs-{dp_type}"
+
+
 def choose_port_no(name: str, taken: Container[int], by_name: bool) -> int:
     """The datapath port number a new port ``name`` gets (OVS's rule).
 
@@ -187,6 +192,19 @@ class DatapathPorts:
                 return  # made by dpctl/add-dp: not the configuration's
             self.log.info(f"datapath {self.dp_name} replaced by the configured bridges")
             self.delete()
+        dp_type = bridges[0].datapath_type if bridges else DP_TYPE
+        if dp_type != self.dp_type:
+            # Another class of datapath (OVS's tests use dummy@ovs-dummy): its
+            # ports are numbered anew, so the bridges move over whole, as OVS
+            # moves a bridge whose datapath_type changed.
+            if self.ports:
+                self.log.info(
+                    f"datapath {self.dp_type}@{self.dp_name} replaced by "
+                    f"{dp_type}@{_bridges_dp_name(dp_type)}"
+                )
+                self.delete()
+            self.dp_type = dp_type
+            self.dp_name = _bridges_dp_name(dp_type)
         wanted: dict[str, tuple[str, PortConfig]] = {}
         for bc in bridges:
             local_type = local_port_type(bc)
@@ -376,6 +394,7 @@ class DatapathPorts:
         self.dp_name = DP_NAME
         self.dp_type = DP_TYPE
         self.standalone = False
+        self.normal.clear()
 
     def add(self, bridge: str | None, pc: PortConfig) -> Port:
         """``dpctl/add-if``: open port ``pc`` on ``bridge`` (None: in no bridge, for a

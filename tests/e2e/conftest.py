@@ -20,6 +20,8 @@ import pytest
 
 from pyappctl.client import UnixctlClient
 
+from .ovsdb_server import OvsdbServer
+
 TEST_CONFIG = """\
 [daemon]
 metrics-address = "none"
@@ -206,3 +208,11 @@ def start_daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[obj
 @pytest.fixture
 def daemon(start_daemon) -> DaemonProcess:  # type: ignore[no-untyped-def]
     return start_daemon()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def ovsdb(tmp_path: Path) -> Iterator[OvsdbServer]:
+    """A real ovsdb-server with the Open_vSwitch schema, in the test's directory."""
+    server = OvsdbServer(tmp_path / "ovsdb")
+    yield server
+    server.stop()

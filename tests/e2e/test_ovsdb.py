@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,13 +37,6 @@ FROM_SINK = (
     f"eth(src={SINK_MAC},dst=ff:ff:ff:ff:ff:ff),eth_type(0x0800),"
     "ipv4(src=10.0.0.2,dst=10.0.0.1,proto=17,tos=0,ttl=64,frag=no),udp(src=1,dst=2)"
 )
-
-
-@pytest.fixture
-def ovsdb(tmp_path: Path) -> Iterator[OvsdbServer]:
-    server = OvsdbServer(tmp_path / "ovsdb")
-    yield server
-    server.stop()
 
 
 StartDaemon = Callable[..., DaemonProcess]
