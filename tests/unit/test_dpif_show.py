@@ -79,3 +79,35 @@ async def test_dump_dps() -> None:
     async with running_datapath(TWO_BRIDGES) as h:
         assert await h.call("dpif/dump-dps") == "netdev@br0\nnetdev@br1\n"
         assert await h.call("dpctl/dump-dps") == "netdev@ovs-netdev\n"
+
+
+DUMMY_BRIDGE = """\
+[other_config]
+dummy-numa = "0"
+[[bridge]]
+name = "br0"
+datapath_type = "dummy"
+  [[bridge.port]]
+  name = "p0"
+  type = "dummy-pmd"
+  [[bridge.port]]
+  name = "p7"
+  type = "dummy"
+"""
+
+
+async def test_dummy_bridges_run_on_ovs_dummy_numbered_by_name() -> None:
+    async with running_datapath(DUMMY_BRIDGE) as h:
+        assert await h.call("dpif/show") == (
+            "dummy@ovs-dummy: hit:0 missed:0\n"
+            "  br0:\n"
+            "    br0 65534/100: (dummy-internal)\n"
+            "    p0 1/1: (dummy-pmd: n_rxq=1, n_txq=1, numa_id=0)\n"
+            "    p7 2/7: (dummy)\n"
+        )
+        # Back to netdev: the bridge moves to netdev@ovs-netdev, numbered in order.
+        await h.reconfig(DUMMY_BRIDGE.replace('datapath_type = "dummy"\n', ""))
+        shown = await h.call("dpif/show")
+        assert shown.startswith("netdev@ovs-netdev: hit:0 missed:0\n")
+        assert "br0 65534/1: (dummy-internal)" in shown
+        assert "datapath dummy@ovs-dummy replaced by netdev@ovs-netdev" in h.log()
