@@ -110,18 +110,25 @@ class WorkerSpawner:
         self._children: dict[int, WorkerProcess] = {}
         self._direct: set[trio.Process] = set()
         self._lock = trio.Lock()
+        #: Set once the first zygote is up, or failed to come up.
+        self._settled = trio.Event()
+        #: Whether :meth:`run` keeps a zygote (without it, workers start directly).
+        self._running = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep a zygote running (restarting it if it dies) until cancelled."""
-        reported = False
+        """Keep a zygote running (restarting it if it dies) until cancelled.
+
+        Reports started at once: the zygote's interpreter takes a good part
+        of a second to import the worker, and the daemon has better things
+        to do meanwhile than wait for it; :meth:`spawn` waits instead.
+        """
+        self._running = True
+        task_status.started()
 
         def started() -> None:
-            # Once only: the first zygote reports when it is up, or the first
+            # The first zygote settles spawning when it is up, or the first
             # attempt when it failed; later zygotes come and go silently.
-            nonlocal reported
-            if not reported:
-                reported = True
-                task_status.started()
+            self._settled.set()
 
         try:
             while True:
@@ -196,6 +203,8 @@ class WorkerSpawner:
 
     async def spawn(self, channel_fd: int) -> WorkerProcess | trio.Process:
         """Start a worker on channel descriptor ``channel_fd`` (the caller keeps its copy)."""
+        if self._running:
+            await self._settled.wait()
         sock = self._sock
         if sock is not None:
             token = next(self._tokens)
