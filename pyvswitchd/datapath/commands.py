@@ -27,6 +27,7 @@ from .perf_format import format_perf_show, perf_data
 from .perf_snapshot import PerfReader
 from .port import Rxq
 from .sleep import format_sleep_show
+from .stats_block import PORT_FIELDS
 from .upcall_commands import register_upcall_commands
 from .worker_messages import ClearStats
 from .worker_pmd import WorkerGone, WorkerPmd
@@ -319,19 +320,7 @@ def _register_dpctl(dp: Datapath, registry: CommandRegistry) -> None:
                     "name": port.name,
                     "type": port.type,
                     "status": status,
-                    "stats": {
-                        k: getattr(st, k)
-                        for k in (
-                            "rx_packets",
-                            "rx_bytes",
-                            "rx_dropped",
-                            "rx_errors",
-                            "tx_packets",
-                            "tx_bytes",
-                            "tx_dropped",
-                            "tx_errors",
-                        )
-                    },
+                    "stats": {k: getattr(st, k) for k in PORT_FIELDS},
                 }
             )
         for name, type_, why in dp.dp_ports.unopened():

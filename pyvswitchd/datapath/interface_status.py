@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from .dp_ports import REAL_NETDEV_TYPES
+from .stats_block import PORT_FIELDS
 
 if TYPE_CHECKING:
     from .dp import Datapath
@@ -33,17 +34,8 @@ SYSFS_NET = "/sys/class/net"
 #: The MTU simulated devices report.
 DEFAULT_MTU = 1500
 
-#: Counters OVS writes to Interface ``statistics``, as this datapath counts them.
-STATISTICS = (
-    "rx_packets",
-    "rx_bytes",
-    "rx_dropped",
-    "rx_errors",
-    "tx_packets",
-    "tx_bytes",
-    "tx_dropped",
-    "tx_errors",
-)
+#: Counters OVS writes to Interface ``statistics``: every one this datapath counts.
+STATISTICS = PORT_FIELDS
 
 
 @attrs.frozen

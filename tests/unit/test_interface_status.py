@@ -68,11 +68,7 @@ async def test_statistics_count_what_went_through() -> None:
         await h.wait_for(lambda: interface_statistics(h.dp)["p1"]["tx_packets"] == 1)  # flooded
         stats = interface_statistics(h.dp)
         assert stats["p2"]["rx_packets"] == 1
-        assert set(stats["p1"]) == {
-            "rx_packets",
-            "rx_bytes",
-            "rx_dropped",
-            "rx_errors",
+        assert set(stats["p1"]) == {"rx_packets", "rx_bytes", "rx_dropped", "rx_errors"} | {
             "tx_packets",
             "tx_bytes",
             "tx_dropped",
