@@ -201,10 +201,14 @@ class WorkerSpawner:
                 if child is not None:
                     child.ended(code)
 
-    async def spawn(self, channel_fd: int) -> WorkerProcess | trio.Process:
-        """Start a worker on channel descriptor ``channel_fd`` (the caller keeps its copy)."""
+    async def settled(self) -> None:
+        """Return once the first zygote is up or failed to come up (at once without :meth:`run`)."""
         if self._running:
             await self._settled.wait()
+
+    async def spawn(self, channel_fd: int) -> WorkerProcess | trio.Process:
+        """Start a worker on channel descriptor ``channel_fd`` (the caller keeps its copy)."""
+        await self.settled()
         sock = self._sock
         if sock is not None:
             token = next(self._tokens)

@@ -78,6 +78,7 @@ async def running_spawner(*, zygote: bool = True) -> AsyncIterator[WorkerSpawner
     async with trio.open_nursery() as nursery:
         if zygote:
             await nursery.start(spawner.run)
+            await spawner.settled()  # run() reports started before its zygote is up
         try:
             yield spawner
         finally:
