@@ -36,7 +36,7 @@ from .. import config as config_mod
 from ..config import DATAPATH_TYPES, Config, ConfigError
 from ..observe.vlog import VlogModule
 from . import writeback
-from .tables import DbConfig, PortCheck, fingerprint, read_tables, root_row
+from .tables import DbConfig, PortCheck, datapath_type, fingerprint, read_tables, root_row
 from .trio_poller import TrioPoller
 
 DATABASE = "Open_vSwitch"
@@ -98,7 +98,6 @@ class SourceState:
     rejected: dict[str, str] = attrs.field(factory=dict)
     #: Bridges of another datapath type, left alone.
     foreign_bridges: tuple[str, ...] = ()
-    transactions: int = 0
     transaction_failures: int = 0
 
 
@@ -138,7 +137,6 @@ class OvsdbSource:
         self._said: set[str] = set()
         self._root_written = False
         self._txn: Any = None
-        self._txn_cur_cfg: int | None = None
         self._next_status = 0.0
         self._next_statistics = 0.0
         self._last_seqno = -1
@@ -407,8 +405,6 @@ class OvsdbSource:
             self._root_written = True
             return
         self._txn = txn
-        self._txn_cur_cfg = self.state.cur_cfg
-        self.state.transactions += 1
         self._finish_transaction()
 
     def _cur_cfg_due(self, root: Any) -> bool:
@@ -454,11 +450,7 @@ class OvsdbSource:
 
     @staticmethod
     def _our_bridges(idl: Any) -> list[Any]:
-        return [
-            b
-            for b in idl.tables["Bridge"].rows.values()
-            if str(b.datapath_type or "system") in DATAPATH_TYPES
-        ]
+        return [b for b in idl.tables["Bridge"].rows.values() if datapath_type(b) in DATAPATH_TYPES]
 
     def _finish_transaction(self) -> None:
         txn = self._txn

@@ -72,6 +72,11 @@ def _strings(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in dict(value or {}).items()}
 
 
+def datapath_type(bridge: Any) -> str:
+    """A Bridge row's datapath type (OVS reads an empty one as ``system``, the kernel's)."""
+    return str(bridge.datapath_type or "system")
+
+
 def root_row(rows: Iterable[Any]) -> Any | None:
     """The Open_vSwitch table's one row (None while the table is empty)."""
     return next(iter(rows), None)
@@ -125,7 +130,7 @@ def read_tables(root: Any, check_port: PortCheck | None = None) -> DbConfig:
     running: str | None = None  # the datapath type of the first bridge of ours
     for bridge in sorted(root.bridges, key=lambda b: str(b.name)):
         name = str(bridge.name)
-        dp_type = str(bridge.datapath_type or "system")
+        dp_type = datapath_type(bridge)
         if dp_type not in DATAPATH_TYPES:
             foreign.append(name)
             continue

@@ -41,6 +41,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listed_families() -> list[tuple[str, str, bool]]:
+    """``pyvswitchd --list-metrics`` as (name, type, served only with --db)."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "pyvswitchd", "--list-metrics"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [
+        (line.split()[0], line.split()[1], line.endswith("(--db only)"))
+        for line in listed.splitlines()
+    ]
+
+
 def scrape(port: int) -> dict[str, object]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         body = r.read().decode()
@@ -64,16 +78,9 @@ def test_every_listed_family_is_served(start_daemon) -> None:  # type: ignore[no
             break
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    listed = subprocess.run(
-        [sys.executable, "-m", "pyvswitchd", "--list-metrics"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    for line in listed.splitlines():
-        if line.endswith("(--db only)"):
+    for name, kind, database_only in listed_families():
+        if database_only:
             continue  # served with --db: tests/e2e/test_ovsdb.py checks them
-        name, kind = line.split()[:2]
         base = name.removesuffix("_total") if kind == "counter" else name
         assert base in families, name
         assert families[base].type == kind, name  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ import pytest
 
 from .conftest import DaemonProcess
 from .ovsdb_server import SKIP, OvsdbServer
-from .test_metrics import free_port, scrape
+from .test_metrics import free_port, listed_families, scrape
 from .test_real_interfaces import _can_netns, sh
 
 pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
@@ -201,17 +201,10 @@ def test_database_restart_keeps_forwarding_and_resynchronises(
             )
         }
 
-    listed = subprocess.run(
-        [sys.executable, "-m", "pyvswitchd", "--list-metrics"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     served = scrape(port)
-    for line in listed.splitlines():
-        if line.endswith("(--db only)"):
-            name, kind = line.split()[:2]
-            assert served[name.removesuffix("_total")].type == kind, line  # type: ignore[attr-defined]
+    for name, kind, database_only in listed_families():
+        if database_only:
+            assert served[name.removesuffix("_total")].type == kind, name  # type: ignore[attr-defined]
     assert database_metrics()["pyvswitchd_ovsdb_connected"] == 1
     add_netdev_bridge(ovsdb)
     ovsdb.vsctl("add-port", "br0", "sink", "--", "set", "Interface", "sink", "type=dummy-pmd")
