@@ -63,6 +63,9 @@ def flow(src: int, dst: int) -> str:
     )
 
 
+TX_KEYS = ("tx_packets", "tx_errors", "tx_dropped")
+
+
 class Switch:
     """A daemon with fault injection on, driven over one JSON-mode connection."""
 
@@ -109,9 +112,25 @@ class Switch:
             time.sleep(0.005)
 
     def learn(self, port: str, host: int) -> None:
-        """Teach the bridge that ``host`` is on ``port`` (one broadcast frame)."""
+        """Teach the bridge that ``host`` is on ``port`` (one broadcast frame).
+
+        Returns once the flood has been counted on every other port too: the
+        address is learned before the frame is sent, and a test that takes its
+        baseline in between would see one packet too many afterwards.
+        """
+        before = self.stats()
         self.inject(port, host, 0xFF)
         wait(lambda: MAC.format(host) in str(self.call("fdb/show", "br0")))
+
+        def flooded() -> bool:
+            now = self.stats()
+            return all(
+                sum(now[p][k] - before[p][k] for k in TX_KEYS) >= 1
+                for p in now
+                if p not in (port, "ovs-netdev") and p in before  # not the datapath's own port
+            )
+
+        wait(flooded)
 
     def serving(self) -> None:
         """The daemon answers, in both formats, quickly."""
