@@ -46,6 +46,7 @@ from .observe.coverage import Coverage
 from .observe.memory import Memory
 from .observe.metrics import COLLECTOR_METRICS, Metrics, coverage_source
 from .observe.vlog import Vlog
+from .observe.vlog_commands import register_vlog_commands
 from .offload import faults as offload_faults
 from .ovsdb.source import OvsdbSource
 from .pidfile import AlreadyRunning, PidFile
@@ -208,7 +209,7 @@ class Daemon:
         self.server.set_admin_check(lambda p: self.access.allowed(p.uid, p.gid, p.pid))
         register_builtins(self.registry, version_text(options.program))
         self.coverage.register_commands(self.registry)
-        self.vlog.register_commands(self.registry)
+        register_vlog_commands(self.vlog, self.registry)
         self.memory.register_commands(self.registry)
         self.memory.add_reporter(
             lambda: {

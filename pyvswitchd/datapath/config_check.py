@@ -16,7 +16,7 @@ from __future__ import annotations
 from ..config import Config, ConfigError
 from ..netdev.provider import NetdevError
 from ..netdev.registry import NetdevRegistry
-from .dp import machine_cores, pmd_cores
+from .cpu_discovery import machine_cores, pmd_cores
 from .dp_ports import local_port_type, port_options
 from .rxq_sched import parse_affinity
 

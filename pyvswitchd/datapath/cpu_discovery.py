@@ -5,16 +5,32 @@ ovs-vswitchd discovers the machine's NUMA nodes and cores once at start-up
 NUMA node, then the totals, which OVS's tests wait for before anything
 else (``Discovered 2 NUMA nodes and 4 CPU cores``).  Here the cores are
 those of ``dummy-numa`` or, without it, every CPU on NUMA node 0 (see
-:func:`.dp.machine_cores`).  Since ``dummy-numa`` is a key of the
+:func:`machine_cores`).  Since ``dummy-numa`` is a key of the
 configuration file, a reload may change them; they are logged again then.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Mapping
 
 from ..observe.vlog import Vlog
+
+
+def machine_cores(numa: tuple[int, ...]) -> dict[int, int]:
+    """Core id -> NUMA id: ``dummy-numa`` if given, else every CPU on NUMA 0."""
+    return dict(enumerate(numa or (0,) * (os.cpu_count() or 1)))
+
+
+def pmd_cores(mask: int | None, cores: Mapping[int, int]) -> dict[int, int]:
+    """The cores that get a PMD: those of ``pmd-cpu-mask``, else the first of each NUMA node."""
+    if mask is not None:
+        return {c: n for c, n in cores.items() if mask >> c & 1}
+    first: dict[int, int] = {}
+    for core, numa in cores.items():
+        first.setdefault(numa, core)
+    return {core: numa for numa, core in first.items()}
 
 
 def discovery_lines(cores: Mapping[int, int]) -> list[str]:

@@ -13,7 +13,6 @@ removing ports (and the bridges' learning switches) is :mod:`.dp_ports`.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
@@ -26,8 +25,10 @@ from ..netdev.registry import NetdevRegistry
 from ..observe.coverage import Coverage
 from ..observe.vlog import Vlog
 from . import rxq_sched
+from .alb_trigger import AlbTrigger
+from .auto_lb import AutoLoadBalance
 from .clock import Clock
-from .cpu_discovery import CpuDiscovery
+from .cpu_discovery import CpuDiscovery, machine_cores, pmd_cores
 from .dp_offload import DatapathOffload
 from .dp_ports import DP_NAME, DP_TYPE, DatapathPorts
 from .dp_settings import DatapathSettings, PmdCounters
@@ -101,7 +102,6 @@ class Datapath:
         self.spawner = WorkerSpawner(self.log)
         coverage.add_refresher(self.workers.fold_coverage)
         vlog.add_listener(self.workers.push_log_levels)
-        self._alb_seen: dict[int, int] = {}
         self.pmd_counters = PmdCounters.define(coverage)
         port_added = coverage.define("dpif_port_add")
         port_removed = coverage.define("dpif_port_del")
@@ -139,12 +139,12 @@ class Datapath:
         self.nursery: trio.Nursery | None = None
         self._main_wake = trio.Event()
         self.sched = rxq_sched.RxqSchedConfig(self.log)
-        self.alb = rxq_sched.AutoLoadBalance(self.log)
+        self.alb = AutoLoadBalance(self.log)
+        self.alb_trigger = AlbTrigger(self)
         #: Clock of the ALB rebalance timer, ms; tests substitute their own.
         self.clock_ms: Callable[[], int] = self.clock.ms
         #: PMD measurement interval, ns (OVS: 5 s); tests shorten it.
         self.interval_ns = 5_000_000_000
-        self._reconfigure_pending = False
         self._sleep_logged: tuple[int, tuple[tuple[int, int], ...]] | None = None
         self.reconfigurations = 0
         self.threads = PmdThreads(self, processes=pmd_processes, hooks_factory=hooks_factory)
@@ -290,26 +290,7 @@ class Datapath:
             main.poll_rxqs()
         main.flush_output(force=True)
         main.hooks.drain_all(main)
-        self._alb_check()
-
-    def _alb_check(self) -> None:
-        """Main-task side of auto load balance: maybe request a rebalance."""
-        for pmd in self.pmds.values():
-            if isinstance(pmd, WorkerPmd):
-                pmd.refresh()
-                if self._alb_seen.get(pmd.serial) != pmd.interval_seq:
-                    self._alb_seen[pmd.serial] = pmd.interval_seq
-                    self.on_interval(pmd)
-        if not self.alb.enabled or self._reconfigure_pending or self.nursery is None:
-            return
-        if self.alb.poll(
-            self.clock_ms(),
-            overload_counts=lambda: [p.overloaded for p in self.pmds.values()],
-            reconfigure_pending=lambda: self._reconfigure_pending or self.lock.locked(),
-            view=self._sched_view,
-        ):
-            self._reconfigure_pending = True
-            self.nursery.start_soon(self._alb_reconfigure)
+        self.alb_trigger.check()
 
     def set_measurement_interval(self, ns: int) -> None:
         """Change the PMD measurement interval (OVS: 5 s); tests shorten it."""
@@ -318,40 +299,6 @@ class Datapath:
             if isinstance(pmd, Pmd):
                 pmd.set_interval(ns)
         self.workers.push_knobs_soon()
-
-    async def _alb_reconfigure(self) -> None:
-        try:
-            await self.reconfigure()
-        finally:
-            self._reconfigure_pending = False
-
-    def _sched_view(self) -> rxq_sched.SchedView:
-        return rxq_sched.SchedView(
-            rxqs=self._rxq_infos(),
-            pmds=[
-                rxq_sched.PmdInfo(
-                    core_id=p.core_id,
-                    numa_id=p.numa_id,
-                    intrvl_cycles=p.intrvl_cycles,
-                    isolated=p.isolated,
-                )
-                for p in self.pmds.values()
-            ],
-            algorithm=self.settings.rxq_assign,
-            isolate=self.settings.rxq_isolate,
-        )
-
-    def on_interval(self, pmd: AnyPmd) -> None:
-        """A PMD closed a 5 s interval: update its ALB overload count."""
-        idle, busy, sleep, offload = pmd.last_interval
-        pmd.overloaded = self.alb.update_overload(
-            pmd.overloaded,
-            busy=busy,
-            idle=idle,
-            sleep=sleep,
-            offload=offload,
-            isolated=pmd.isolated,
-        )
 
     async def shutdown(self) -> None:
         """Stop every PMD (flushing their output) and close every netdev."""
@@ -524,8 +471,7 @@ class Datapath:
         await self.threads.stop(pmd)
         for rxq in pmd.poll_list:
             rxq.core_id = None
-        if isinstance(pmd, WorkerPmd):
-            self._alb_seen.pop(pmd.serial, None)
+        self.alb_trigger.forget(pmd)
         self.log.info(f"PMD thread on numa_id: {pmd.numa_id}, core id: {core:2d} destroyed.")
 
     def _update_sleep(self) -> None:
@@ -543,10 +489,11 @@ class Datapath:
     def _schedule(self) -> rxq_sched.Schedule:
         pmds = [rxq_sched.PmdInfo(core_id=p.core_id, numa_id=p.numa_id) for p in self.pmds.values()]
         return rxq_sched.schedule(
-            self._rxq_infos(), pmds, self.settings.rxq_assign, self.settings.rxq_isolate, self.log
+            self.rxq_infos(), pmds, self.settings.rxq_assign, self.settings.rxq_isolate, self.log
         )
 
-    def _rxq_infos(self) -> list[rxq_sched.RxqInfo]:
+    def rxq_infos(self) -> list[rxq_sched.RxqInfo]:
+        """The PMD-polled rx queues as the scheduler sees them (with their history)."""
         return [
             rxq_sched.RxqInfo(
                 port_name=port.name,
@@ -662,21 +609,6 @@ class Datapath:
     def port_stats(self, port: Port) -> NetdevStats:
         """A port's counters over every process that uses it."""
         return self.workers.port_stats(port)
-
-
-def machine_cores(numa: tuple[int, ...]) -> dict[int, int]:
-    """Core id -> NUMA id: ``dummy-numa`` if given, else every CPU on NUMA 0."""
-    return dict(enumerate(numa or (0,) * (os.cpu_count() or 1)))
-
-
-def pmd_cores(mask: int | None, cores: Mapping[int, int]) -> dict[int, int]:
-    """The cores that get a PMD: those of ``pmd-cpu-mask``, else the first of each NUMA node."""
-    if mask is not None:
-        return {c: n for c, n in cores.items() if mask >> c & 1}
-    first: dict[int, int] = {}
-    for core, numa in cores.items():
-        first.setdefault(numa, core)
-    return {core: numa for numa, core in first.items()}
 
 
 _T = TypeVar("_T")

@@ -121,7 +121,7 @@ class PmdThreads:
             make_hooks=make_hooks,
             lifecycle=lifecycle,
             flow_table=table,
-            on_interval=dp.on_interval,
+            on_interval=dp.alb_trigger.on_interval,
             clock=dp.clock,
         )
         pmd.interval_ns = dp.interval_ns

@@ -8,8 +8,8 @@ reaches a destination whose level for the module is at least the message's.
 The module caches the most verbose of its levels, so a message nobody wants
 costs one comparison.
 
-Behaviour follows OVS's ``lib/vlog.c``: the ``vlog/*`` unixctl commands with
-their grammar, error texts and output layouts; output patterns (see
+Behaviour follows OVS's ``lib/vlog.c``: the ``vlog/set`` grammar and error
+texts (the ``vlog/*`` commands are in :mod:`.vlog_commands`); output patterns (see
 :mod:`pyvswitchd.observe.vlog_pattern`); per-thread serial numbers (``%N``);
 token-bucket rate limiting with "Dropped ..." summaries; syslog methods
 ``libc``, ``null``, ``unix:PATH`` and ``udp:HOST:PORT``; a log file that
@@ -47,14 +47,6 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from pyvswitchd.control.registry import (
-    UNLIMITED,
-    CommandContext,
-    CommandError,
-    CommandRegistry,
-    Handler,
-    Reply,
-)
 from pyvswitchd.observe.journal import is_journal_stream, with_priority
 from pyvswitchd.observe.log_file import CHECK_INTERVAL, LogFile
 from pyvswitchd.observe.ratelimit import RateLimit as RateLimit
@@ -568,54 +560,16 @@ class Vlog:
                 with contextlib.suppress(OSError, ValueError):
                     self._syslog.send(pri, line)
 
-    # -- unixctl --------------------------------------------------------------
+    # -- operations the vlog/* commands run ------------------------------------
 
-    def format_levels(self) -> str:
-        """``vlog/list`` output."""
-        rows = []
-        for m in self.modules():
-            c, s, f = (Level(m._levels[i]).name for i in (_CONSOLE, _SYSLOG, _FILE))
-            row = f"{m.name:<16}  {c:>4}       {s:>4}       {f:>4}"
-            if not m.rate_limit_enabled:
-                row += "    (rate limiting disabled)"
-            rows.append(row + "\n")
-        return (
-            "                 console    syslog    file\n"
-            "                 -------    ------    ------\n" + "".join(sorted(rows))
-        )
+    @property
+    def syslog_prefix(self) -> str:
+        """The prefix syslog lines are sent with (``vlog/list-pattern``)."""
+        return self._syslog.prefix
 
-    def levels_data(self) -> dict[str, dict[str, object]]:
-        """``vlog/list`` as JSON: module -> {console, syslog, file, rate_limit}."""
-        return {
-            m.name: {
-                "console": Level(m._levels[_CONSOLE]).name.lower(),
-                "syslog": Level(m._levels[_SYSLOG]).name.lower(),
-                "file": Level(m._levels[_FILE]).name.lower(),
-                "rate_limit": m.rate_limit_enabled,
-            }
-            for m in sorted(self.modules(), key=lambda m: m.name)
-        }
-
-    def patterns_data(self) -> dict[str, dict[str, str]]:
-        """``vlog/list-pattern`` as JSON: destination -> {prefix, pattern}."""
-        return {
-            dest.value: {
-                "prefix": self._syslog.prefix if i == _SYSLOG else "none",
-                "pattern": self._patterns[i].text,
-            }
-            for i, dest in enumerate(_DESTINATIONS)
-        }
-
-    def format_patterns(self) -> str:
-        """``vlog/list-pattern`` output."""
-        out = [
-            "         prefix                            format\n",
-            "         ------                            ------\n",
-        ]
-        for i, dest in enumerate(_DESTINATIONS):
-            prefix = self._syslog.prefix if i == _SYSLOG else "none"
-            out.append(f"{dest.name:<7}  {prefix:<32}  {self._patterns[i].text}\n")
-        return "".join(out)
+    def user_message(self, text: str) -> None:
+        """Log ``text`` as ``vlog/message`` does, from the vlog module itself."""
+        self._self_log.info(f"user-message: {text}")
 
     def set_rate_limits(self, names: Sequence[str], enable: bool) -> None:
         """Switch rate limiting for the named modules (none or ``ANY``: all).
@@ -636,52 +590,3 @@ class Vlog:
             for module in targets:
                 module.rate_limit_enabled = enable
             self._changed()
-
-    def register_commands(self, registry: CommandRegistry) -> None:
-        """Register the ``vlog/*`` commands into ``registry``."""
-        registry.register(
-            "vlog/list",
-            "",
-            0,
-            0,
-            lambda _ctx, _args: Reply.structured(self.format_levels(), self.levels_data()),
-        )
-        registry.register(
-            "vlog/list-pattern",
-            "",
-            0,
-            0,
-            lambda _ctx, _args: Reply.structured(self.format_patterns(), self.patterns_data()),
-        )
-        changes: list[tuple[str, str | None, int, int, Callable[[Sequence[str]], None]]] = [
-            ("vlog/set", "{spec | PATTERN:destination:pattern}", 0, UNLIMITED, self._set_args),
-            ("vlog/enable-rate-limit", "[module]...", 0, UNLIMITED,
-             lambda args: self.set_rate_limits(args, True)),
-            ("vlog/disable-rate-limit", "[module]...", 0, UNLIMITED,
-             lambda args: self.set_rate_limits(args, False)),
-            ("vlog/reopen", "", 0, 0, lambda _args: self.reopen_log_file()),
-            ("vlog/close", "", 0, 0, lambda _args: self.close_log_file()),
-            ("vlog/message", None, 1, 1,
-             lambda args: self._self_log.info(f"user-message: {args[0]}")),
-        ]  # fmt: skip
-        for name, usage, min_args, max_args, action in changes:
-            registry.register(name, usage, min_args, max_args, _empty_reply(action), mutating=True)
-
-    def _set_args(self, args: Sequence[str]) -> None:
-        if not args:
-            self.set_all_levels_dbg()
-        for arg in args:
-            self.set_levels_from_string(arg)
-
-
-def _empty_reply(action: Callable[[Sequence[str]], None]) -> Handler:
-    """A handler running ``action``: empty reply, or VlogError's text as error."""
-
-    def handler(_ctx: CommandContext, args: Sequence[str]) -> str:
-        try:
-            action(args)
-        except VlogError as exc:
-            raise CommandError(str(exc)) from None
-        return ""
-
-    return handler

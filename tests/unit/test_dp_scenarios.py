@@ -390,9 +390,9 @@ async def test_auto_load_balance_triggers_a_rebalance() -> None:
                 p0.inject([frame] * 128, 1)
                 p0.inject([frame] * 128, 2)
                 await trio.sleep(0.002)
-        dp._alb_check()  # stamps the rebalance timer unless the main task already did
+        dp.alb_trigger.check()  # stamps the rebalance timer unless the main task already did
         now[0] += 61_000
-        dp._alb_check()
+        dp.alb_trigger.check()
         await h.wait_for(lambda: dp.reconfigurations > before)
         assert "PMD auto load balance dry run. Requesting datapath reconfigure." in h.log_lines()
         assert "PMD auto load balance performing dry run." in h.log_lines()

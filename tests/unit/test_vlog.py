@@ -19,6 +19,7 @@ import trio.lowlevel
 
 from pyvswitchd.control.registry import CommandContext, CommandError, CommandRegistry
 from pyvswitchd.observe.vlog import Destination, Level, RateLimit, Vlog, VlogError
+from pyvswitchd.observe.vlog_commands import format_levels, format_patterns, register_vlog_commands
 from pyvswitchd.observe.vlog_pattern import compile_pattern, fill_fraction
 
 # ovs-vswitchd 3.1's replies to a session of vlog/* commands (see tests/golden/README.md).
@@ -79,7 +80,7 @@ def make(
 
 def registry_for(vlog: Vlog) -> CommandRegistry:
     registry = CommandRegistry()
-    vlog.register_commands(registry)
+    register_vlog_commands(vlog, registry)
     return registry
 
 
@@ -125,7 +126,7 @@ def ovs_like_vswitchd() -> Vlog:
 
 def test_initial_list_matches_capture_exactly() -> None:
     vlog = ovs_like_vswitchd()
-    assert vlog.format_levels() == (CAPTURES / "vlog_list.out").read_text()
+    assert format_levels(vlog) == (CAPTURES / "vlog_list.out").read_text()
 
 
 async def test_replay_of_captured_vlog_session(fake_syslog: FakeSyslog) -> None:
@@ -174,11 +175,11 @@ async def test_replay_of_captured_vlog_session(fake_syslog: FakeSyslog) -> None:
 )
 def test_set_errors(spec: str, error: str) -> None:
     vlog, _, _ = make("bfd", "dpif_netdev")
-    before = vlog.format_levels()
+    before = format_levels(vlog)
     with pytest.raises(VlogError) as info:
         vlog.set_levels_from_string(spec)
     assert str(info.value) == error
-    assert vlog.format_levels() == before
+    assert format_levels(vlog) == before
 
 
 def levels(vlog: Vlog, module: str) -> tuple[Level, Level, Level]:
@@ -313,7 +314,7 @@ async def test_list_layout_sorted_with_rate_limit_suffix() -> None:
 def test_list_pattern_prefix_per_syslog_method(method: str, prefix: str) -> None:
     vlog, _, _ = make(method=method)
     vlog.set_pattern(Destination.FILE, "%m")
-    assert vlog.format_patterns() == (
+    assert format_patterns(vlog) == (
         "         prefix                            format\n"
         "         ------                            ------\n"
         f"SYSLOG   {prefix:<32}  ovs|%05N|%c%T|%p|%m\n"
