@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from . import config as config_mod
 from .config import Config, ConfigError
+from .config.assignments import with_settings
 from .config.save import save as save_config
 from .control.registry import UNLIMITED, CommandContext, CommandError, CommandRegistry, Reply
 from .observe.vlog import VlogModule
@@ -116,7 +117,7 @@ def register_config_commands(host: ConfigHost, registry: CommandRegistry, log: V
         if not host.ready:
             raise CommandError("configuration not changed: the daemon is still starting")
         try:
-            new = config_mod.with_settings(host.config, list(args))
+            new = with_settings(host.config, list(args))
             if host.options.metrics_override and any(
                 a.startswith("daemon:metrics-address=") for a in args
             ):

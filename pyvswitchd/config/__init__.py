@@ -227,6 +227,8 @@ class PortConfig:
     type: str = "system"
     options: Mapping[str, str] = attrs.field(factory=dict)
     other_config: Mapping[str, str] = attrs.field(factory=dict)
+    #: The OpenFlow port number asked for (OVSDB's Interface ``ofport_request``).
+    ofport_request: int | None = None
 
 
 #: The bridges' datapath type unless a bridge says otherwise (OVSDB's Bridge datapath_type).
@@ -263,7 +265,9 @@ class Config:
 # Loading
 
 
-_PORT_KEYS = ("name", "options", "other_config", "type")
+_PORT_KEYS = ("name", "ofport_request", "options", "other_config", "type")
+#: OVSDB's range for Interface ``ofport_request`` (below OpenFlow's reserved ports).
+OFPORT_REQUEST_MAX = 65279
 _BRIDGE_KEYS = ("datapath_type", "name", "other_config", "port")
 
 
@@ -323,6 +327,19 @@ def _string_map(table: Any, where: str) -> dict[str, str]:
                 f"{where}:{key}: invalid value {_show(value)}: expected a string or number"
             )
     return result
+
+
+def _ofport_request(raw: Any, where: str) -> int | None:
+    """A port's ``ofport_request``: an integer 1..65279."""
+    if raw is None:
+        return None
+    value = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+    if value is None or not 1 <= value <= OFPORT_REQUEST_MAX:
+        raise ConfigError(
+            f"{where}:ofport_request: invalid value {_show(raw)}: "
+            f"expected an OpenFlow port number 1..{OFPORT_REQUEST_MAX}"
+        )
+    return value
 
 
 def _name(entry: dict[str, Any], where: str) -> str:
@@ -398,6 +415,7 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
                     type=ptype,
                     options=_string_map(rp.get("options"), f"{pwhere} options"),
                     other_config=_string_map(rp.get("other_config"), f"{pwhere} other_config"),
+                    ofport_request=_ofport_request(rp.get("ofport_request"), pwhere),
                 )
             )
         bridge_oc, bridge_notes = bridge_other_config(
@@ -536,6 +554,9 @@ def to_dict(cfg: Config) -> dict[str, Any]:
                         "type": p.type,
                         "options": dict(p.options),
                         "other_config": dict(p.other_config),
+                        **(
+                            {} if p.ofport_request is None else {"ofport_request": p.ofport_request}
+                        ),
                     }
                     for p in b.ports
                 ],
@@ -543,59 +564,3 @@ def to_dict(cfg: Config) -> dict[str, Any]:
             for b in cfg.bridges
         ],
     }
-
-
-def with_settings(cfg: Config, assignments: list[str]) -> Config:
-    """``cfg`` with ``KEY=VALUE`` assignments applied and validated (``config/set``).
-
-    ``KEY`` is spelled as in this file or as ``ovs-vsctl set`` spells the
-    column (see :func:`_target`); an empty value removes the key (back to
-    its default).  Raises ConfigError like a bad file would.
-    """
-    data = to_dict(cfg)
-    for assignment in assignments:
-        key, sep, value = assignment.partition("=")
-        if not sep or not key:
-            raise ConfigError(f'"{assignment}": expected KEY=VALUE')
-        target, name = _target(data, key)
-        if value == "":
-            target.pop(name, None)
-        else:
-            target[name] = value
-    return from_dict(data, f"{cfg.source} + config/set")
-
-
-_KEY_FORMS = (
-    "KEY, other_config:KEY, daemon:KEY, bridge:NAME[:other_config]:KEY "
-    "or interface:NAME:options|other_config:KEY"
-)
-
-
-def _target(data: dict[str, Any], key: str) -> tuple[dict[str, Any], str]:
-    """The table of ``to_dict`` output that ``key`` names, and the key inside it.
-
-    ``pmd-cpu-mask`` and ``other_config:pmd-cpu-mask`` (the Open_vSwitch
-    table's column, as OVS users type it) are the same key; a bridge's
-    other_config is ``bridge:NAME:KEY`` or ``bridge:NAME:other_config:KEY``;
-    a port's ``options`` and ``other_config`` (OVS's Interface columns) are
-    ``interface:NAME:options:KEY`` and ``interface:NAME:other_config:KEY``.
-    """
-    parts = key.split(":")
-    if len(parts) == 1:
-        return data["other_config"], parts[0]
-    if len(parts) == 2 and parts[0] in ("other_config", "daemon"):
-        return data[parts[0]], parts[1]
-    if parts[0] == "bridge" and (
-        len(parts) == 3 or (len(parts) == 4 and parts[2] == "other_config")
-    ):
-        bridge = next((b for b in data["bridge"] if b["name"] == parts[1]), None)
-        if bridge is None:
-            raise ConfigError(f'bridge "{parts[1]}": no such bridge')
-        return bridge["other_config"], parts[-1]
-    if parts[0] == "interface" and len(parts) == 4 and parts[2] in ("options", "other_config"):
-        for bridge in data["bridge"]:
-            for port in bridge["port"]:
-                if port["name"] == parts[1]:
-                    return port[parts[2]], parts[3]
-        raise ConfigError(f'interface "{parts[1]}": no such interface')
-    raise ConfigError(f'"{key}": expected {_KEY_FORMS}')

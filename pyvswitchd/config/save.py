@@ -161,6 +161,12 @@ def _merge_ports(bridge: Table, have: list[Any], want: list[Any]) -> None:
             table["type"] = port["type"]
         _merge_map(table, "options", old["options"], port["options"])
         _merge_map(table, "other_config", old["other_config"], port["other_config"])
+        want_request = port.get("ofport_request")
+        if old.get("ofport_request") != want_request:
+            if want_request is None:
+                del table["ofport_request"]
+            else:
+                table["ofport_request"] = want_request
 
 
 def _match_by_name(

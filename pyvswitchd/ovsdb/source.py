@@ -61,6 +61,7 @@ COLUMNS = {
         "type",
         "options",
         "other_config",
+        "ofport_request",
         "statistics",
         *writeback.INTERFACE_COLUMNS,
     ],

@@ -98,7 +98,13 @@ def fingerprint(root: Any) -> tuple[Any, ...]:
         ports = []
         for port in bridge.ports:
             ifaces = tuple(
-                (str(i.name), str(i.type), items(i.options), items(i.other_config))
+                (
+                    str(i.name),
+                    str(i.type),
+                    items(i.options),
+                    items(i.other_config),
+                    _one(i.ofport_request, None),
+                )
                 for i in port.interfaces
             )
             ports.append((str(port.name), ifaces))
@@ -218,6 +224,9 @@ def _port(
         "options": _strings(iface.options),
         "other_config": _strings(iface.other_config),
     }
+    request = _one(iface.ofport_request, None)
+    if request is not None:
+        entry["ofport_request"] = request
     if name in seen:
         rejected[name] = "interface is in more than one bridge"
         return None

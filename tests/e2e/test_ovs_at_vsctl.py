@@ -13,13 +13,16 @@ other_config:...``.  The expected texts are the .at file's, unmasked:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
 
 from .conftest import DaemonProcess
+from .ovs_at import sh
 from .ovs_log import OvsLog
 from .ovsdb_server import SKIP, OvsdbServer
+from .test_ovs_pmd_formats import PERF_FILTER, STATS_PACKET
 from .test_ovs_pmd_logs import EIGHT_RXQ_SHOW, ONE_RXQ_SHOW, rxq_groups, rxq_show_masked
 from .test_ovsdb import DAEMON_ONLY
 
@@ -101,3 +104,99 @@ def test_pmd_cpu_mask_distribution_of_rx_queues(start_daemon, ovsdb: OvsdbServer
     ovsdb.vsctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x1")
     log.check_pmd_threads_created(1, "", start)
     assert rxq_show_masked(d) == EIGHT_RXQ_SHOW
+
+
+def test_pmd_stats(start_daemon, ovsdb: OvsdbServer) -> None:  # type: ignore[no-untyped-def]
+    """PMD - stats, with its ``ofport_request=7``: ``p0 7/1`` in ``dpif/show``.
+
+    The scenario's ``ovs-ofctl add-flow br0 action=normal`` has no
+    counterpart: this switch's bridges forward NORMAL without OpenFlow.
+    """
+    d, log = vswitchd_start(
+        start_daemon, ovsdb, "add-port", "br0", "p0", "--", "set", "Interface", "p0",
+        "ofport_request=7", "type=dummy-pmd", "options:n_rxq=4",
+    )  # fmt: skip
+    log.check_cpu_discovered()
+    log.check_pmd_threads_created()
+    assert d.ovs_appctl("vlog/set", "dpif_netdev:dbg").returncode == 0
+    ovsdb.vsctl("set", "Open_vSwitch", ".", "other_config:emc-insert-inv-prob=1")
+    ovsdb.vsctl("set", "Open_vSwitch", ".", "other_config:smc-enable=true")
+    assert d.ovs_appctl("dpif/show").stdout == (
+        "dummy@ovs-dummy: hit:0 missed:0\n"
+        "  br0:\n"
+        "    br0 65534/100: (dummy-internal)\n"
+        "    p0 7/1: (dummy-pmd: n_rxq=4, n_txq=1, numa_id=0)\n"
+    )
+    assert ovsdb.vsctl("get", "Interface", "p0", "ofport").strip() == "7"
+    time.sleep(0.2)  # a measurement duration above zero
+    perf = d.ovs_appctl("dpif-netdev/pmd-perf-show").stdout
+    assert sh(perf, f"{PERF_FILTER} | grep pmd -A 3") == (
+        "pmd thread numa_id <cleared> core_id <cleared>:\n"
+        "\n"
+        "  Rx packets:                    0\n"
+        "  Tx packets:                    0\n"
+    )
+    assert d.ovs_appctl("time/stop").returncode == 0
+    assert d.ovs_appctl("time/warp", "100").returncode == 0
+    for _ in range(20):
+        assert d.ovs_appctl("netdev-dummy/receive", "p0", STATS_PACKET).returncode == 0
+    assert d.ovs_appctl("time/warp", "100").returncode == 0
+    log.wait_grep("miss upcall")
+    assert log.after("miss upcall")[-1] == (
+        "recirc_id(0),dp_hash(0),skb_priority(0),in_port(1),skb_mark(0),ct_state(0),ct_zone(0),"
+        "ct_mark(0),ct_label(0),packet_type(ns=0,id=0),eth(src=50:54:00:00:00:77,"
+        "dst=50:54:00:00:01:78),eth_type(0x0800),ipv4(src=10.0.0.2,dst=10.0.0.1,proto=1,tos=0,"
+        "ttl=64,frag=no),icmp(type=8,code=0)"
+    )
+    assert log.flow_installs() == [
+        "recirc_id(0),in_port(1),packet_type(ns=0,id=0),eth(src=50:54:00:00:00:77,"
+        "dst=50:54:00:00:01:78),eth_type(0x0800),ipv4(frag=no), actions: <del>"
+    ]
+    deadline = time.monotonic() + 10
+    while "  Tx packets:                   20" not in (
+        perf := d.ovs_appctl("dpif-netdev/pmd-perf-show").stdout
+    ):
+        assert time.monotonic() < deadline, perf
+        time.sleep(0.05)
+    assert sh(
+        perf,
+        f"{PERF_FILTER} | sed 's/, .* us/, <cleared> us/' "
+        "| sed 's/[0-9]* Kpps/<cleared> Kpps/' | grep pmd -A 11",
+    ) == (
+        "pmd thread numa_id <cleared> core_id <cleared>:\n"
+        "\n"
+        "  Datapath passes:              20  (1.00 passes/pkt)\n"
+        "  - PHWOL hits:                  0  (  0.0 %)\n"
+        "  - Simple Match hits:           0  (  0.0 %)\n"
+        "  - EMC hits:                   19  ( 95.0 %)\n"
+        "  - SMC hits:                    0  (  0.0 %)\n"
+        "  - Megaflow hits:               0  (  0.0 %, 0.00 subtbl lookups/hit)\n"
+        "  - Upcalls:                     1  (  5.0 %, <cleared> us/upcall)\n"
+        "  - Lost upcalls:                0  (  0.0 %)\n"
+        "  Tx packets:                   20  (<cleared> Kpps)\n"
+        "  Tx batches:                   20  (1.00 pkts/batch)\n"
+    )
+
+
+def test_ofport_request_moves_a_port_to_a_free_number(start_daemon, ovsdb: OvsdbServer) -> None:  # type: ignore[no-untyped-def]
+    """A request set later moves the port; one for a taken number leaves it."""
+    d, _ = vswitchd_start(
+        start_daemon, ovsdb, "add-port", "br0", "p1", "--", "set", "Interface", "p1",
+        "type=dummy-pmd", "--", "add-port", "br0", "p2", "--", "set", "Interface", "p2",
+        "type=dummy-pmd",
+    )  # fmt: skip
+
+    def ofports() -> tuple[str, str]:
+        return (
+            ovsdb.vsctl("get", "Interface", "p1", "ofport").strip(),
+            ovsdb.vsctl("get", "Interface", "p2", "ofport").strip(),
+        )
+
+    assert ofports() == ("1", "2")
+    ovsdb.vsctl("set", "Interface", "p1", "ofport_request=5")
+    assert ofports() == ("5", "2")
+    assert "    p1 5/" in d.ovs_appctl("dpif/show").stdout
+    ovsdb.vsctl("set", "Interface", "p1", "ofport_request=2")  # p2's
+    assert ofports() == ("5", "2")
+    ovsdb.vsctl("del-port", "p2")
+    assert ovsdb.vsctl("get", "Interface", "p1", "ofport").strip() == "2"

@@ -28,6 +28,7 @@ name = "br0"
 name = "p0"
 type = "dummy-pmd"
 options = { n_rxq = 4 }
+ofport_request = 7
 """
 STATS_PACKET = (
     "in_port(7),eth(src=50:54:00:00:00:77,dst=50:54:00:00:01:78),eth_type(0x0800),"
@@ -40,6 +41,8 @@ def test_pmd_stats(start_daemon) -> None:  # type: ignore[no-untyped-def]
     """pmd.at 'PMD - stats': pmd-perf-show before and after 20 packets."""
     d = start_daemon(STATS_CONFIG)
     assert d.ovs_appctl("vlog/set", "dpif_netdev:dbg").returncode == 0
+    # The scenario's ofport_request=7 (the datapath number is the netdev datapath's).
+    assert "\n    p0 7/2: (dummy-pmd: n_rxq=4" in d.ovs_appctl("dpif/show").stdout
     time.sleep(0.2)  # a measurement duration above zero
     out = d.ovs_appctl("dpif-netdev/pmd-perf-show").stdout
     assert sh(out, f"{PERF_FILTER} | grep pmd -A 3") == (

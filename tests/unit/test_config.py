@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pyvswitchd import config
+from pyvswitchd.config.assignments import with_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,15 +133,15 @@ def test_to_dict_round_trips() -> None:
 
 def test_with_settings_applies_and_validates() -> None:
     cfg = config.loads('[other_config]\npmd-cpu-mask = "0x1"\n[[bridge]]\nname = "br0"\n')
-    new = config.with_settings(
+    new = with_settings(
         cfg, ["pmd-cpu-mask=0x3", "daemon:metrics-address=none", "bridge:br0:mac-aging-time=60"]
     )
     assert new.other_config.pmd_cpu_mask == 3
     assert new.daemon.metrics_address is None
     assert new.bridges[0].other_config == {"mac-aging-time": "60"}
     # Setting another key keeps "none": it must not come back as the default listener.
-    assert config.with_settings(new, ["max-idle=5000"]).daemon.metrics_address is None
-    assert config.with_settings(new, ["pmd-cpu-mask="]).other_config.pmd_cpu_mask is None
+    assert with_settings(new, ["max-idle=5000"]).daemon.metrics_address is None
+    assert with_settings(new, ["pmd-cpu-mask="]).other_config.pmd_cpu_mask is None
     assert config.to_dict(new)["daemon"]["metrics-address"] == "none"
     for bad, text in [
         (["daemon:ctl-mode=999"], 'daemon:ctl-mode: invalid value "999"'),
@@ -150,7 +151,7 @@ def test_with_settings_applies_and_validates() -> None:
         (["a:b:c:d=1"], "expected KEY, other_config:KEY, daemon:KEY, bridge:NAME"),
     ]:
         with pytest.raises(config.ConfigError) as info:
-            config.with_settings(cfg, bad)
+            with_settings(cfg, bad)
         assert text in str(info.value)
     assert cfg.other_config.pmd_cpu_mask == 1  # the original is untouched
 
@@ -194,7 +195,7 @@ def test_with_settings_takes_ovs_vsctl_spellings() -> None:
     cfg = config.loads(
         '[[bridge]]\nname = "br0"\n  [[bridge.port]]\n  name = "p0"\n  type = "dummy-pmd"\n'
     )
-    new = config.with_settings(
+    new = with_settings(
         cfg,
         [
             "other_config:pmd-cpu-mask=0x3",
@@ -208,7 +209,7 @@ def test_with_settings_takes_ovs_vsctl_spellings() -> None:
     port = new.bridges[0].ports[0]
     assert port.options == {"n_rxq": "2"}
     assert port.other_config == {"pmd-rxq-affinity": "0:0"}
-    back = config.with_settings(new, ["interface:p0:options:n_rxq=", "other_config:pmd-cpu-mask="])
+    back = with_settings(new, ["interface:p0:options:n_rxq=", "other_config:pmd-cpu-mask="])
     assert back.bridges[0].ports[0].options == {} and back.other_config.pmd_cpu_mask is None
     for bad, text in [
         (["interface:p9:options:n_rxq=2"], 'interface "p9": no such interface'),
@@ -216,8 +217,29 @@ def test_with_settings_takes_ovs_vsctl_spellings() -> None:
         (["bridge:br0:options:x=1"], "expected KEY, other_config:KEY"),
     ]:
         with pytest.raises(config.ConfigError) as info:
-            config.with_settings(cfg, bad)
+            with_settings(cfg, bad)
         assert text in str(info.value)
+
+
+def test_ofport_request_is_an_openflow_port_number() -> None:
+    port = '[[bridge]]\nname = "br0"\n  [[bridge.port]]\n  name = "p0"\n'
+    cfg = config.loads(port + "  ofport_request = 7\n")
+    assert cfg.bridges[0].ports[0].ofport_request == 7
+    assert config.to_dict(cfg)["bridge"][0]["port"][0]["ofport_request"] == 7
+    assert "ofport_request" not in config.to_dict(config.loads(port))["bridge"][0]["port"][0]
+    for bad in ("0", "65280", '"7"', "true", "-1"):
+        with pytest.raises(config.ConfigError) as info:
+            config.loads(port + f"  ofport_request = {bad}\n")
+        assert str(info.value).startswith(
+            'bridge "br0" port "p0":ofport_request: invalid value '
+        ) and str(info.value).endswith("expected an OpenFlow port number 1..65279")
+    # config/set spells it as ovs-vsctl's Interface column; "" withdraws it.
+    moved = with_settings(cfg, ["interface:p0:ofport_request=9"])
+    assert moved.bridges[0].ports[0].ofport_request == 9
+    none = with_settings(cfg, ["interface:p0:ofport_request="])
+    assert none.bridges[0].ports[0].ofport_request is None
+    with pytest.raises(config.ConfigError, match="expected an OpenFlow port number"):
+        with_settings(cfg, ["interface:p0:ofport_request=x"])
 
 
 def test_unknown_keys_suggest_the_likely_one() -> None:

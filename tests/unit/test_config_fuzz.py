@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyvswitchd import config
+from pyvswitchd.config.assignments import with_settings
 
 KEYS = [k for _, k, _, _ in config.describe_keys()] + ["name", "type", "port", "bogus"]
 scalars = st.one_of(
@@ -49,4 +50,4 @@ def test_any_text_is_accepted_or_refused_with_config_error(text: str) -> None:
 def test_config_set_assignments_never_escape(assignments: list[str]) -> None:
     base = config.loads('[[bridge]]\nname = "br0"\n')
     with contextlib.suppress(config.ConfigError):
-        config.with_settings(base, assignments)
+        with_settings(base, assignments)

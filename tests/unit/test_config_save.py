@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pyvswitchd import config
+from pyvswitchd.config.assignments import with_settings
 from pyvswitchd.config.save import merged_text, save
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ other_config = { mac-aging-time = "60" }
 
 
 def running(*assignments: str, text: str = FILE) -> config.Config:
-    return config.with_settings(config.loads(text), list(assignments))
+    return with_settings(config.loads(text), list(assignments))
 
 
 def same(a: config.Config, b: config.Config) -> bool:
@@ -70,6 +71,15 @@ def test_port_options_and_daemon_keys() -> None:
     assert 'name = "src0"\n  type = "traffic-source"\n  [[bridge.port]]' in text
     assert '[daemon]\nctl-mode = "0700"\n' in text
     assert same(config.loads(text), cfg)
+
+
+def test_ofport_request_is_written_and_withdrawn() -> None:
+    cfg = running("interface:p0:ofport_request=7")
+    text = merged_text(FILE, cfg)
+    assert "ofport_request = 7\n" in text
+    assert same(config.loads(text), cfg)
+    back = merged_text(text, running())
+    assert "ofport_request" not in back and same(config.loads(back), running())
 
 
 def test_bridges_and_ports_added_and_removed() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from pyvswitchd import config
 from pyvswitchd.config import ovs_values
+from pyvswitchd.config.assignments import with_settings
 
 
 def other(text: str) -> tuple[config.OtherConfig, tuple[str, ...]]:
@@ -189,7 +190,7 @@ def test_effective_values_read_back_without_notes() -> None:
     assert len(cfg.notes) == 4
     again = config.from_dict(config.to_dict(cfg), cfg.source)
     assert again == cfg and again.notes == ()
-    assert config.with_settings(cfg, ["max-idle=2000"]).notes == ()
+    assert with_settings(cfg, ["max-idle=2000"]).notes == ()
 
 
 def test_c_integer_reads_like_strtoll() -> None:

@@ -18,7 +18,9 @@ from pyvswitchd.ovsdb.tables import fingerprint, read_tables, root_row
 
 
 def iface(name: str, type_: str = "", **options: str) -> Any:
-    return SimpleNamespace(name=name, type=type_, options=options, other_config={})
+    return SimpleNamespace(
+        name=name, type=type_, options=options, other_config={}, ofport_request=[]
+    )
 
 
 def port(name: str, *interfaces: Any) -> Any:
@@ -192,3 +194,15 @@ def test_dummy_bridges_are_ours_and_one_datapath_type_runs() -> None:
         "of type dummy",
     )
     assert config.from_dict(db.document).bridges[0].datapath_type == "dummy"
+
+
+def test_ofport_request_is_read_and_wakes_a_reread() -> None:
+    p0 = iface("p0", "dummy-pmd")
+    p0.ofport_request = [7]
+    plain = root(bridge("br0", port("p0", iface("p0", "dummy-pmd"))))
+    asked = root(bridge("br0", port("p0", p0)))
+    db = read_tables(asked, check_port)
+    assert db.document["bridge"][0]["port"][0]["ofport_request"] == 7
+    assert config.from_dict(db.document).bridges[0].ports[0].ofport_request == 7
+    assert "ofport_request" not in read_tables(plain, check_port).document["bridge"][0]["port"][0]
+    assert fingerprint(asked) != fingerprint(plain)
