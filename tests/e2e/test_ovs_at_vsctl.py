@@ -13,16 +13,20 @@ other_config:...``.  The expected texts are the .at file's, unmasked:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
 
 from .conftest import DaemonProcess
-from .ovs_at import sh
 from .ovs_log import OvsLog
 from .ovsdb_server import SKIP, OvsdbServer
-from .test_ovs_pmd_formats import PERF_FILTER, STATS_PACKET
+from .test_ovs_pmd_formats import (
+    STATS_AFTER,
+    STATS_BEFORE,
+    send_stats_packets,
+    stats_after,
+    stats_before,
+)
 from .test_ovs_pmd_logs import EIGHT_RXQ_SHOW, ONE_RXQ_SHOW, rxq_groups, rxq_show_masked
 from .test_ovsdb import DAEMON_ONLY
 
@@ -128,19 +132,8 @@ def test_pmd_stats(start_daemon, ovsdb: OvsdbServer) -> None:  # type: ignore[no
         "    p0 7/1: (dummy-pmd: n_rxq=4, n_txq=1, numa_id=0)\n"
     )
     assert ovsdb.vsctl("get", "Interface", "p0", "ofport").strip() == "7"
-    time.sleep(0.2)  # a measurement duration above zero
-    perf = d.ovs_appctl("dpif-netdev/pmd-perf-show").stdout
-    assert sh(perf, f"{PERF_FILTER} | grep pmd -A 3") == (
-        "pmd thread numa_id <cleared> core_id <cleared>:\n"
-        "\n"
-        "  Rx packets:                    0\n"
-        "  Tx packets:                    0\n"
-    )
-    assert d.ovs_appctl("time/stop").returncode == 0
-    assert d.ovs_appctl("time/warp", "100").returncode == 0
-    for _ in range(20):
-        assert d.ovs_appctl("netdev-dummy/receive", "p0", STATS_PACKET).returncode == 0
-    assert d.ovs_appctl("time/warp", "100").returncode == 0
+    assert stats_before(d) == STATS_BEFORE
+    send_stats_packets(d)
     log.wait_grep("miss upcall")
     assert log.after("miss upcall")[-1] == (
         "recirc_id(0),dp_hash(0),skb_priority(0),in_port(1),skb_mark(0),ct_state(0),ct_zone(0),"
@@ -152,30 +145,7 @@ def test_pmd_stats(start_daemon, ovsdb: OvsdbServer) -> None:  # type: ignore[no
         "recirc_id(0),in_port(1),packet_type(ns=0,id=0),eth(src=50:54:00:00:00:77,"
         "dst=50:54:00:00:01:78),eth_type(0x0800),ipv4(frag=no), actions: <del>"
     ]
-    deadline = time.monotonic() + 10
-    while "  Tx packets:                   20" not in (
-        perf := d.ovs_appctl("dpif-netdev/pmd-perf-show").stdout
-    ):
-        assert time.monotonic() < deadline, perf
-        time.sleep(0.05)
-    assert sh(
-        perf,
-        f"{PERF_FILTER} | sed 's/, .* us/, <cleared> us/' "
-        "| sed 's/[0-9]* Kpps/<cleared> Kpps/' | grep pmd -A 11",
-    ) == (
-        "pmd thread numa_id <cleared> core_id <cleared>:\n"
-        "\n"
-        "  Datapath passes:              20  (1.00 passes/pkt)\n"
-        "  - PHWOL hits:                  0  (  0.0 %)\n"
-        "  - Simple Match hits:           0  (  0.0 %)\n"
-        "  - EMC hits:                   19  ( 95.0 %)\n"
-        "  - SMC hits:                    0  (  0.0 %)\n"
-        "  - Megaflow hits:               0  (  0.0 %, 0.00 subtbl lookups/hit)\n"
-        "  - Upcalls:                     1  (  5.0 %, <cleared> us/upcall)\n"
-        "  - Lost upcalls:                0  (  0.0 %)\n"
-        "  Tx packets:                   20  (<cleared> Kpps)\n"
-        "  Tx batches:                   20  (1.00 pkts/batch)\n"
-    )
+    assert stats_after(d) == STATS_AFTER
 
 
 def test_ofport_request_moves_a_port_to_a_free_number(start_daemon, ovsdb: OvsdbServer) -> None:  # type: ignore[no-untyped-def]

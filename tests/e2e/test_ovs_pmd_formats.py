@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 
+from tests.e2e.conftest import DaemonProcess
 from tests.e2e.ovs_at import SED_NUMA_CORE_PATTERN, LogWatch, sh
 
 STATS_CONFIG = """\
@@ -37,50 +38,69 @@ STATS_PACKET = (
 PERF_FILTER = f"{SED_NUMA_CORE_PATTERN} | sed '/cycles/d' | sed '/[Ii]teration/d'"
 
 
-def test_pmd_stats(start_daemon) -> None:  # type: ignore[no-untyped-def]
-    """pmd.at 'PMD - stats': pmd-perf-show before and after 20 packets."""
-    d = start_daemon(STATS_CONFIG)
-    assert d.ovs_appctl("vlog/set", "dpif_netdev:dbg").returncode == 0
-    # The scenario's ofport_request=7 (the datapath number is the netdev datapath's).
-    assert "\n    p0 7/2: (dummy-pmd: n_rxq=4" in d.ovs_appctl("dpif/show").stdout
+#: 'PMD - stats': the PMD's block before any packet, through the scenario's filters ...
+STATS_BEFORE = (
+    "pmd thread numa_id <cleared> core_id <cleared>:\n"
+    "\n"
+    "  Rx packets:                    0\n"
+    "  Tx packets:                    0\n"
+)
+#: ... and after its 20 packets.
+STATS_AFTER = (
+    "pmd thread numa_id <cleared> core_id <cleared>:\n"
+    "\n"
+    "  Datapath passes:              20  (1.00 passes/pkt)\n"
+    "  - PHWOL hits:                  0  (  0.0 %)\n"
+    "  - Simple Match hits:           0  (  0.0 %)\n"
+    "  - EMC hits:                   19  ( 95.0 %)\n"
+    "  - SMC hits:                    0  (  0.0 %)\n"
+    "  - Megaflow hits:               0  (  0.0 %, 0.00 subtbl lookups/hit)\n"
+    "  - Upcalls:                     1  (  5.0 %, <cleared> us/upcall)\n"
+    "  - Lost upcalls:                0  (  0.0 %)\n"
+    "  Tx packets:                   20  (<cleared> Kpps)\n"
+    "  Tx batches:                   20  (1.00 pkts/batch)\n"
+)
+
+
+def stats_before(d: DaemonProcess) -> str:
+    """'PMD - stats': ``pmd-perf-show | <filters> | grep pmd -A 3`` before the packets."""
     time.sleep(0.2)  # a measurement duration above zero
-    out = d.ovs_appctl("dpif-netdev/pmd-perf-show").stdout
-    assert sh(out, f"{PERF_FILTER} | grep pmd -A 3") == (
-        "pmd thread numa_id <cleared> core_id <cleared>:\n"
-        "\n"
-        "  Rx packets:                    0\n"
-        "  Tx packets:                    0\n"
-    )
+    return sh(d.ovs_appctl("dpif-netdev/pmd-perf-show").stdout, f"{PERF_FILTER} | grep pmd -A 3")
+
+
+def send_stats_packets(d: DaemonProcess) -> None:
+    """'PMD - stats': time stopped, 20 packets on p0 between two 100 ms warps."""
     assert d.ovs_appctl("time/stop").returncode == 0
     assert d.ovs_appctl("time/warp", "100").stdout == "warped\n"
     for _ in range(20):
         assert d.ovs_appctl("netdev-dummy/receive", "p0", STATS_PACKET).returncode == 0
     assert d.appctl("time/warp", "100").stdout == "warped\n"
+
+
+def stats_after(d: DaemonProcess) -> str:
+    """'PMD - stats': the PMD block once the 20 packets are out, through its filters."""
     deadline = time.monotonic() + 10
     while "  Tx packets:                   20" not in (
         out := d.ovs_appctl("dpif-netdev/pmd-perf-show").stdout
     ):
         assert time.monotonic() < deadline, out
         time.sleep(0.05)
-    masked = sh(
+    return sh(
         out,
         f"{PERF_FILTER} | sed 's/, .* us/, <cleared> us/' "
         "| sed 's/[0-9]* Kpps/<cleared> Kpps/' | grep pmd -A 11",
     )
-    assert masked == (
-        "pmd thread numa_id <cleared> core_id <cleared>:\n"
-        "\n"
-        "  Datapath passes:              20  (1.00 passes/pkt)\n"
-        "  - PHWOL hits:                  0  (  0.0 %)\n"
-        "  - Simple Match hits:           0  (  0.0 %)\n"
-        "  - EMC hits:                   19  ( 95.0 %)\n"
-        "  - SMC hits:                    0  (  0.0 %)\n"
-        "  - Megaflow hits:               0  (  0.0 %, 0.00 subtbl lookups/hit)\n"
-        "  - Upcalls:                     1  (  5.0 %, <cleared> us/upcall)\n"
-        "  - Lost upcalls:                0  (  0.0 %)\n"
-        "  Tx packets:                   20  (<cleared> Kpps)\n"
-        "  Tx batches:                   20  (1.00 pkts/batch)\n"
-    )
+
+
+def test_pmd_stats(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    """pmd.at 'PMD - stats': pmd-perf-show before and after 20 packets."""
+    d = start_daemon(STATS_CONFIG)
+    assert d.ovs_appctl("vlog/set", "dpif_netdev:dbg").returncode == 0
+    # The scenario's ofport_request=7 (the datapath number is the netdev datapath's).
+    assert "\n    p0 7/2: (dummy-pmd: n_rxq=4" in d.ovs_appctl("dpif/show").stdout
+    assert stats_before(d) == STATS_BEFORE
+    send_stats_packets(d)
+    assert stats_after(d) == STATS_AFTER
     # pmd-stats-show is the same command in main.
     alias = d.ovs_appctl("dpif-netdev/pmd-stats-show").stdout
     assert "MFEX" not in alias and "  - EMC hits:                   19  ( 95.0 %)\n" in alias
