@@ -333,13 +333,12 @@ def _ofport_request(raw: Any, where: str) -> int | None:
     """A port's ``ofport_request``: an integer 1..65279."""
     if raw is None:
         return None
-    value = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
-    if value is None or not 1 <= value <= OFPORT_REQUEST_MAX:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= OFPORT_REQUEST_MAX:
         raise ConfigError(
             f"{where}:ofport_request: invalid value {_show(raw)}: "
             f"expected an OpenFlow port number 1..{OFPORT_REQUEST_MAX}"
         )
-    return value
+    return raw
 
 
 def _name(entry: dict[str, Any], where: str) -> str:
